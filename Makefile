@@ -1,0 +1,53 @@
+# Quick start: `make demo` runs the dashboard on a simulated cluster;
+# `make test` runs the whole suite. Both set up what they need first.
+
+SHELL := /bin/bash
+VENV := .venv
+# extra arguments for pytest: make test PYTEST_ARGS='-x -k storm'
+PYTEST_ARGS ?=
+
+.PHONY: help setup setup-test demo demo-detached stop test lint format clean
+
+help:
+	@echo "make demo           set up, then run the dashboard on a simulated cluster (Ctrl-C stops)"
+	@echo "make demo-detached  the same, left running in the background"
+	@echo "make stop           stop what the demo started"
+	@echo "make test           set up, then ruff check and the whole pytest suite"
+	@echo "make lint           ruff check and ruff format --check"
+	@echo "make format         ruff format and ruff check --fix"
+	@echo "make clean          stop, then remove var/ and $(VENV)"
+
+# The virtualenv with the project and its test tools, and ZooKeeper.
+setup:
+	@bash scripts/bootstrap.sh zookeeper
+
+# ... and what the tests drive: Chromium and Redis.
+setup-test:
+	@bash scripts/bootstrap.sh zookeeper chromium redis
+
+demo: setup
+	@bash scripts/demo.sh
+
+demo-detached: setup
+	@bash scripts/demo.sh --detach
+
+stop:
+	@bash scripts/stop.sh
+
+# pytest's status 5 means it collected no test: not a failure of the code.
+test: setup-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest $(PYTEST_ARGS) || { rc=$$?; [[ $$rc == 5 ]] || exit $$rc; }
+
+lint:
+	@bash scripts/bootstrap.sh
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format:
+	@bash scripts/bootstrap.sh
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean: stop
+	rm -rf var $(VENV)

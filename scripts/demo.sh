@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Run the dashboard on this machine against a local ZooKeeper fed by the
+# simulator; `make demo` runs it after scripts/bootstrap.sh.
+#
+#   scripts/demo.sh             stay in the foreground; Ctrl-C stops it all
+#   scripts/demo.sh --detach    leave it running; `make stop` stops it
+#
+# Environment: PORT (dashboard, default 8000 if free, else a free port),
+# ZK_PORT (ZooKeeper, default 2181 if free, else a free port),
+# STORMUI_STORE=memory (skip ZooKeeper: the server simulates in-process),
+# STORMUI_ZK_ROOT, and every other setting in .env.example.
+#
+# Nothing here prints an http:// address before the dashboard's: scripts
+# and people take the first one as the place to go.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+detach=false
+case "${1:-}" in
+  "") ;;
+  --detach) detach=true ;;
+  *)
+    say "usage: $0 [--detach]" >&2
+    exit 2
+    ;;
+esac
+
+mkdir -p var
+LOG=var/demo.log
+: >"$LOG"
+
+# run DESCRIPTION COMMAND...: run quietly, logging to var/demo.log; on
+# failure show the log's tail and stop.
+run() {
+  local what=$1
+  shift
+  if ! "$@" >>"$LOG" 2>&1; then
+    say "ERROR: $what failed; the end of $LOG:" >&2
+    tail -n 20 "$LOG" >&2
+    exit 1
+  fi
+}
+
+# An earlier `make demo-detached` may still run: restart the dashboard and
+# the simulator, keep its ZooKeeper.
+scripts/stop.sh --keep-zookeeper
+
+# Until the dashboard serves, a failure stops what this script started.
+cleanup() {
+  trap - EXIT INT TERM HUP
+  say "Stopping..."
+  scripts/stop.sh
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+# --- ZooKeeper --------------------------------------------------------------
+
+export STORMUI_STORE=${STORMUI_STORE:-zookeeper}
+export STORMUI_ZK_ROOT=${STORMUI_ZK_ROOT:-/storm}
+store_note=
+
+if [[ $STORMUI_STORE == zookeeper ]]; then
+  zk=(-m clusterstate.zkserver)
+  zk_args=(--data-dir var/zookeeper --pidfile "$ZK_PIDFILE")
+  running_zk=$("$PY" "${zk[@]}" status --pidfile "$ZK_PIDFILE" 2>/dev/null) || running_zk=
+  if [[ -n ${ZK_PORT:-} ]]; then
+    # Asked for a port: a server running elsewhere from an earlier demo
+    # must make way.
+    if [[ -n $running_zk && $running_zk != "127.0.0.1:$ZK_PORT" ]]; then
+      stop_zookeeper
+    fi
+    zk_args+=(--port "$ZK_PORT")
+  elif [[ -z $running_zk ]] && port_free 2181; then
+    zk_args+=(--port 2181)
+  fi # else: the running one, or a port zkserver picks
+  say "Starting ZooKeeper (data in var/zookeeper)..."
+  if zk_address=$("$PY" "${zk[@]}" start "${zk_args[@]}" 2>>"$LOG"); then
+    export STORMUI_ZK_SERVERS=$zk_address
+    store_note="ZooKeeper at $zk_address, root $STORMUI_ZK_ROOT"
+  else
+    rc=$?
+    if ((rc == 3)); then
+      warn "ZooKeeper is not installed (apt-get install zookeeper):" \
+        "falling back to the in-memory store."
+    else
+      warn "ZooKeeper did not start (see $LOG and var/zookeeper/zookeeper.log):" \
+        "falling back to the in-memory store."
+    fi
+    STORMUI_STORE=memory
+  fi
+fi
+if [[ $STORMUI_STORE == memory ]]; then
+  store_note="the in-memory store, simulated inside the server"
+fi
+
+# --- database and admin user ------------------------------------------------
+
+say "Migrating the database..."
+run "manage.py migrate" "$PY" manage.py migrate --noinput
+
+PASSWORD_FILE=var/admin-password
+if [[ ! -s $PASSWORD_FILE ]]; then
+  (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(12))' >"$PASSWORD_FILE")
+fi
+admin_password=$(<"$PASSWORD_FILE")
+if ! out=$(DJANGO_SUPERUSER_USERNAME=admin DJANGO_SUPERUSER_PASSWORD=$admin_password \
+  DJANGO_SUPERUSER_EMAIL=admin@localhost "$PY" manage.py createsuperuser --noinput 2>&1); then
+  if [[ $out != *"already taken"* && $out != *"already exists"* ]]; then
+    printf '%s\n' "$out" >&2
+    exit 1
+  fi
+  # The user is there from an earlier run, maybe with a password that went
+  # with a var/ since removed: make the one printed below the right one.
+  run "setting the admin password" env DEMO_ADMIN_PASSWORD="$admin_password" \
+    "$PY" manage.py shell -c '
+import os
+from django.contrib.auth import get_user_model
+user = get_user_model().objects.get(username="admin")
+if not user.check_password(os.environ["DEMO_ADMIN_PASSWORD"]):
+    user.set_password(os.environ["DEMO_ADMIN_PASSWORD"])
+    user.save()
+'
+fi
+
+# --- simulator and server ---------------------------------------------------
+
+# Each runs in a session of its own, so that a detached demo outlives the
+# terminal and stop.sh can stop each with all its children.
+if [[ $STORMUI_STORE == zookeeper ]]; then
+  setsid "$PY" manage.py simulate </dev/null >var/simulator.log 2>&1 &
+  echo $! >var/simulator.pid
+fi
+
+if [[ -z ${PORT:-} ]]; then
+  if port_free 8000; then PORT=8000; else PORT=$(free_port); fi
+fi
+setsid .venv/bin/daphne -b 127.0.0.1 -p "$PORT" stormui.asgi:application \
+  </dev/null >var/daphne.log 2>&1 &
+daphne_pid=$!
+echo "$daphne_pid" >var/daphne.pid
+
+say "Waiting for the dashboard on 127.0.0.1:$PORT..."
+if ! "$PY" - "$PORT" "$daphne_pid" <<'EOF'; then
+import os, sys, time, urllib.error, urllib.request
+
+port, pid = sys.argv[1], int(sys.argv[2])
+url = "http://127.0.0.1:%s/" % port
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    try:
+        urllib.request.urlopen(url, timeout=5).close()
+        sys.exit(0)
+    except urllib.error.HTTPError:
+        sys.exit(0)  # it answers HTTP; the page itself is not this script's business
+    except OSError:
+        pass
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+    except OSError:
+        break
+    time.sleep(0.2)
+sys.exit(1)
+EOF
+  say "ERROR: the dashboard did not start; the end of var/daphne.log:" >&2
+  tail -n 30 var/daphne.log >&2
+  exit 1
+fi
+
+if [[ -f var/simulator.pid ]] && ! pidfile_pid var/simulator.pid simulate >/dev/null; then
+  warn "the simulator stopped; see var/simulator.log."
+fi
+
+url="http://127.0.0.1:$PORT/"
+say ""
+say "stormui is running: $url"
+say "  admin login: admin / $admin_password  (at ${url}accounts/login/)"
+say "  data:        $store_note"
+say "  logs:        var/daphne.log, var/simulator.log"
+if $detach; then
+  trap - EXIT INT TERM HUP
+  say "  stop it:     make stop"
+  exit 0
+fi
+say "  stop it:     Ctrl-C (or make stop from another terminal)"
+
+# Stay until daphne exits or Ctrl-C; then stop everything, ZooKeeper too.
+wait "$daphne_pid" || true
+say "The dashboard exited; see var/daphne.log."
