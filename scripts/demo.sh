@@ -150,10 +150,11 @@ import os, sys, time, urllib.error, urllib.request
 
 port, pid = sys.argv[1], int(sys.argv[2])
 url = "http://127.0.0.1:%s/" % port
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
 deadline = time.monotonic() + 120
 while time.monotonic() < deadline:
     try:
-        urllib.request.urlopen(url, timeout=5).close()
+        opener.open(url, timeout=5).close()
         sys.exit(0)
     except urllib.error.HTTPError:
         sys.exit(0)  # it answers HTTP; the page itself is not this script's business
