@@ -1,0 +1,236 @@
+"""Admin actions on storms: who may, what each does to ZooKeeper, and the audit trail.
+
+Pages, the API and the scheduler all go through :func:`perform` (or, for a
+removal the scheduler runs, :func:`run_scheduled_removal`), which decides,
+writes through ``get_source().storm_state`` and records an :class:`AuditEntry`
+for every attempt, allowed or refused. What is there is read straight from
+ZooKeeper, never from the mirror, so that two admins acting at once each get
+an answer that matches what ZooKeeper holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from clusterstate import NotConnectedError, paths
+
+from .models import Action, AuditEntry, Outcome, ScheduledRemoval, Via
+from .source import get_source
+
+log = logging.getLogger(__name__)
+
+MAX_KILL_WAIT_SECS = 600
+
+PERMISSIONS = {
+    Action.DEACTIVATE: ("stormui.deactivate_storm",),
+    Action.REMOVE: ("stormui.remove_storm",),
+    # kill is a deactivate and a remove
+    Action.KILL: ("stormui.deactivate_storm", "stormui.remove_storm"),
+}
+
+READ_ONLY = "this dashboard is read-only: admin actions are turned off"
+ZK_UNREACHABLE = "ZooKeeper unreachable: nothing was changed, try again later"
+# how long an action waits for another one on the same storm before giving up
+BUSY_WAIT_SECS = 5.0
+
+# what remove deletes, in the order it deletes them
+STORM_NODES = ("/storms", "/assignments", "/tasks", "/taskbeats", "/taskerrors")
+
+
+@dataclass(frozen=True)
+class Result:
+    action: str
+    storm_id: str
+    outcome: str  # an Outcome value
+    status: int  # the HTTP status that answers it
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == Outcome.SUCCESS
+
+
+def record(user, action, storm_id, via, remote_addr, outcome, detail="") -> AuditEntry:
+    """Write one audit entry."""
+    authenticated = user is not None and user.is_authenticated
+    return AuditEntry.objects.create(
+        user=user if authenticated else None,
+        username=user.get_username() if authenticated else "",
+        action=action,
+        storm_id=str(storm_id)[:255],
+        outcome=outcome,
+        detail=detail,
+        via=via,
+        remote_addr=remote_addr or None,
+    )
+
+
+def refuse(user, action, storm_id, via, remote_addr, status: int, reason: str) -> Result:
+    """Refuse an attempt before anything is read or written, and audit it."""
+    record(user, action, storm_id, via, remote_addr, Outcome.REFUSED, reason)
+    return Result(action, storm_id, Outcome.REFUSED, status, reason)
+
+
+def may(user, action) -> bool:
+    """Whether ``user`` holds the permissions ``action`` needs (read-only aside)."""
+    return user is not None and user.is_authenticated and user.has_perms(PERMISSIONS[action])
+
+
+def perform(user, action, storm_id, via, remote_addr=None, *, wait_secs=None) -> Result:
+    """Attempt ``action`` ("deactivate", "remove" or "kill") on a storm for ``user``.
+
+    ``wait_secs`` is kill's wait before the removal. Refusals (not logged in,
+    read-only, no permission) touch nothing; every attempt is audited.
+    """
+    action = Action(action)
+    if user is None or not user.is_authenticated:
+        return refuse(user, action, storm_id, via, remote_addr, 401, "login required")
+    if settings.STORMUI_READ_ONLY:
+        return refuse(user, action, storm_id, via, remote_addr, 403, READ_ONLY)
+    if not may(user, action):
+        needed = " and ".join(PERMISSIONS[action])
+        reason = f"permission denied: {action} needs {needed}"
+        return refuse(user, action, storm_id, via, remote_addr, 403, reason)
+    if action == Action.KILL:
+        if wait_secs is None or not 0 <= wait_secs <= MAX_KILL_WAIT_SECS:
+            reason = f"the wait must be 0 to {MAX_KILL_WAIT_SECS} seconds"
+            return refuse(user, action, storm_id, via, remote_addr, 400, reason)
+    result = _attempt(action, storm_id, user=user, wait_secs=wait_secs)
+    record(user, action, storm_id, via, remote_addr, result.outcome, result.message)
+    return result
+
+
+def run_scheduled_removal(entry: ScheduledRemoval) -> Result:
+    """Remove the storm of a due :class:`ScheduledRemoval` and audit it (via "schedule").
+
+    The permission was checked when the kill was asked for; read-only mode
+    still refuses. A ZooKeeper outage answers ``failed`` with status 503: the
+    caller keeps the entry to try again.
+    """
+    user = entry.created_by
+    if settings.STORMUI_READ_ONLY:
+        result = Result(Action.REMOVE, entry.storm_id, Outcome.REFUSED, 403, READ_ONLY)
+    else:
+        result = _attempt(Action.REMOVE, entry.storm_id)
+    detail = f"scheduled by {entry.created_by_username or 'unknown'}: {result.message}"
+    record(user, Action.REMOVE, entry.storm_id, Via.SCHEDULE, None, result.outcome, detail)
+    return result
+
+
+# -- the writes ------------------------------------------------------------------------------
+
+_locks_guard = threading.Lock()
+_locks: dict[str, threading.Lock] = {}
+
+
+def _storm_lock(storm_id: str) -> threading.Lock:
+    # actions on one storm run one at a time in this process, so the second of two
+    # concurrent removes reads what the first left: nothing, a clear 404
+    with _locks_guard:
+        return _locks.setdefault(storm_id, threading.Lock())
+
+
+def _attempt(action, storm_id, *, user=None, wait_secs=None) -> Result:
+    def answer(outcome, status, message):
+        return Result(action, storm_id, outcome, status, message)
+
+    try:
+        paths.check_id(storm_id, "storm id")
+    except ValueError:
+        return answer(Outcome.NOT_FOUND, 404, "no such storm")
+    lock = _storm_lock(storm_id)
+    if not lock.acquire(timeout=BUSY_WAIT_SECS):
+        return answer(Outcome.FAILED, 409, "another action on this storm is still running")
+    try:
+        source = get_source()
+        # a disconnected client would queue the write and run it after the reconnect
+        if not source.state.connected:
+            raise NotConnectedError("not connected")
+        if action == Action.DEACTIVATE:
+            return answer(*_deactivate(source.storm_state, storm_id))
+        if action == Action.REMOVE:
+            return answer(*_remove(source.storm_state, storm_id))
+        return answer(*_kill(source.storm_state, storm_id, user, wait_secs))
+    except NotConnectedError:
+        log.warning("%s %s: ZooKeeper unreachable", action, storm_id)
+        return answer(Outcome.FAILED, 503, ZK_UNREACHABLE)
+    except Exception as exc:
+        log.exception("%s %s failed", action, storm_id)
+        return answer(Outcome.FAILED, 500, f"{action} failed: {exc}")
+    finally:
+        lock.release()
+
+
+def _present(storm_state, storm_id) -> list[str]:
+    """Which of the storm's nodes ZooKeeper holds now, as their subtrees."""
+    state = storm_state.cluster_state
+    found = []
+    # raw reads: a storm whose node cannot be decoded can still be deactivated and removed
+    if state.get_data(paths.storm_path(storm_id)) is not None:
+        found.append("/storms")
+    if state.get_data(paths.assignment_path(storm_id)) is not None:
+        found.append("/assignments")
+    if storm_id in storm_state.task_storms():
+        found.append("/tasks")
+    if storm_id in storm_state.heartbeat_storms():
+        found.append("/taskbeats")
+    if storm_id in storm_state.task_error_storms():
+        found.append("/taskerrors")
+    return found
+
+
+def _deactivate(storm_state, storm_id):
+    found = _present(storm_state, storm_id)
+    if not found:
+        return Outcome.NOT_FOUND, 404, "no such storm"
+    if "/storms" not in found:
+        return Outcome.SUCCESS, 200, "already inactive"
+    storm_state.deactivate_storm(storm_id)
+    if storm_state.cluster_state.get_data(paths.storm_path(storm_id)) is not None:
+        return Outcome.FAILED, 500, "the storm was activated again meanwhile"
+    return Outcome.SUCCESS, 200, "deactivated"
+
+
+def _remove(storm_state, storm_id):
+    found = _present(storm_state, storm_id)
+    if not found:
+        return Outcome.NOT_FOUND, 404, "nothing left to remove"
+    # Storm's kill: the storm stops before its tasks go; then tasks first, assignment last
+    if "/storms" in found:
+        storm_state.deactivate_storm(storm_id)
+    storm_state.remove_storm(storm_id)
+    storm_state.teardown_heartbeats(storm_id)
+    storm_state.teardown_task_errors(storm_id)
+    # heartbeats may come back from tasks still running; the persistent nodes must not
+    persistent = ("/storms", "/assignments", "/tasks")
+    left = [p for p in _present(storm_state, storm_id) if p in persistent]
+    if left:
+        return Outcome.FAILED, 500, f"written again meanwhile: {', '.join(left)}"
+    return Outcome.SUCCESS, 200, f"removed {', '.join(found)}"
+
+
+def _kill(storm_state, storm_id, user, wait_secs):
+    found = _present(storm_state, storm_id)
+    if not found:
+        return Outcome.NOT_FOUND, 404, "no such storm"
+    if "/storms" in found:
+        storm_state.deactivate_storm(storm_id)
+        if storm_state.cluster_state.get_data(paths.storm_path(storm_id)) is not None:
+            return Outcome.FAILED, 500, "the storm was activated again meanwhile"
+    due_at = timezone.now() + timedelta(seconds=wait_secs)
+    ScheduledRemoval.objects.create(
+        storm_id=storm_id,
+        due_at=due_at,
+        created_by=user,
+        created_by_username=user.get_username() if user is not None else "",
+    )
+    from .scheduler import wake_scheduler
+
+    wake_scheduler()
+    return Outcome.SUCCESS, 200, f"deactivated; removal scheduled in {wait_secs} s"

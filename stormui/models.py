@@ -1,0 +1,93 @@
+"""What the dashboard keeps in its own database: the audit log of admin actions and
+the removals that ``kill/<wait-secs>`` scheduled."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Action(models.TextChoices):
+    DEACTIVATE = "deactivate"
+    REMOVE = "remove"
+    KILL = "kill"
+
+
+class Outcome(models.TextChoices):
+    SUCCESS = "success"
+    REFUSED = "refused"
+    FAILED = "failed"
+    NOT_FOUND = "not-found"
+
+
+class Via(models.TextChoices):
+    PAGE = "page"
+    API = "api"
+    SCHEDULE = "schedule"
+
+
+class AuditEntry(models.Model):
+    """One attempt at an admin action, allowed or refused."""
+
+    # the user row may go; the name it had stays in the log
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    storm_id = models.CharField(max_length=255)
+    when = models.DateTimeField(default=timezone.now, db_index=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    detail = models.TextField(blank=True)
+    via = models.CharField(max_length=16, choices=Via.choices)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-when", "-id"]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit log"
+        # the log is written by the service only, never edited by hand
+        default_permissions = ("view",)
+        # the permissions that admin actions need: stormui.deactivate_storm, stormui.remove_storm
+        permissions = [
+            ("deactivate_storm", "Can deactivate a storm"),
+            ("remove_storm", "Can remove a storm"),
+        ]
+
+    def __str__(self):
+        who = self.username or "anonymous"
+        return f"{self.when:%Y-%m-%d %H:%M:%S} {who} {self.action} {self.storm_id}: {self.outcome}"
+
+
+class ScheduledRemoval(models.Model):
+    """A removal that ``kill/<wait-secs>`` left for the scheduler, kept across restarts."""
+
+    storm_id = models.CharField(max_length=255)
+    due_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_by_username = models.CharField(max_length=150, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    done_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+
+    def __str__(self):
+        state = self.outcome or "pending"
+        return f"remove {self.storm_id} at {self.due_at:%Y-%m-%d %H:%M:%S} ({state})"
+
+    @property
+    def pending(self) -> bool:
+        return self.done_at is None
