@@ -2,15 +2,48 @@
 
 Views never compute figures themselves: they take a :class:`ClusterView` (or a
 :class:`StormView` for one storm) built here, from the mirror or, with
-``STORMUI_MIRROR=off``, straight from ZooKeeper.
+``STORMUI_MIRROR=off``, straight from ZooKeeper. The figures follow the
+"Derived figures" section of the dashboard contract.
 """
 
 from __future__ import annotations
 
+import heapq
+import logging
 from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import islice
+
+from clusterstate.errors import UnreadableNodeError
+from clusterstate.paths import is_valid_id
+
+log = logging.getLogger(__name__)
 
 WINDOWS = ("600", "10800", "86400", "all-time")
-WINDOW_LABELS = {"600": "10m 0s", "10800": "3h 0m 0s", "86400": "1d 0h 0m 0s", "all-time": "All time"}
+WINDOW_LABELS = {
+    "600": "10m 0s",
+    "10800": "3h 0m 0s",
+    "86400": "1d 0h 0m 0s",
+    "all-time": "All time",
+}
+DEFAULT_WINDOW = "all-time"
+RECENT_ERRORS = 50
+ERRORS_RECENT_SECS = 600
+UNKNOWN = "unknown"
+
+
+def parse_window(value: str | None) -> str:
+    """A window name from a query string: ``None``/empty gives all-time, ``:all-time`` is Storm's.
+
+    :raises ValueError: for anything else.
+    """
+    if not value:
+        return DEFAULT_WINDOW
+    if value == ":all-time":
+        return "all-time"
+    if value in WINDOWS:
+        return value
+    raise ValueError(f"window must be one of {', '.join(WINDOWS)}")
 
 
 @dataclass(frozen=True)
@@ -50,7 +83,7 @@ class TaskView:
     storm_id: str
     task_id: int
     component_id: str | None  # None when the task's info is missing or unreadable
-    component_type: str  # "spout", "bolt" or "unknown"
+    component_type: str  # "spout", "bolt" or "unknown" (its component's type)
     node_id: str | None
     host: str | None
     port: int | None
@@ -60,9 +93,13 @@ class TaskView:
     heartbeat_age_secs: int | None
     alive: bool
     stats: dict | None  # the heartbeat's raw stats
-    window_stats: dict[str, WindowStats]
     errors: tuple  # TaskError records, oldest first (at most ten)
     unreadable: tuple[str, ...] = ()  # paths of this task's nodes that could not be read
+
+    @cached_property
+    def window_stats(self) -> dict[str, WindowStats]:
+        # made on demand: a large cluster has tens of thousands of tasks, few of them on a page
+        return _window_stats(_stats_sums(self.stats))
 
     @property
     def last_error(self):
@@ -87,17 +124,18 @@ class ComponentView:
 @dataclass(frozen=True)
 class StormView:
     id: str
-    name: str
-    status: str  # "ACTIVE" or "INACTIVE"
+    name: str  # falls back to the id
+    status: str  # "ACTIVE" (its /storms node exists and is readable) or "INACTIVE"
     launch_time_secs: int | None
     uptime_secs: int | None
     master_code_dir: str | None
-    tasks: dict[int, TaskView]
-    components: dict[str, ComponentView]
-    workers: tuple[WorkerView, ...]
+    tasks: dict[int, TaskView]  # by task id, ascending
+    components: dict[str, ComponentView]  # by component id, ascending
+    workers: tuple[WorkerView, ...]  # by (node, port)
     window_stats: dict[str, WindowStats]
     unreadable: bool = False  # its /storms or /assignments node could not be read
     unreadable_paths: tuple[str, ...] = ()
+    errors: tuple[ErrorView, ...] = ()  # all its tasks' errors, newest first
 
     @property
     def tasks_total(self) -> int:
@@ -127,9 +165,11 @@ class SupervisorView:
     time_secs: int | None
     uptime_secs: int | None
     worker_ports: tuple[int, ...]
-    lost: bool  # node present but its time_secs older than the supervisor timeout
+    # its node is gone while an assignment still uses it, or its time_secs is older than the timeout
+    lost: bool
     workers: tuple[WorkerView, ...]
     unreadable: bool = False
+    present: bool = True  # its /supervisors node exists
 
     @property
     def slots_total(self) -> int:
@@ -145,8 +185,8 @@ class ClusterView:
     as_of: float  # when the figures were computed (epoch seconds)
     zk_connected: bool
     synced_at: float | None  # when the source was last known in sync with ZooKeeper
-    storms: dict[str, StormView]
-    supervisors: dict[str, SupervisorView]
+    storms: dict[str, StormView]  # by storm id, ascending
+    supervisors: dict[str, SupervisorView]  # by supervisor id, ascending
     slots_total: int
     slots_used: int
     errors_last_10m: int
@@ -155,6 +195,11 @@ class ClusterView:
     @property
     def slots_free(self) -> int:
         return max(self.slots_total - self.slots_used, 0)
+
+    @property
+    def supervisors_present(self) -> int:
+        """The supervisor nodes present (what Storm's ``supervisors`` counts)."""
+        return sum(1 for s in self.supervisors.values() if s.present)
 
     @property
     def tasks_total(self) -> int:
@@ -167,3 +212,453 @@ class ClusterView:
     @property
     def tasks_dead(self) -> int:
         return self.tasks_total - self.tasks_alive
+
+
+# -- stats -------------------------------------------------------------------
+#
+# A task's figures for one window are summed as a list
+# [emitted, transferred, acked, failed, latency * acked, acked with a latency],
+# so that tasks, components and storms add up the same way and latencies stay
+# weighted by the acked counts.
+
+_ZERO_SUMS = {w: (0, 0, 0, 0, 0, 0) for w in WINDOWS}
+
+
+def _total(per_stream) -> float:
+    return sum(per_stream.values()) if per_stream else 0
+
+
+def _stats_sums(stats: dict | None) -> dict[str, tuple]:
+    if not stats:
+        return _ZERO_SUMS
+    spout = stats.get("type") == "spout"
+    emitted = stats.get("emitted") or {}
+    transferred = stats.get("transferred") or {}
+    acked = stats.get("acked") or {}
+    failed = stats.get("failed") or {}
+    latencies = stats.get("complete_latencies" if spout else "process_latencies") or {}
+    sums = {}
+    for w in WINDOWS:
+        w_acked = acked.get(w) or {}
+        w_failed = failed.get(w) or {}
+        w_lat = latencies.get(w) or {}
+        if spout:
+            n_acked = _total(w_acked)
+            n_failed = _total(w_failed)
+            lat_sum = lat_weight = 0
+            for stream, lat in w_lat.items():
+                weight = w_acked.get(stream, 0)
+                lat_sum += lat * weight
+                lat_weight += weight
+        else:
+            # a bolt's acked, failed and latencies are keyed by input component, then stream
+            n_acked = sum(_total(v) for v in w_acked.values())
+            n_failed = sum(_total(v) for v in w_failed.values())
+            lat_sum = lat_weight = 0
+            for component, per_stream in w_lat.items():
+                c_acked = w_acked.get(component) or {}
+                for stream, lat in per_stream.items():
+                    weight = c_acked.get(stream, 0)
+                    lat_sum += lat * weight
+                    lat_weight += weight
+        sums[w] = (
+            _total(emitted.get(w)),
+            _total(transferred.get(w)),
+            n_acked,
+            n_failed,
+            lat_sum,
+            lat_weight,
+        )
+    return sums
+
+
+def _add_sums(into: dict[str, list], sums: dict[str, tuple]) -> None:
+    for w, values in sums.items():
+        acc = into[w]
+        for i, v in enumerate(values):
+            acc[i] += v
+
+
+def _new_sums() -> dict[str, list]:
+    return {w: [0, 0, 0, 0, 0, 0] for w in WINDOWS}
+
+
+def _window_stats(sums) -> dict[str, WindowStats]:
+    out = {}
+    for w in WINDOWS:
+        emitted, transferred, acked, failed, lat_sum, lat_weight = sums[w]
+        out[w] = WindowStats(
+            window=w,
+            emitted=round(emitted),
+            transferred=round(transferred),
+            acked=round(acked),
+            failed=round(failed),
+            latency_ms=(lat_sum / lat_weight) if lat_weight else None,
+        )
+    return out
+
+
+# -- reading -----------------------------------------------------------------
+
+
+def _read(fn, *args, bad: list):
+    """``fn(*args)``, or ``None`` with the node's path added to ``bad`` when it is unreadable."""
+    try:
+        return fn(*args)
+    except UnreadableNodeError as exc:
+        bad.append(exc.path)
+        return None
+
+
+def _bulk(reader, name: str, pairs: list):
+    """A reader's optional bulk read (``name(pairs) -> {pair: value}``), or ``None`` without one.
+
+    Values that are exceptions stand for unreadable nodes. The mirror and
+    ``StormClusterState`` may offer these to spare one call per task.
+    """
+    method = getattr(reader, name, None)
+    if method is None or not pairs:
+        return None
+    try:
+        return method(pairs)
+    except ValueError:
+        log.warning("bulk read %s failed; reading task by task", name, exc_info=True)
+        return None
+
+
+def _newest_first(errors: list[ErrorView]) -> tuple[ErrorView, ...]:
+    # each task's list comes in newest first; a stable sort keeps that order among equal times
+    return tuple(sorted(errors, key=lambda e: -e.time_secs))
+
+
+def _read_storm(reader, storm_id: str, now: float, task_timeout: float) -> StormView | None:
+    storm_bad: list[str] = []
+    base = _read(reader.storm_base, storm_id, bad=storm_bad)
+    assignment = _read(reader.assignment_info, storm_id, bad=storm_bad)
+    unreadable = bool(storm_bad)
+    if base is None and assignment is None and not unreadable:
+        return None  # neither node exists (any more)
+
+    if assignment is not None:
+        task_node_port = assignment.task_node_port
+        node_host = assignment.node_host
+        start_times = assignment.task_start_time_secs
+    else:
+        task_node_port, node_host, start_times = {}, {}, {}
+    # the assignment names the tasks; /tasks fills in while it is being written or is unreadable
+    task_ids = set(task_node_port)
+    task_ids.update(_read(reader.task_ids, storm_id, bad=storm_bad) or ())
+    task_ids = sorted(task_ids)
+
+    pairs = [(storm_id, t) for t in task_ids]
+    infos = _bulk(reader, "task_infos_many", pairs)
+    beats = _bulk(reader, "task_heartbeats_many", pairs)
+    all_errors = _bulk(reader, "task_errors_many", pairs)
+
+    # first pass: read each task, group by component
+    rows = []
+    by_component: dict[str, list] = {}
+    for pair in pairs:
+        t = pair[1]
+        bad: list[str] = []
+        if infos is None:
+            info = _read(reader.task_info, storm_id, t, bad=bad)
+        else:
+            info = infos.get(pair)
+            if isinstance(info, Exception):
+                bad.append(getattr(info, "path", repr(info)))
+                info = None
+        if beats is None:
+            beat = _read(reader.task_heartbeat, storm_id, t, bad=bad)
+        else:
+            beat = beats.get(pair)
+            if isinstance(beat, Exception):
+                bad.append(getattr(beat, "path", repr(beat)))
+                beat = None
+        if all_errors is None:
+            try:
+                errors = reader.task_errors(storm_id, t)
+            except UnreadableNodeError as exc:
+                bad.append(exc.path)
+                errors = ()
+        else:
+            errors = all_errors.get(pair) or ()
+            if isinstance(errors, Exception):
+                bad.append(getattr(errors, "path", repr(errors)))
+                errors = ()
+        row = (t, info, beat, tuple(errors), tuple(bad))
+        rows.append(row)
+        if info is not None:
+            by_component.setdefault(info.component_id, []).append(row)
+
+    # a component's type: its tasks' component_type, else their stats' type, else unknown
+    component_types = {}
+    for cid, crows in by_component.items():
+        kind = next((r[1].component_type for r in crows if r[1].component_type), None)
+        if kind is None:
+            kind = next((r[2].stats["type"] for r in crows if r[2] and r[2].stats), None)
+        component_types[cid] = kind or UNKNOWN
+
+    # second pass: the task views and everything summed from them
+    tasks: dict[int, TaskView] = {}
+    storm_sums = _new_sums()
+    component_sums = {cid: _new_sums() for cid in by_component}
+    component_alive = dict.fromkeys(by_component, 0)
+    component_errors: dict[str, list] = {cid: [] for cid in by_component}
+    storm_errors: list[ErrorView] = []
+    workers: dict[tuple[str, int], list[int]] = {}
+    for t, info, beat, errors, bad in rows:
+        node_port = task_node_port.get(t)
+        node, port = node_port if node_port is not None else (None, None)
+        host = node_host.get(node) if node is not None else None
+        if node_port is not None:
+            workers.setdefault(node_port, []).append(t)
+        cid = info.component_id if info is not None else None
+        if cid is not None:
+            kind = component_types[cid]
+        elif beat is not None and beat.stats:
+            kind = beat.stats["type"]
+        else:
+            kind = UNKNOWN
+        if beat is not None:
+            age = now - beat.time_secs
+            alive = age <= task_timeout
+            stats = beat.stats
+        else:
+            age, alive, stats = None, False, None
+        tasks[t] = TaskView(
+            storm_id=storm_id,
+            task_id=t,
+            component_id=cid,
+            component_type=kind,
+            node_id=node,
+            host=host,
+            port=port,
+            start_time_secs=start_times.get(t),
+            uptime_secs=beat.uptime_secs if beat is not None else None,
+            heartbeat_time_secs=beat.time_secs if beat is not None else None,
+            heartbeat_age_secs=max(int(age), 0) if age is not None else None,
+            alive=alive,
+            stats=stats,
+            errors=errors,
+            unreadable=bad,
+        )
+        if stats:
+            sums = _stats_sums(stats)
+            if stats.get("type") == "spout":
+                _add_sums(storm_sums, sums)
+            else:
+                # as in Storm, a storm's acked, failed and complete latency are its spouts'
+                for w, values in sums.items():
+                    storm_sums[w][0] += values[0]
+                    storm_sums[w][1] += values[1]
+            if cid is not None:
+                _add_sums(component_sums[cid], sums)
+        if cid is not None and alive:
+            component_alive[cid] += 1
+        if errors:
+            views = [
+                ErrorView(storm_id, t, cid, e.time_secs, e.error, host, port)
+                for e in reversed(errors)
+            ]
+            storm_errors.extend(views)
+            if cid is not None:
+                component_errors[cid].extend(views)
+
+    components = {
+        cid: ComponentView(
+            storm_id=storm_id,
+            component_id=cid,
+            component_type=component_types[cid],
+            task_ids=tuple(r[0] for r in by_component[cid]),
+            window_stats=_window_stats(component_sums[cid]),
+            errors=_newest_first(component_errors[cid]),
+            tasks_alive=component_alive[cid],
+        )
+        for cid in sorted(by_component)
+    }
+    worker_views = tuple(
+        WorkerView(
+            storm_id=storm_id,
+            node_id=node,
+            host=node_host.get(node),
+            port=port,
+            task_ids=tuple(workers[(node, port)]),
+            supervisor_id=node,
+        )
+        for node, port in sorted(workers)
+    )
+    active = base is not None
+    return StormView(
+        id=storm_id,
+        name=base.storm_name if base is not None and base.storm_name else storm_id,
+        status="ACTIVE" if active else "INACTIVE",
+        launch_time_secs=base.launch_time_secs if active else None,
+        uptime_secs=max(int(now - base.launch_time_secs), 0) if active else None,
+        master_code_dir=assignment.master_code_dir if assignment is not None else None,
+        tasks=tasks,
+        components=components,
+        workers=worker_views,
+        window_stats=_window_stats(storm_sums),
+        unreadable=unreadable,
+        unreadable_paths=tuple(storm_bad),
+        errors=_newest_first(storm_errors),
+    )
+
+
+def build_storm_view(
+    reader,
+    storm_id: str,
+    *,
+    now: float,
+    connected: bool,
+    synced_at: float | None,
+    task_timeout: float,
+    supervisor_timeout: float,
+) -> StormView | None:
+    """One storm's figures, or ``None`` when it has neither a /storms nor an /assignments node.
+
+    An invalid id gives ``None`` too: no node is ever read for it.
+    """
+    if not is_valid_id(storm_id):
+        return None
+    return _read_storm(reader, storm_id, now, task_timeout)
+
+
+def _read_supervisors(reader, storms, now: float, supervisor_timeout: float):
+    workers_by_node: dict[str, list[WorkerView]] = {}
+    hosts: dict[str, str | None] = {}
+    for storm in storms.values():
+        for w in storm.workers:
+            workers_by_node.setdefault(w.node_id, []).append(w)
+            if w.host is not None:
+                hosts.setdefault(w.node_id, w.host)
+
+    supervisors = {}
+    for sid in reader.supervisors():
+        if not is_valid_id(sid):
+            log.warning("skipping supervisor with an invalid id %r", sid)
+            continue
+        bad: list[str] = []
+        info = _read(reader.supervisor_info, sid, bad=bad)
+        workers = tuple(workers_by_node.get(sid, ()))
+        if bad:
+            supervisors[sid] = SupervisorView(
+                id=sid,
+                host=hosts.get(sid),
+                time_secs=None,
+                uptime_secs=None,
+                worker_ports=(),
+                lost=False,
+                workers=workers,
+                unreadable=True,
+            )
+        elif info is not None:
+            supervisors[sid] = SupervisorView(
+                id=sid,
+                host=info.hostname,
+                time_secs=info.time_secs,
+                uptime_secs=info.uptime_secs,
+                worker_ports=info.worker_ports,
+                lost=now - info.time_secs > supervisor_timeout,
+                workers=workers,
+            )
+        # else: its node went away between listing and reading; it is lost only if assigned
+    for node, workers in workers_by_node.items():
+        if node not in supervisors:
+            supervisors[node] = SupervisorView(
+                id=node,
+                host=hosts.get(node),
+                time_secs=None,
+                uptime_secs=None,
+                worker_ports=(),
+                lost=True,
+                workers=tuple(workers),
+                present=False,
+            )
+    return dict(sorted(supervisors.items()))
+
+
+def build_cluster_view(
+    reader,
+    *,
+    now: float,
+    connected: bool,
+    synced_at: float | None,
+    task_timeout: float,
+    supervisor_timeout: float,
+) -> ClusterView:
+    """The whole cluster's figures, read through ``reader`` (a StormClusterState or the mirror).
+
+    An unreadable node never raises: it is recorded on the view it belongs to.
+    """
+    storm_ids = set(reader.active_storms())
+    storm_ids.update(reader.assignments())
+    storms = {}
+    for storm_id in sorted(storm_ids):
+        if not is_valid_id(storm_id):
+            log.warning("skipping storm with an invalid id %r", storm_id)
+            continue
+        storm = _read_storm(reader, storm_id, now, task_timeout)
+        if storm is not None:
+            storms[storm_id] = storm
+    supervisors = _read_supervisors(reader, storms, now, supervisor_timeout)
+    slots_total = sum(
+        len(s.worker_ports)
+        for s in supervisors.values()
+        if s.present and not s.lost and not s.unreadable
+    )
+    slots_used = len({(w.node_id, w.port) for s in storms.values() for w in s.workers})
+    since = now - ERRORS_RECENT_SECS
+    errors_last_10m = sum(1 for s in storms.values() for e in s.errors if e.time_secs >= since)
+    return ClusterView(
+        as_of=now,
+        zk_connected=connected,
+        synced_at=synced_at,
+        storms=storms,
+        supervisors=supervisors,
+        slots_total=slots_total,
+        slots_used=slots_used,
+        errors_last_10m=errors_last_10m,
+        recent_errors=tuple(_merge_errors(s.errors for s in storms.values())[:RECENT_ERRORS]),
+    )
+
+
+def _merge_errors(lists) -> list[ErrorView]:
+    # heapq.merge is stable: among equal times, earlier lists (storms by id) come first
+    return list(heapq.merge(*lists, key=lambda e: -e.time_secs))
+
+
+def select_errors(
+    view: ClusterView,
+    *,
+    storm: str | None = None,
+    component: str | None = None,
+    since: int | None = None,
+    text: str | None = None,
+    limit: int | None = None,
+) -> list[ErrorView]:
+    """The cluster's errors newest first, filtered: the error feed's query.
+
+    :param storm: only this storm's errors.
+    :param component: only errors of components with this id.
+    :param since: only errors with ``time_secs >= since``.
+    :param text: only errors whose text contains this, ignoring case.
+    :param limit: at most this many.
+    """
+    storms = [view.storms[storm]] if storm is not None and storm in view.storms else []
+    if storm is None:
+        storms = list(view.storms.values())
+    needle = text.casefold() if text else None
+
+    def selected():
+        for e in heapq.merge(*(s.errors for s in storms), key=lambda e: -e.time_secs):
+            if since is not None and e.time_secs < since:
+                return  # newest first: the rest are older still
+            if component is not None and e.component_id != component:
+                continue
+            if needle is not None and needle not in e.error.casefold():
+                continue
+            yield e
+
+    return list(islice(selected(), limit))
