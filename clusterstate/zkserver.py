@@ -94,6 +94,20 @@ def is_ok(host: str, port: int, timeout: float = 2.0) -> bool:
         return False
 
 
+def is_serving(host: str, port: int, timeout: float = 2.0) -> bool:
+    """True if ZooKeeper on ``host:port`` answers ``ruok`` and serves requests.
+
+    ``ruok`` answers ``imok`` a moment before the server takes requests;
+    ``srvr`` tells the two apart.
+    """
+    try:
+        return is_ok(host, port, timeout) and "Mode:" in four_letter_word(
+            host, port, "srvr", timeout
+        )
+    except OSError:
+        return False
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -174,7 +188,7 @@ class ZooKeeperServer:
         return self.config_path
 
     def start(self, timeout: float = 30, *, detached: bool = False) -> ZooKeeperServer:
-        """Start the server and wait until it answers ``ruok``.
+        """Start the server and wait until it answers ``ruok`` and serves requests.
 
         :param timeout: seconds to wait for ``imok``.
         :param detached: let the server outlive this Python process (the CLI);
@@ -220,7 +234,7 @@ class ZooKeeperServer:
             if self.process.poll() is not None:
                 self.process = None
                 return False
-            if is_ok(self.host, self.port, timeout=1.0):
+            if is_serving(self.host, self.port, timeout=1.0):
                 return True
             time.sleep(0.1)
         self.stop()
