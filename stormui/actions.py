@@ -82,6 +82,18 @@ def may(user, action) -> bool:
     return user is not None and user.is_authenticated and user.has_perms(PERMISSIONS[action])
 
 
+def refusal(user, action) -> tuple[int, str] | None:
+    """Why ``user`` may not attempt ``action`` at all, as ``(status, reason)``; ``None`` if
+    they may."""
+    if user is None or not user.is_authenticated:
+        return 401, "login required"
+    if settings.STORMUI_READ_ONLY:
+        return 403, READ_ONLY
+    if not may(user, action):
+        return 403, f"permission denied: {action} needs {' and '.join(PERMISSIONS[action])}"
+    return None
+
+
 def perform(user, action, storm_id, via, remote_addr=None, *, wait_secs=None) -> Result:
     """Attempt ``action`` ("deactivate", "remove" or "kill") on a storm for ``user``.
 
@@ -89,14 +101,9 @@ def perform(user, action, storm_id, via, remote_addr=None, *, wait_secs=None) ->
     read-only, no permission) touch nothing; every attempt is audited.
     """
     action = Action(action)
-    if user is None or not user.is_authenticated:
-        return refuse(user, action, storm_id, via, remote_addr, 401, "login required")
-    if settings.STORMUI_READ_ONLY:
-        return refuse(user, action, storm_id, via, remote_addr, 403, READ_ONLY)
-    if not may(user, action):
-        needed = " and ".join(PERMISSIONS[action])
-        reason = f"permission denied: {action} needs {needed}"
-        return refuse(user, action, storm_id, via, remote_addr, 403, reason)
+    refused = refusal(user, action)
+    if refused is not None:
+        return refuse(user, action, storm_id, via, remote_addr, *refused)
     if action == Action.KILL:
         if wait_secs is None or not 0 <= wait_secs <= MAX_KILL_WAIT_SECS:
             reason = f"the wait must be 0 to {MAX_KILL_WAIT_SECS} seconds"
