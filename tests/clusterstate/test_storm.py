@@ -199,6 +199,7 @@ def test_solo_closes_its_own_state(zk_conf):
     again = mk_storm_cluster_state(zk_conf)
     try:
         assert again.supervisors() == []
+        again.cluster_state.delete_node("/")  # keep the shared server small
     finally:
         again.disconnect()
 
@@ -470,10 +471,13 @@ def test_unknown_subtree_events_are_logged_not_fatal(storm, caplog):
 def test_callbacks_survive_session_expiry(storm, open_storm):
     writer = open_storm()
     storm.set_assignment("s", ASSIGNMENT)
+    storm.set_supervisor_heartbeat("sup", SUPERVISOR)
+    storm.assignments(Calls())  # a watch the expiry drops
     expire_session(storm.cluster_state)
     wait_for(lambda: storm.cluster_state.connected, timeout=TIMEOUT)
     assert storm.assignment_info("s") == ASSIGNMENT
     assert storm.assignments() == ["s"]
+    assert storm.supervisors() == []  # the old session's heartbeat is gone
 
     calls, info_calls = Calls(), Calls()
     storm.assignments(calls)
@@ -644,6 +648,31 @@ def test_concurrent_reporters_keep_exactly_the_newest_ten(open_storm, state_fact
     finally:
         reader.disconnect()
         reader.cluster_state.close()
+
+
+class DeletesBetweenListAndRead(Recording):
+    """A real ClusterState on which another client deletes a node right after a listing."""
+
+    def __init__(self, inner, victim):
+        super().__init__(inner)
+        self.victim = victim
+
+    def get_children_many(self, paths, watch=False):
+        result = self._inner.get_children_many(paths, watch)
+        self._inner.delete_node(self.victim)
+        return result
+
+
+def test_errors_deleted_between_list_and_read_are_skipped(storm, cluster_state, clock):
+    created = []
+    for i in range(3):
+        clock.now = 3000 + i
+        created.append(storm.report_task_error("s", 1, f"e{i}"))
+    racing = StormClusterState(DeletesBetweenListAndRead(cluster_state, created[1]))
+    try:
+        assert racing.task_errors("s", 1) == [TaskError("e0", 3000), TaskError("e2", 3002)]
+    finally:
+        racing.disconnect()
 
 
 def test_task_errors_many(storm):
