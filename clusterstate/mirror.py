@@ -1,0 +1,915 @@
+"""An in-process mirror of a Storm cluster's state, kept in sync by ZooKeeper watches.
+
+Storm's own UI read ZooKeeper on every page view and timed out on large
+clusters. :class:`ClusterMirror` reads everything once (pipelined), keeps it
+in memory and serves :class:`~clusterstate.storm.StormClusterState`'s read
+interface from there, so a page never waits on ZooKeeper.
+
+How it stays in sync:
+
+- Watches: children watches on every folder (``/storms``, ``/tasks/{id}``,
+  ``/taskerrors/{id}/{task}``, ...) and data watches on the storm,
+  assignment, task and supervisor nodes. A fired watch only enqueues its
+  path; one worker thread drains the queue, coalescing a burst per path,
+  re-reads what changed with a fresh watch, applies it and tells the
+  subscribers.
+- Heartbeat data is not watched (20,000 tasks beating every few seconds
+  would be a storm of events): a heartbeat node appearing or vanishing is
+  seen at once through the children watches, and the data of every
+  heartbeat is re-read in pipelined batches every ``heartbeat_secs``.
+- Error nodes never change once written: each is read once.
+- After every reconnect (ZooKeeper drops watches on a disconnect, and a new
+  session after an expiry has none), and every ``resync_secs``, everything
+  is re-read with fresh watches and diffed against the mirror; what differs
+  is reported like any other change.
+
+While disconnected the mirror keeps serving what it last knew, with
+:attr:`ClusterMirror.connected` false and :attr:`ClusterMirror.synced_at`
+telling since when.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from . import paths
+from .errors import NotConnectedError, UnreadableNodeError
+from .protocol import CONNECTED, NODE_DELETED, ClusterState
+from .records import (
+    Assignment,
+    StormBase,
+    SupervisorInfo,
+    TaskError,
+    TaskHeartbeat,
+    TaskInfo,
+    decode,
+    decode_error,
+    ordered_error_names,
+)
+
+logger = logging.getLogger(__name__)
+
+#: How many errors each task keeps, as in the original.
+MAX_TASK_ERRORS = 10
+
+#: How many paths one pipelined read asks for at most.
+BATCH_SIZE = 2000
+
+#: Kinds of :class:`MirrorChange`.
+CHANGE_KINDS = (
+    "storm",
+    "assignment",
+    "tasks",
+    "supervisor",
+    "heartbeats",
+    "errors",
+    "connection",
+    "resync",
+)
+
+
+@dataclass(frozen=True)
+class MirrorChange:
+    """One change applied to a :class:`ClusterMirror`.
+
+    :param kind: one of :data:`CHANGE_KINDS`.
+    :param storm_id: the storm it concerns, or ``None`` (cluster-wide, a
+        supervisor, a heartbeat batch, the connection).
+    :param task_id: the task it concerns, or ``None``.
+    :param errors: for ``"errors"``: the task's errors that are new to the
+        mirror, oldest first; each error is delivered once.
+    :param version: the mirror's version once this change was applied.
+    :param supervisor_id: for ``"supervisor"``: the supervisor (an extension).
+    """
+
+    kind: str
+    storm_id: str | None = None
+    task_id: int | None = None
+    errors: tuple[TaskError, ...] = ()
+    version: int = 0
+    supervisor_id: str | None = None
+
+
+# -- the layout, generically ---------------------------------------------------
+
+# what a node at each depth under each subtree is
+_LIST = "list"  # a folder: children watched
+_DATA = "data"  # a record: data watched
+_BEAT = "beat"  # a heartbeat record: data polled, never watched
+_ERRORS = "errors"  # a task's error folder: children watched, each error read once
+_ERROR = "error"  # one error node: immutable
+
+_LAYOUT = {
+    paths.STORMS_ROOT: (_LIST, _DATA),
+    paths.ASSIGNMENTS_ROOT: (_LIST, _DATA),
+    paths.SUPERVISORS_ROOT: (_LIST, _DATA),
+    paths.TASKS_ROOT: (_LIST, _LIST, _DATA),
+    paths.TASKBEATS_ROOT: (_LIST, _LIST, _BEAT),
+    paths.TASKERRORS_ROOT: (_LIST, _LIST, _ERRORS, _ERROR),
+}
+
+_RECORDS = {
+    paths.STORMS_ROOT: StormBase,
+    paths.ASSIGNMENTS_ROOT: Assignment,
+    paths.SUPERVISORS_ROOT: SupervisorInfo,
+    paths.TASKS_ROOT: TaskInfo,
+    paths.TASKBEATS_ROOT: TaskHeartbeat,
+}
+
+_CHANGE_KIND = {
+    paths.STORMS_ROOT: "storm",
+    paths.ASSIGNMENTS_ROOT: "assignment",
+    paths.SUPERVISORS_ROOT: "supervisor",
+    paths.TASKS_ROOT: "tasks",
+    paths.TASKBEATS_ROOT: "heartbeats",
+    paths.TASKERRORS_ROOT: "errors",
+}
+
+_ROOTS = tuple("/" + root for root in _LAYOUT)
+
+
+def _rule(tokens: list[str]) -> str | None:
+    layout = _LAYOUT.get(tokens[0]) if tokens else None
+    if layout is None or len(tokens) > len(layout):
+        return None
+    return layout[len(tokens) - 1]
+
+
+def _depth(path: str) -> int:
+    return path.count("/")
+
+
+def _child(path: str, name: str) -> str:
+    return f"{path}/{name}"
+
+
+def _task_id(name: str) -> int | None:
+    try:
+        return paths.check_task_id(name)
+    except ValueError:
+        return None
+
+
+def _chunks(items: list, size: int = BATCH_SIZE):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class _Unreadable:
+    """Stands in for a record whose data did not fit its schema."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+class _Entry:
+    """A data node: its raw bytes (to spot changes cheaply) and its record."""
+
+    __slots__ = ("raw", "value")
+
+    def __init__(self, raw: bytes, value):
+        self.raw = raw
+        self.value = value
+
+
+class _Changes:
+    """What one step changed: paths touched, for callbacks, and the changes to report."""
+
+    def __init__(self):
+        self.keys: dict[tuple, list[TaskError]] = {}
+        self.lists: set[str] = set()  # folders whose children changed
+        self.nodes: set[str] = set()  # data nodes added, changed or removed
+
+    def add(self, kind, storm_id=None, task_id=None, supervisor_id=None, errors=()):
+        self.keys.setdefault((kind, storm_id, task_id, supervisor_id), []).extend(errors)
+
+    def touch(self, path: str, *, data_only: bool = False) -> None:
+        """Note a change at ``path``; ``data_only``: a record changed in place."""
+        tokens = paths.tokenize_path(path)
+        root, rest = tokens[0], tokens[1:]
+        kind = _CHANGE_KIND[root]
+        storm_id = rest[0] if rest else None
+        if root == paths.SUPERVISORS_ROOT:
+            self.add(kind, supervisor_id=storm_id)
+        elif root == paths.TASKBEATS_ROOT:
+            # new heartbeat data is reported once per batch; a heartbeat node
+            # appearing or vanishing once per storm
+            self.add(kind, None if data_only else storm_id)
+        elif root == paths.TASKS_ROOT and len(rest) > 1:
+            self.add(kind, storm_id, _task_id(rest[1]))
+        elif root == paths.TASKERRORS_ROOT and len(rest) > 1:
+            self.add(kind, storm_id, _task_id(rest[1]))
+        else:
+            self.add(kind, storm_id)
+
+    def ordered(self):
+        """The changes to report: a storm's task changes fold into one for the storm."""
+        for (kind, storm_id, task_id, supervisor_id), errors in self.keys.items():
+            if (
+                kind in ("tasks", "errors")
+                and task_id is not None
+                and not errors
+                and (kind, storm_id, None, None) in self.keys
+            ):
+                continue
+            yield kind, storm_id, task_id, supervisor_id, tuple(errors)
+
+    def __bool__(self):
+        return bool(self.keys)
+
+
+class ClusterMirror:
+    """The whole cluster state in memory, kept in sync with ZooKeeper by watches.
+
+    Reads have :class:`~clusterstate.storm.StormClusterState`'s names, return
+    types and errors, and never touch ZooKeeper: they are dict lookups under
+    a lock, safe from any thread. Records returned are shared: treat them
+    as read-only.
+
+    :param state: the :class:`ClusterState` to mirror (its root is the
+        cluster's root). The mirror registers a watch callback and a
+        connection listener on it; it never closes it.
+    :param heartbeat_secs: how often heartbeat data is re-read.
+    :param resync_secs: how often everything is re-read and diffed, to catch
+        what the watches missed.
+    :param time_fn: the clock for :attr:`synced_at`, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        state: ClusterState,
+        *,
+        heartbeat_secs: float = 5.0,
+        resync_secs: float = 60.0,
+        time_fn: Callable[[], float] = time.time,
+    ):
+        if heartbeat_secs <= 0 or resync_secs <= 0:
+            raise ValueError("heartbeat_secs and resync_secs must be positive")
+        self._state = state
+        self._heartbeat_secs = float(heartbeat_secs)
+        self._resync_secs = float(resync_secs)
+        self._time_fn = time_fn
+
+        # the mirror; written by the worker only, under the lock
+        self._lock = threading.Lock()
+        self._children: dict[str, frozenset[str]] = {}
+        self._listing: dict[str, tuple] = {}
+        self._data: dict[str, _Entry] = {}
+        self._errors: dict[str, tuple[tuple[str, TaskError], ...]] = {}
+
+        # one-shot callbacks of reads, in slots as StormClusterState keeps them
+        self._assignments_callback = None
+        self._supervisors_callback = None
+        self._assignment_info_callbacks: dict[str, Callable] = {}
+        self._storm_base_callbacks: dict[str, Callable] = {}
+
+        self._subscribers: tuple[Callable[[MirrorChange], None], ...] = ()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._watch_id = None
+
+        self._connected = False
+        self._reported_connected = False
+        self._connection_gen = 0
+        self._synced = threading.Event()
+        self._synced_at: float | None = None
+        self._first_sync_done = False
+        self._version = 0
+
+        # the worker's schedule (time.monotonic)
+        self._need_resync = True
+        self._retry_delay = 0.0
+        self._retry_due = 0.0
+        self._resync_due = 0.0
+        self._beat_due = 0.0
+
+    # -- life cycle ------------------------------------------------------------
+
+    def start(self, wait: float | None = 30.0) -> None:
+        """Start the worker thread, which loads everything and then follows the changes.
+
+        :param wait: seconds to wait for the first complete load; ``None``
+            to return at once. Returning after ``wait`` without a load is no
+            error: the mirror keeps trying (see :attr:`connected`).
+        :raises RuntimeError: if the mirror was stopped.
+        """
+        if self._stopping:
+            raise RuntimeError("a stopped ClusterMirror cannot be started again")
+        if self._thread is None:
+            # listen first, so nothing between the load and the watches is missed
+            self._watch_id = self._state.register(self._on_watch)
+            self._state.add_connection_listener(self._on_connection)
+            self._thread = threading.Thread(target=self._run, name="cluster-mirror", daemon=True)
+            self._thread.start()
+        if wait is not None and not self.wait_synced(wait):
+            logger.warning("cluster mirror not synced after %.1f s; still trying", wait)
+
+    def stop(self) -> None:
+        """Stop the worker and stop listening; the state stays open. Harmless if repeated.
+
+        Reads keep answering from what the mirror last knew.
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put(None)
+        if thread is not threading.current_thread():
+            thread.join(30)
+        try:
+            self._state.unregister(self._watch_id)
+            self._state.remove_connection_listener(self._on_connection)
+        except Exception:
+            logger.exception("could not unregister the cluster mirror")
+
+    def wait_synced(self, timeout: float | None) -> bool:
+        """Wait until the mirror is connected and synced.
+
+        :param timeout: seconds to wait at most (``None``: for ever).
+        :returns: True if it is, False if ``timeout`` passed first.
+        """
+        return self._synced.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        """True while connected and synced; false from a suspended connection until resynced."""
+        return self._connected
+
+    @property
+    def synced_at(self) -> float | None:
+        """When (by ``time_fn``) the mirror was last known to be in sync; ``None`` before."""
+        return self._synced_at
+
+    @property
+    def version(self) -> int:
+        """Bumped on every applied change (see :meth:`subscribe`)."""
+        return self._version
+
+    def subscribe(self, listener: Callable[[MirrorChange], None]) -> Callable[[], None]:
+        """Call ``listener(change)`` for every :class:`MirrorChange` from now on.
+
+        Listeners run on the mirror's worker thread, in order, after the
+        change is applied (reads already see it): they must hand off and
+        return at once. An exception in one is logged.
+
+        :returns: a function that unsubscribes ``listener``.
+        """
+        with self._lock:
+            self._subscribers = (*self._subscribers, listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subscribers = tuple(s for s in self._subscribers if s is not listener)
+
+        return unsubscribe
+
+    # -- reads: StormClusterState's, from memory ---------------------------------
+
+    def assignments(self, callback: Callable[[], None] | None = None) -> list[str]:
+        """The ids of the storms that have an assignment, sorted.
+
+        :param callback: if given, called once with no argument, on the
+            mirror's thread, on the next change of that list.
+        """
+        with self._lock:
+            if callback is not None:
+                self._assignments_callback = callback
+            return list(self._listing.get(paths.ASSIGNMENTS_SUBTREE, ()))
+
+    def assignment_info(
+        self, storm_id: str, callback: Callable[[str], None] | None = None
+    ) -> Assignment | None:
+        """A storm's :class:`Assignment`, or ``None`` if it has none.
+
+        :param callback: if given, called once as ``callback(storm_id)`` on the
+            mirror's thread, on the next change of that assignment.
+        :raises ValueError: if ``storm_id`` is not a valid id.
+        :raises UnreadableNodeError: if the node's data is not an Assignment.
+        """
+        path = paths.assignment_path(storm_id)
+        with self._lock:
+            if callback is not None:
+                self._assignment_info_callbacks[storm_id] = callback
+            entry = self._data.get(path)
+        return self._value(entry, path)
+
+    def active_storms(self) -> list[str]:
+        """The ids of the active storms (children of ``/storms``), sorted."""
+        return self._list(paths.STORMS_SUBTREE)
+
+    def storm_base(
+        self, storm_id: str, callback: Callable[[str], None] | None = None
+    ) -> StormBase | None:
+        """A storm's :class:`StormBase`, or ``None`` if the storm is not active.
+
+        :param callback: if given, called once as ``callback(storm_id)`` on the
+            mirror's thread, on the next change of that node.
+        :raises ValueError: if ``storm_id`` is not a valid id.
+        :raises UnreadableNodeError: if the node's data is not a StormBase.
+        """
+        path = paths.storm_path(storm_id)
+        with self._lock:
+            if callback is not None:
+                self._storm_base_callbacks[storm_id] = callback
+            entry = self._data.get(path)
+        return self._value(entry, path)
+
+    def task_storms(self) -> list[str]:
+        """The ids of the storms that have tasks (children of ``/tasks``), sorted."""
+        return self._list(paths.TASKS_SUBTREE)
+
+    def task_ids(self, storm_id: str) -> list[int]:
+        """A storm's task ids as sorted ints; ``[]`` if none.
+
+        :raises ValueError: if ``storm_id`` is not a valid id.
+        """
+        return self._list(paths.storm_task_root(storm_id))
+
+    def task_info(self, storm_id: str, task_id: int) -> TaskInfo | None:
+        """A task's :class:`TaskInfo`, or ``None`` if absent.
+
+        :raises ValueError: if an id is not valid.
+        :raises UnreadableNodeError: if the node's data is not a TaskInfo.
+        """
+        return self._read(paths.task_path(storm_id, task_id))
+
+    def task_heartbeat(self, storm_id: str, task_id: int) -> TaskHeartbeat | None:
+        """A task's last :class:`TaskHeartbeat` (at most ``heartbeat_secs`` old), or ``None``.
+
+        :raises ValueError: if an id is not valid.
+        :raises UnreadableNodeError: if the node's data is not a TaskHeartbeat.
+        """
+        return self._read(paths.taskbeat_path(storm_id, task_id))
+
+    def supervisors(self, callback: Callable[[], None] | None = None) -> list[str]:
+        """The ids of the live supervisors, sorted.
+
+        :param callback: if given, called once with no argument, on the
+            mirror's thread, on the next change of that list.
+        """
+        with self._lock:
+            if callback is not None:
+                self._supervisors_callback = callback
+            return list(self._listing.get(paths.SUPERVISORS_SUBTREE, ()))
+
+    def supervisor_info(self, supervisor_id: str) -> SupervisorInfo | None:
+        """A supervisor's :class:`SupervisorInfo`, or ``None`` if absent.
+
+        :raises ValueError: if ``supervisor_id`` is not a valid id.
+        :raises UnreadableNodeError: if the node's data is not a SupervisorInfo.
+        """
+        return self._read(paths.supervisor_path(supervisor_id))
+
+    def heartbeat_storms(self) -> list[str]:
+        """The ids of the storms with a heartbeat node, sorted."""
+        return self._list(paths.TASKBEATS_SUBTREE)
+
+    def heartbeat_tasks(self, storm_id: str) -> list[int]:
+        """The tasks of a storm that have a heartbeat node, as sorted ints.
+
+        :raises ValueError: if ``storm_id`` is not a valid id.
+        """
+        return self._list(paths.taskbeat_storm_root(storm_id))
+
+    def task_error_storms(self) -> list[str]:
+        """The ids of the storms with an error node, sorted."""
+        return self._list(paths.TASKERRORS_SUBTREE)
+
+    def task_errors(self, storm_id: str, task_id: int) -> list[TaskError]:
+        """A task's errors: at most the newest ten, oldest first; ``[]`` if none.
+
+        :raises ValueError: if an id is not valid.
+        """
+        path = paths.taskerror_path(storm_id, task_id)
+        with self._lock:
+            errors = self._errors.get(path, ())
+        return [error for _name, error in errors]
+
+    def task_errors_many(
+        self, pairs: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], list[TaskError]]:
+        """Several tasks' errors, as :meth:`StormClusterState.task_errors_many` gives them.
+
+        :raises ValueError: if an id is not valid.
+        """
+        return {pair: self.task_errors(*pair) for pair in pairs}
+
+    def _list(self, path: str) -> list:
+        with self._lock:
+            return list(self._listing.get(path, ()))
+
+    def _read(self, path: str):
+        with self._lock:
+            entry = self._data.get(path)
+        return self._value(entry, path)
+
+    @staticmethod
+    def _value(entry: _Entry | None, path: str):
+        if entry is None:
+            return None
+        if type(entry.value) is _Unreadable:
+            # a fresh exception per read: one instance raised in two threads
+            # would share a traceback
+            raise UnreadableNodeError(path, entry.value.reason)
+        return entry.value
+
+    # -- kazoo's threads: hand off and return ------------------------------------
+
+    def _on_watch(self, event_type: str, path: str) -> None:
+        self._queue.put((event_type, path))
+
+    def _on_connection(self, state: str) -> None:
+        # never call ZooKeeper here: note it and let the worker act
+        self._connection_gen += 1
+        if state != CONNECTED:
+            self._connected = False
+            self._synced.clear()
+        self._queue.put(state)
+
+    # -- the worker ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping:
+            try:
+                self._step()
+            except Exception:
+                # the mirror may now be out of step with ZooKeeper: resync
+                logger.exception("cluster mirror step failed; resyncing")
+                self._schedule_retry()
+
+    def _step(self) -> None:
+        items = self._take(self._timeout(time.monotonic()))
+        if self._stopping:
+            return
+        events: dict[str, set[str]] = {}
+        for item in items:
+            if isinstance(item, tuple):
+                event_type, path = item
+                events.setdefault(path, set()).add(event_type)
+            elif item == CONNECTED:
+                self._need_resync = True
+                self._retry_due = 0.0
+            else:
+                # the listener said so already; say it again here, in case a
+                # resync that ended meanwhile had just set it back
+                self._connected = False
+                self._synced.clear()
+                self._need_resync = True
+                self._report_connection()
+
+        now = time.monotonic()
+        if self._need_resync or now >= self._resync_due:
+            if now >= self._retry_due and self._state.connected:
+                self._resync()  # reads everything: the events are covered
+            return
+        if events:
+            self._apply_events(events)
+        if now >= self._beat_due:
+            self._poll_heartbeats()
+
+    def _timeout(self, now: float) -> float:
+        """How long the worker may wait for events before it has something to do."""
+        if self._need_resync or now >= self._resync_due:
+            if not self._state.connected:
+                return 1.0  # the connection listener's marker wakes us sooner
+            due = self._retry_due
+        else:
+            due = min(self._resync_due, self._beat_due)
+        return min(max(due - now, 0.0), 1.0)
+
+    def _take(self, timeout: float) -> list:
+        try:
+            items = [self._queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:  # drain the burst, so it is handled in one go
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items
+
+    def _schedule_retry(self) -> None:
+        self._need_resync = True
+        self._retry_delay = min(max(self._retry_delay * 2, 0.2), 5.0, self._resync_secs)
+        self._retry_due = time.monotonic() + self._retry_delay
+
+    def _resync(self) -> None:
+        """Re-read everything with fresh watches, diff it against the mirror, report the diff."""
+        gen = self._connection_gen
+        first = not self._first_sync_done
+        changes = _Changes()
+        try:
+            self._refresh(_ROOTS, (), full=True, changes=changes)
+        except NotConnectedError:
+            logger.info("cluster mirror resync interrupted by a disconnect; will retry")
+            self._report(changes)
+            self._schedule_retry()
+            return
+        except Exception:
+            self._report(changes)
+            raise
+        now = time.monotonic()
+        self._need_resync = False
+        self._retry_delay = 0.0
+        self._resync_due = now + self._resync_secs
+        self._beat_due = now + self._heartbeat_secs
+        self._first_sync_done = True
+        # the cold load is a snapshot, not news: report it as one resync
+        self._report(_Changes() if first else changes)
+        if gen == self._connection_gen and self._state.connected:
+            self._synced_at = self._time_fn()
+            self._connected = True
+            self._synced.set()
+        self._emit(MirrorChange("resync"))
+        self._report_connection()
+
+    def _report_connection(self) -> None:
+        if self._reported_connected != self._connected:
+            self._reported_connected = self._connected
+            self._emit(MirrorChange("connection"))
+
+    def _apply_events(self, events: dict[str, set[str]]) -> None:
+        changes = _Changes()
+        lists: set[str] = set()
+        nodes: set[str] = set()
+        try:
+            with self._lock:
+                for path, types in events.items():
+                    tokens = paths.tokenize_path(path)
+                    rule = _rule(tokens)
+                    if rule is None or rule == _ERROR:
+                        continue
+                    if NODE_DELETED in types:
+                        # gone: drop it, and relist its folder in case it is back already
+                        if self._attached(path):
+                            self._drop(path, changes)
+                            self._unlink(path, changes)
+                        lists.add(paths.parent_path(path) if len(tokens) > 1 else path)
+                    elif rule in (_LIST, _ERRORS):
+                        lists.add(path)
+                    else:
+                        nodes.add(path)
+            self._refresh(lists, nodes, full=False, changes=changes)
+        except NotConnectedError:
+            logger.info("cluster mirror read interrupted by a disconnect; will resync")
+            self._schedule_retry()
+        finally:
+            self._report(changes)
+
+    def _poll_heartbeats(self) -> None:
+        """Re-read every heartbeat's data (unwatched), in pipelined batches."""
+        self._beat_due = time.monotonic() + self._heartbeat_secs
+        with self._lock:
+            beats = [
+                _child(storm_root, name)
+                for storm in self._children.get(paths.TASKBEATS_SUBTREE, ())
+                for storm_root in (_child(paths.TASKBEATS_SUBTREE, storm),)
+                for name in self._children.get(storm_root, ())
+            ]
+        gen = self._connection_gen
+        changes = _Changes()
+        try:
+            fetched = self._get_data_many(beats, watch=False)
+            decoded = self._decode_changed(fetched)
+            with self._lock:
+                self._apply_data(fetched, decoded, changes)
+        except NotConnectedError:
+            logger.info("cluster mirror heartbeat read interrupted by a disconnect")
+            self._schedule_retry()
+            return
+        finally:
+            self._report(changes)
+        self._beat_due = time.monotonic() + self._heartbeat_secs
+        if self._connected and gen == self._connection_gen and not self._need_resync:
+            self._synced_at = self._time_fn()
+
+    # -- reading ZooKeeper ---------------------------------------------------------
+
+    def _get_children_many(self, items: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for chunk in _chunks(items):
+            out.update(self._state.get_children_many(chunk, True))
+        return out
+
+    def _get_data_many(self, items: list[str], watch: bool) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = {}
+        for chunk in _chunks(items):
+            out.update(self._state.get_data_many(chunk, watch))
+        return out
+
+    def _refresh(self, lists: Iterable[str], nodes: Iterable[str], *, full: bool, changes):
+        """Read folders and nodes, level by level, pipelined; then apply what was read.
+
+        :param lists: folders to relist (their new children are read in full).
+        :param nodes: data nodes to re-read.
+        :param full: also re-read every known child (a resync).
+        """
+        # the mirror is written by this thread only: reading it here needs no lock
+        watched: set[str] = set()
+        unwatched: set[str] = set()
+        for path in nodes:
+            if self._attached(path):
+                (watched if _rule(paths.tokenize_path(path)) == _DATA else unwatched).add(path)
+        listed: dict[str, list[str]] = {}
+        frontier = sorted((p for p in set(lists) if self._attached(p)), key=_depth)
+        while frontier:
+            got = self._get_children_many(frontier)
+            following = []
+            for path in frontier:
+                names = got.get(path, [])
+                listed[path] = names
+                tokens = paths.tokenize_path(path)
+                rule = _rule(tokens)
+                if rule == _ERRORS:
+                    # error nodes never change: read only the ones not yet seen
+                    known = {name for name, _error in self._errors.get(path, ())}
+                    for name in ordered_error_names(names)[-MAX_TASK_ERRORS:]:
+                        if name not in known:
+                            unwatched.add(_child(path, name))
+                    continue
+                child_rule = _LAYOUT[tokens[0]][len(tokens)]
+                old = () if full else self._children.get(path, ())
+                for name in names:
+                    if name in old:
+                        continue
+                    child = _child(path, name)
+                    if child_rule in (_LIST, _ERRORS):
+                        if child not in listed:
+                            following.append(child)
+                    elif child_rule == _DATA:
+                        watched.add(child)
+                    else:
+                        unwatched.add(child)
+            frontier = following
+        fetched = self._get_data_many(sorted(watched), watch=True)
+        fetched.update(self._get_data_many(sorted(unwatched), watch=False))
+        decoded = self._decode_changed(fetched)
+        with self._lock:
+            for path in sorted(listed, key=_depth):
+                if self._attached(path):
+                    if _rule(paths.tokenize_path(path)) == _ERRORS:
+                        self._apply_errors(path, listed[path], fetched, changes)
+                    else:
+                        self._apply_children(path, listed[path], changes)
+            self._apply_data(fetched, decoded, changes)
+
+    def _decode_changed(self, fetched: dict[str, bytes | None]) -> dict[str, object]:
+        """Decode the records whose bytes differ from the mirror's (outside the lock)."""
+        decoded = {}
+        for path, raw in fetched.items():
+            if raw is None:
+                continue
+            tokens = paths.tokenize_path(path)
+            cls = _RECORDS.get(tokens[0])
+            if cls is None or _rule(tokens) not in (_DATA, _BEAT):
+                continue
+            entry = self._data.get(path)
+            if entry is not None and entry.raw == raw:
+                continue
+            try:
+                decoded[path] = decode(cls, raw, path)
+            except UnreadableNodeError as exc:
+                decoded[path] = _Unreadable(exc.reason)
+        return decoded
+
+    # -- applying to the mirror (under the lock) -------------------------------------
+
+    def _attached(self, path: str) -> bool:
+        """True if ``path`` is in the mirror: a root, or named by its folder."""
+        if path in _ROOTS:
+            return True
+        parent, _, name = path.rpartition("/")
+        return name in self._children.get(parent, ())
+
+    def _apply_children(self, path: str, names: list[str], changes: _Changes) -> None:
+        new = frozenset(names)
+        old = self._children.get(path)
+        if old == new:
+            return
+        old = old or frozenset()
+        for name in old - new:
+            self._drop(_child(path, name), changes)
+        for name in new - old:
+            changes.touch(_child(path, name))
+            changes.nodes.add(_child(path, name))
+        self._set_children(path, new)
+        changes.lists.add(path)
+
+    def _set_children(self, path: str, names: frozenset[str]) -> None:
+        self._children[path] = names
+        tokens = paths.tokenize_path(path)
+        if len(tokens) == 2:  # a storm's folder of tasks: task ids as ints
+            self._listing[path] = tuple(sorted(t for t in map(_task_id, names) if t is not None))
+        else:
+            self._listing[path] = tuple(sorted(names))
+
+    def _apply_data(self, fetched, decoded, changes: _Changes) -> None:
+        for path, raw in fetched.items():
+            tokens = paths.tokenize_path(path)
+            if _rule(tokens) not in (_DATA, _BEAT) or not self._attached(path):
+                continue
+            if raw is None:  # gone since its folder was listed
+                self._drop(path, changes)
+                self._unlink(path, changes)
+            elif path in decoded:
+                is_new = path not in self._data
+                self._data[path] = _Entry(raw, decoded[path])
+                changes.touch(path, data_only=not is_new)
+                changes.nodes.add(path)
+
+    def _apply_errors(self, path, names, fetched, changes: _Changes) -> None:
+        old = self._errors.get(path)
+        known = dict(old or ())
+        kept, fresh = [], []
+        for name in ordered_error_names(names)[-MAX_TASK_ERRORS:]:
+            if name in known:
+                kept.append((name, known[name]))
+                continue
+            raw = fetched.get(_child(path, name))
+            if raw is None:  # trimmed before it could be read
+                continue
+            error = decode_error(name, raw, _child(path, name))
+            kept.append((name, error))
+            fresh.append(error)
+        kept = tuple(kept)
+        if old is None or [n for n, _ in kept] != [n for n, _ in old]:
+            self._errors[path] = kept
+            self._children[path] = frozenset(n for n, _ in kept)
+            changes.touch(path)
+            if fresh:
+                tokens = paths.tokenize_path(path)
+                changes.add("errors", tokens[1], _task_id(tokens[2]), errors=fresh)
+
+    def _drop(self, path: str, changes: _Changes) -> None:
+        """Remove ``path`` and everything below it from the mirror."""
+        names = self._children.pop(path, None)
+        self._listing.pop(path, None)
+        self._errors.pop(path, None)
+        self._data.pop(path, None)
+        if names and _rule(paths.tokenize_path(path)) == _LIST:
+            for name in names:
+                self._drop(_child(path, name), changes)
+        changes.touch(path)
+        changes.nodes.add(path)
+
+    def _unlink(self, path: str, changes: _Changes) -> None:
+        """Take ``path`` out of its folder's children."""
+        parent, _, name = path.rpartition("/")
+        names = self._children.get(parent)
+        if names is not None and name in names:
+            self._set_children(parent, names - {name})
+            changes.lists.add(parent)
+
+    # -- telling others --------------------------------------------------------------
+
+    def _report(self, changes: _Changes) -> None:
+        """Report ``changes`` to subscribers and fire the read callbacks they concern."""
+        if not changes and not changes.lists and not changes.nodes:
+            return
+        for kind, storm_id, task_id, supervisor_id, errors in changes.ordered():
+            self._emit(MirrorChange(kind, storm_id, task_id, errors, 0, supervisor_id))
+        fire = []
+        with self._lock:
+            if paths.ASSIGNMENTS_SUBTREE in changes.lists and self._assignments_callback:
+                fire.append((self._assignments_callback, ()))
+                self._assignments_callback = None
+            if paths.SUPERVISORS_SUBTREE in changes.lists and self._supervisors_callback:
+                fire.append((self._supervisors_callback, ()))
+                self._supervisors_callback = None
+            for slots, subtree in (
+                (self._assignment_info_callbacks, paths.ASSIGNMENTS_SUBTREE),
+                (self._storm_base_callbacks, paths.STORMS_SUBTREE),
+            ):
+                for storm_id in [s for s in slots if _child(subtree, s) in changes.nodes]:
+                    fire.append((slots.pop(storm_id), (storm_id,)))
+        for callback, args in fire:
+            try:
+                callback(*args)
+            except Exception:
+                logger.exception("mirror read callback %r failed", callback)
+
+    def _emit(self, change: MirrorChange) -> None:
+        self._version += 1
+        change = MirrorChange(
+            change.kind,
+            change.storm_id,
+            change.task_id,
+            change.errors,
+            self._version,
+            change.supervisor_id,
+        )
+        for listener in self._subscribers:
+            try:
+                listener(change)
+            except Exception:
+                logger.exception("mirror subscriber %r failed", listener)

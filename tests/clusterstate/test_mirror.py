@@ -1,0 +1,611 @@
+"""ClusterMirror against the in-memory store and a real ZooKeeper alike.
+
+The cluster is written through a StormClusterState on one session (the
+writer) and mirrored through another (the reader), as the dashboard does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from clusterstate import (
+    Assignment,
+    StormBase,
+    SupervisorInfo,
+    TaskHeartbeat,
+    TaskInfo,
+    UnreadableNodeError,
+    paths,
+)
+from clusterstate.mirror import ClusterMirror, MirrorChange
+from clusterstate.storm import MAX_TASK_ERRORS, mk_storm_cluster_state
+from tests.clusterstate.mirror_helpers import (
+    ChangeLog,
+    assert_mirror_equals,
+    wait_mirror_equals,
+)
+from tests.helpers import expire_session, wait_for
+
+TIMEOUT = 15
+
+
+def base(name="wordcount", launch=1_300_000_000):
+    return StormBase(storm_name=name, launch_time_secs=launch)
+
+
+def assignment(task_ids, node="node-a", port=6700):
+    return Assignment(
+        master_code_dir="/nimbus/stormdist/x",
+        node_host={node: f"host-{node}"},
+        task_node_port={t: (node, port + t % 4) for t in task_ids},
+        task_start_time_secs={t: 1_300_000_000 + t for t in task_ids},
+    )
+
+
+def supervisor(n=0, time_secs=1_300_000_100):
+    return SupervisorInfo(
+        time_secs=time_secs, hostname=f"host-{n}", worker_ports=(6700, 6701), uptime_secs=n
+    )
+
+
+def heartbeat(time_secs=1_300_000_100, emitted=10):
+    stats = {
+        "type": "bolt",
+        "rate": 1.0,
+        "emitted": {"600": {"default": emitted}},
+        "transferred": {"600": {"default": emitted}},
+        "acked": {"600": {"spout": {"default": emitted}}},
+        "failed": {"600": {"spout": {"default": 0}}},
+        "process_latencies": {"600": {"spout": {"default": 1.5}}},
+    }
+    return TaskHeartbeat(time_secs=time_secs, uptime_secs=5, stats=stats)
+
+
+def reads_as(read, *args):
+    """True if ``read(*args[:-1])`` gives ``args[-1]``; False while it is unreadable."""
+    try:
+        return read(*args[:-1]) == args[-1]
+    except UnreadableNodeError:
+        return False
+
+
+class Clock:
+    def __init__(self, now=1_700_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def writer(state_factory):
+    """The writing side: a StormClusterState on its own session."""
+    return mk_storm_cluster_state(state_factory())
+
+
+@pytest.fixture
+def make_mirror(state_factory, writer):
+    """``make_mirror(**kwargs)``: a started ClusterMirror on a session of its own.
+
+    Returns ``(mirror, reader_state, changes)``; every mirror is stopped at teardown.
+    """
+    mirrors = []
+
+    def make(start=True, **kwargs):
+        state = state_factory()
+        kwargs.setdefault("heartbeat_secs", 0.2)
+        mirror = ClusterMirror(state, **kwargs)
+        changes = ChangeLog()
+        mirror.subscribe(changes)
+        mirrors.append(mirror)
+        if start:
+            mirror.start(wait=TIMEOUT)
+            assert mirror.connected
+        return mirror, state, changes
+
+    yield make
+    for mirror in mirrors:
+        mirror.stop()
+
+
+def populate(writer, storms=3, tasks=5, errors=3):
+    """A small cluster: active and inactive storms, tasks, heartbeats, errors, supervisors."""
+    for s in range(storms):
+        storm_id = f"storm-{s}"
+        task_ids = list(range(1, tasks + 1))
+        for t in task_ids:
+            kind = "spout" if t == 1 else "bolt"
+            writer.set_task(storm_id, t, TaskInfo(component_id=f"c{t % 2}", component_type=kind))
+        writer.set_assignment(storm_id, assignment(task_ids))
+        if s != storms - 1:  # the last one is inactive
+            writer.activate_storm(storm_id, base(storm_id))
+        writer.setup_heartbeats(storm_id)
+        for t in task_ids[:-1]:  # the last task never beat
+            writer.set_task_heartbeat(storm_id, t, heartbeat(emitted=t))
+        for e in range(errors):
+            writer.report_task_error(storm_id, 1, f"{storm_id} error {e}\n  at line {e}")
+    for t in range(MAX_TASK_ERRORS + 3):  # more than ten: trimmed
+        writer.report_task_error("storm-0", 2, f"error {t}")
+    writer.set_supervisor_heartbeat("sup-0", supervisor(0))
+    writer.set_supervisor_heartbeat("sup-1", supervisor(1))
+
+
+# -- loading --------------------------------------------------------------------------
+
+
+def test_cold_load_equals_a_fresh_read(writer, make_mirror):
+    populate(writer)
+    clock = Clock()
+    mirror, _state, changes = make_mirror(time_fn=clock)
+
+    assert_mirror_equals(mirror, writer)
+    assert mirror.synced_at == clock.now
+    assert mirror.task_ids("storm-1") == [1, 2, 3, 4, 5]
+    assert mirror.active_storms() == ["storm-0", "storm-1"]
+    assert len(mirror.task_errors("storm-0", 2)) == MAX_TASK_ERRORS
+    assert mirror.task_errors("storm-0", 2)[-1].error == f"error {MAX_TASK_ERRORS + 2}"
+    # a cold load is one snapshot, not a flood of news
+    kinds = [c.kind for c in changes.changes]
+    assert kinds == ["resync", "connection"], kinds
+    assert [c.version for c in changes.changes] == [1, 2] and mirror.version == 2
+
+
+def test_reads_refuse_bad_ids_and_miss_quietly(writer, make_mirror):
+    mirror, _state, _changes = make_mirror()
+    for read in (
+        mirror.storm_base,
+        mirror.assignment_info,
+        mirror.task_ids,
+        mirror.heartbeat_tasks,
+    ):
+        with pytest.raises(ValueError):
+            read("a/b")
+    with pytest.raises(ValueError):
+        mirror.task_info("storm", -1)
+    with pytest.raises(ValueError):
+        mirror.supervisor_info("..")
+    with pytest.raises(ValueError):
+        mirror.task_errors("", 1)
+    assert mirror.storm_base("nope") is None
+    assert mirror.task_ids("nope") == []
+    assert mirror.task_errors("nope", 3) == []
+    assert mirror.task_heartbeat("nope", 3) is None
+
+
+def test_start_waits_for_nothing_when_told(writer, make_mirror):
+    populate(writer, storms=1)
+    mirror, _state, _changes = make_mirror(start=False)
+    assert not mirror.connected and mirror.synced_at is None
+    mirror.start(wait=None)
+    assert mirror.wait_synced(TIMEOUT)
+    assert_mirror_equals(mirror, writer)
+    mirror.stop()
+    mirror.stop()  # harmless
+    assert mirror.task_ids("storm-0") == [1, 2, 3, 4, 5]  # still serves what it knew
+
+
+# -- following changes ------------------------------------------------------------------
+
+
+def test_storm_activation_and_deactivation(writer, make_mirror):
+    mirror, _state, changes = make_mirror()
+    fired = []
+    assert mirror.storm_base("s1", callback=fired.append) is None
+
+    writer.activate_storm("s1", base("s1"))
+    change = changes.wait("storm", storm_id="s1")
+    assert mirror.storm_base("s1") == base("s1")
+    assert mirror.active_storms() == ["s1"]
+    assert change.version <= mirror.version
+    wait_for(lambda: fired == ["s1"], TIMEOUT)
+
+    changes.clear()
+    writer.activate_storm("s1", base("renamed"))
+    changes.wait("storm", storm_id="s1")
+    assert mirror.storm_base("s1") == base("renamed")
+
+    changes.clear()
+    writer.deactivate_storm("s1")
+    changes.wait("storm", storm_id="s1")
+    wait_for(lambda: mirror.active_storms() == [], TIMEOUT)
+    assert mirror.storm_base("s1") is None
+    assert fired == ["s1"]  # one shot: not re-armed by reading without a callback
+
+
+def test_assignment_set_and_removed(writer, make_mirror):
+    mirror, _state, changes = make_mirror()
+    fired = []
+    mirror.assignment_info("s1", callback=fired.append)
+
+    writer.set_task("s1", 1, TaskInfo(component_id="spout"))
+    writer.set_assignment("s1", assignment([1]))
+    changes.wait("assignment", storm_id="s1")
+    assert mirror.assignments() == ["s1"]
+    assert mirror.assignment_info("s1") == assignment([1])
+    wait_for(lambda: fired == ["s1"], TIMEOUT)
+
+    changes.clear()
+    writer.set_assignment("s1", assignment([1], node="node-b"))
+    changes.wait("assignment", storm_id="s1")
+    assert mirror.assignment_info("s1").node_host == {"node-b": "host-node-b"}
+
+    changes.clear()
+    writer.remove_storm("s1")
+    changes.wait("assignment", storm_id="s1")
+    wait_for(lambda: mirror.assignments() == [] and mirror.task_storms() == [], TIMEOUT)
+    assert mirror.assignment_info("s1") is None
+    assert mirror.task_ids("s1") == []
+    assert changes.of("tasks", storm_id="s1")
+    wait_mirror_equals(mirror, writer)
+
+
+def test_assignments_callback_fires_once(writer, make_mirror):
+    mirror, _state, _changes = make_mirror()
+    calls = []
+    assert mirror.assignments(callback=lambda: calls.append(threading.current_thread())) == []
+
+    writer.set_assignment("s1", assignment([1]))
+    wait_for(lambda: mirror.assignments() == ["s1"], TIMEOUT)
+    writer.set_assignment("s2", assignment([1]))
+    wait_for(lambda: mirror.assignments() == ["s1", "s2"], TIMEOUT)
+    assert len(calls) == 1
+    assert calls[0].name == "cluster-mirror"  # on the mirror's thread
+
+    mirror.assignments(callback=lambda: calls.append(threading.current_thread()))
+    writer.remove_storm("s2")
+    wait_for(lambda: len(calls) == 2, TIMEOUT)
+
+
+def test_set_task(writer, make_mirror):
+    mirror, _state, changes = make_mirror()
+    writer.set_task("s1", 1, TaskInfo(component_id="spout", component_type="spout"))
+    changes.wait("tasks", storm_id="s1")
+    wait_for(lambda: mirror.task_ids("s1") == [1], TIMEOUT)
+    assert mirror.task_storms() == ["s1"]
+
+    changes.clear()
+    writer.set_task("s1", 2, TaskInfo(component_id="bolt"))
+    wait_for(lambda: mirror.task_ids("s1") == [1, 2], TIMEOUT)
+    assert mirror.task_info("s1", 2) == TaskInfo(component_id="bolt")
+
+    changes.clear()
+    writer.set_task("s1", 2, TaskInfo(component_id="bolt", component_type="bolt"))
+    change = changes.wait("tasks", storm_id="s1", task_id=2)
+    assert change.errors == ()
+    assert mirror.task_info("s1", 2).component_type == "bolt"
+
+
+def test_supervisor_appears_and_vanishes(state_factory, writer, make_mirror):
+    mirror, _state, changes = make_mirror()
+    fired = []
+    mirror.supervisors(callback=lambda: fired.append(1))
+    sup_state = state_factory()
+    sup = mk_storm_cluster_state(sup_state)
+
+    sup.set_supervisor_heartbeat("sup-a", supervisor(1))
+    changes.wait("supervisor", supervisor_id="sup-a")
+    assert mirror.supervisors() == ["sup-a"]
+    assert mirror.supervisor_info("sup-a") == supervisor(1)
+    wait_for(lambda: fired == [1], TIMEOUT)
+
+    changes.clear()
+    sup.set_supervisor_heartbeat("sup-a", supervisor(1, time_secs=1_300_000_200))
+    changes.wait("supervisor", supervisor_id="sup-a")
+    assert mirror.supervisor_info("sup-a").time_secs == 1_300_000_200
+
+    changes.clear()
+    sup_state.close()  # its session ends: the ephemeral node goes
+    changes.wait("supervisor", supervisor_id="sup-a")
+    wait_for(lambda: mirror.supervisors() == [], TIMEOUT)
+    assert mirror.supervisor_info("sup-a") is None
+    assert fired == [1]
+
+
+def test_heartbeats_appear_change_and_vanish(state_factory, writer, make_mirror):
+    writer.setup_heartbeats("s1")
+    mirror, _state, changes = make_mirror(heartbeat_secs=0.2)
+    task_state = state_factory()
+    task = mk_storm_cluster_state(task_state)
+
+    task.set_task_heartbeat("s1", 1, heartbeat(emitted=1))
+    task.set_task_heartbeat("s1", 2, heartbeat(emitted=2))
+    changes.wait("heartbeats", storm_id="s1")
+    wait_for(lambda: mirror.heartbeat_tasks("s1") == [1, 2], TIMEOUT)
+    assert mirror.task_heartbeat("s1", 2) == heartbeat(emitted=2)  # read as it appeared
+
+    # data is not watched, it is polled: seen within heartbeat_secs (and some slack)
+    changes.clear()
+    started = time.monotonic()
+    task.set_task_heartbeat("s1", 1, heartbeat(emitted=99))
+    change = changes.wait("heartbeats", storm_id=None, timeout=5)
+    wait_for(lambda: mirror.task_heartbeat("s1", 1) == heartbeat(emitted=99), 5)
+    assert time.monotonic() - started < 2.0
+    assert change.task_id is None
+    # one change per batch, never one per task
+    changes.clear()
+    for t in range(1, 3):
+        task.set_task_heartbeat("s1", t, heartbeat(emitted=200 + t))
+    wait_for(lambda: mirror.task_heartbeat("s1", 2) == heartbeat(emitted=202), 5)
+    wait_for(lambda: mirror.task_heartbeat("s1", 1) == heartbeat(emitted=201), 5)
+    beats = changes.of("heartbeats")
+    assert 1 <= len(beats) <= 2 and all(c.storm_id is None for c in beats), beats
+
+    changes.clear()
+    task.remove_task_heartbeat("s1", 2)
+    changes.wait("heartbeats", storm_id="s1")
+    wait_for(lambda: mirror.heartbeat_tasks("s1") == [1], TIMEOUT)
+    assert mirror.task_heartbeat("s1", 2) is None
+
+    task_state.close()  # ephemeral: the rest vanish with the session
+    wait_for(lambda: mirror.heartbeat_tasks("s1") == [], TIMEOUT)
+    wait_mirror_equals(mirror, writer)
+
+
+def test_a_reported_error_is_delivered_once(writer, make_mirror):
+    writer.report_task_error("s1", 3, "old error")
+    mirror, _state, changes = make_mirror()
+    assert [e.error for e in mirror.task_errors("s1", 3)] == ["old error"]
+
+    writer.report_task_error("s1", 3, "boom")
+    change = changes.wait("errors", storm_id="s1", task_id=3)
+    assert [e.error for e in change.errors] == ["boom"]
+    assert [e.error for e in mirror.task_errors("s1", 3)] == ["old error", "boom"]
+    assert mirror.task_error_storms() == ["s1"]
+
+    writer.report_task_error("s1", 4, ValueError("another task"))
+    change = changes.wait("errors", storm_id="s1", task_id=4)
+    assert "ValueError: another task" in change.errors[0].error
+
+    changes.clear()
+    writer.teardown_task_errors("s1")
+    changes.wait("errors", storm_id="s1")
+    wait_for(lambda: mirror.task_error_storms() == [], TIMEOUT)
+    assert mirror.task_errors("s1", 3) == []
+    assert all(c.errors == () for c in changes.of("errors"))
+
+
+def test_errors_in_quick_succession_arrive_in_order_without_duplicates(writer, make_mirror):
+    writer.report_task_error("s1", 1, "before")
+    mirror, _state, changes = make_mirror()
+
+    total = 30
+    for n in range(total):
+        writer.report_task_error("s1", 1, f"e{n:02d}")
+
+    def delivered():
+        return [e.error for c in changes.of("errors", storm_id="s1", task_id=1) for e in c.errors]
+
+    wait_for(lambda: f"e{total - 1:02d}" in delivered(), TIMEOUT)
+    wait_mirror_equals(mirror, writer)
+    got = delivered()
+    assert len(got) == len(set(got)), f"an error was delivered twice: {got}"
+    assert got == sorted(got), f"errors out of order: {got}"
+    assert "before" not in got  # known at the cold load: not news
+    # the newest ten are certainly delivered; older ones only if read before trimmed
+    assert got[-MAX_TASK_ERRORS:] == [f"e{n:02d}" for n in range(total - MAX_TASK_ERRORS, total)]
+    assert [e.error for e in mirror.task_errors("s1", 1)] == got[-MAX_TASK_ERRORS:]
+
+
+def test_an_unreadable_node_fails_only_its_own_read(writer, make_mirror):
+    populate(writer, storms=2)
+    state = writer.cluster_state
+    state.set_data(paths.storm_path("x"), b"\xff garbage")
+    state.set_data(paths.task_path("storm-0", 3), b'{"component_id": 7}')
+    mirror, _state, changes = make_mirror()
+
+    with pytest.raises(UnreadableNodeError) as caught:
+        mirror.storm_base("x")
+    assert caught.value.path == "/storms/x"
+    with pytest.raises(UnreadableNodeError):
+        mirror.task_info("storm-0", 3)
+    assert mirror.active_storms() == ["storm-0", "x"]
+    assert mirror.storm_base("storm-0") == base("storm-0")
+    assert mirror.task_info("storm-0", 2) is not None
+    assert_mirror_equals(mirror, writer)
+
+    writer.activate_storm("x", base("x"))
+    changes.wait("storm", storm_id="x")
+    wait_for(lambda: reads_as(mirror.storm_base, "x", base("x")), TIMEOUT)
+    writer.set_task("storm-0", 3, TaskInfo(component_id="c1"))
+    fixed = TaskInfo(component_id="c1")
+    wait_for(lambda: reads_as(mirror.task_info, "storm-0", 3, fixed), TIMEOUT)
+
+
+def test_a_failing_subscriber_or_callback_does_not_stop_the_mirror(writer, make_mirror):
+    mirror, _state, changes = make_mirror()
+
+    def bad(change):
+        raise RuntimeError("subscriber bug")
+
+    mirror.subscribe(bad)
+    mirror.assignments(callback=lambda: 1 / 0)
+    writer.set_assignment("s1", assignment([1]))
+    changes.wait("assignment", storm_id="s1")
+    writer.activate_storm("s1", base())
+    changes.wait("storm", storm_id="s1")
+    assert mirror.storm_base("s1") == base()
+
+
+def test_unsubscribe(writer, make_mirror):
+    mirror, _state, changes = make_mirror()
+    other = ChangeLog()
+    unsubscribe = mirror.subscribe(other)
+    writer.activate_storm("s1", base())
+    other.wait("storm", storm_id="s1")
+    unsubscribe()
+    writer.activate_storm("s2", base())
+    changes.wait("storm", storm_id="s2")
+    assert not other.of("storm", storm_id="s2")
+
+
+def test_periodic_resync_catches_what_watches_missed(state_factory, writer, make_mirror):
+    writer.setup_heartbeats("s1")
+    task = mk_storm_cluster_state(state_factory())
+    task.set_task_heartbeat("s1", 1, heartbeat(emitted=1))
+    # heartbeat data is neither watched nor, at this pace, polled: only a resync sees it
+    mirror, _state, changes = make_mirror(heartbeat_secs=600, resync_secs=0.5)
+    assert mirror.task_heartbeat("s1", 1) == heartbeat(emitted=1)
+    changes.clear()
+    task.set_task_heartbeat("s1", 1, heartbeat(emitted=2))
+    changes.wait("resync", timeout=5)
+    wait_for(lambda: mirror.task_heartbeat("s1", 1) == heartbeat(emitted=2), 5)
+    assert changes.of("heartbeats", storm_id=None)
+    assert mirror.connected
+
+
+# -- disconnects -------------------------------------------------------------------------
+
+
+def test_suspended_connection_serves_stale_data_then_resyncs(
+    state_factory, writer, make_mirror, zk_server
+):
+    populate(writer, storms=2)
+    clock = Clock()
+    mirror, state, changes = make_mirror(time_fn=clock)
+    synced = mirror.synced_at
+    fired = []
+    mirror.assignments(callback=lambda: fired.append("assignments"))
+    mirror.storm_base("storm-0", callback=fired.append)
+    changes.clear()
+
+    if state_factory.kind == "memory":
+        state.suspend()
+    else:
+        zk_server.stop()
+    wait_for(lambda: not mirror.connected, TIMEOUT)
+    assert not mirror.wait_synced(0)
+    changes.wait("connection")
+    clock.now += 100
+    # stale but served, and the page can say since when
+    assert mirror.active_storms() == ["storm-0"]
+    assert mirror.synced_at == synced
+
+    if state_factory.kind == "zookeeper":
+        zk_server.start()
+        wait_for(lambda: writer.cluster_state.connected, TIMEOUT)
+    # the outage's changes: written while the reader is away (or racing its resync)
+    writer.deactivate_storm("storm-0")
+    writer.set_assignment("new", assignment([7]))
+    writer.report_task_error("storm-1", 1, "during the outage")
+    if state_factory.kind == "memory":
+        state.resume()
+
+    assert mirror.wait_synced(TIMEOUT)
+    wait_for(lambda: mirror.connected, TIMEOUT)
+    wait_mirror_equals(mirror, writer)
+    assert mirror.synced_at == clock.now
+    wait_for(lambda: sorted(map(str, fired)) == ["assignments", "storm-0"], TIMEOUT)
+    errors = [
+        e.error for c in changes.of("errors", storm_id="storm-1", task_id=1) for e in c.errors
+    ]
+    assert errors == ["during the outage"]
+    assert changes.of("connection") and changes.of("resync")
+
+    # watches are armed again
+    writer.activate_storm("later", base("later"))
+    changes.wait("storm", storm_id="later")
+
+
+def test_session_expiry_resyncs_and_rearms(state_factory, writer, make_mirror):
+    populate(writer, storms=1)
+    mirror, state, changes = make_mirror()
+    fired = []
+    mirror.supervisors(callback=lambda: fired.append(1))
+    changes.clear()
+
+    expire_session(state)
+    changes.wait("connection")
+    assert mirror.wait_synced(TIMEOUT)
+    wait_for(lambda: mirror.connected, TIMEOUT)
+    wait_mirror_equals(mirror, writer)
+
+    # every kind of watch works in the new session
+    writer.set_supervisor_heartbeat("sup-new", supervisor(9))
+    changes.wait("supervisor", supervisor_id="sup-new")
+    wait_for(lambda: fired == [1], TIMEOUT)
+    writer.set_task("storm-0", 9, TaskInfo(component_id="c9"))
+    wait_for(lambda: 9 in mirror.task_ids("storm-0"), TIMEOUT)
+    writer.report_task_error("storm-0", 9, "after expiry")
+    change = changes.wait("errors", storm_id="storm-0", task_id=9)
+    assert [e.error for e in change.errors] == ["after expiry"]
+    writer.set_task_heartbeat("storm-0", 9, heartbeat())
+    wait_for(lambda: 9 in mirror.heartbeat_tasks("storm-0"), TIMEOUT)
+    wait_mirror_equals(mirror, writer)
+
+
+def test_change_records_are_frozen():
+    change = MirrorChange("storm", "s1")
+    with pytest.raises(AttributeError):
+        change.kind = "tasks"
+    assert change.errors == () and change.task_id is None
+
+
+# -- how fast --------------------------------------------------------------------------------
+
+
+def test_cold_load_time_against_a_raw_pipelined_read(state_factory, writer, capsys):
+    """Prints the mirror's cold load of 2,000 tasks against kazoo reading the same nodes."""
+    if state_factory.kind != "zookeeper":
+        pytest.skip("a timing against ZooKeeper only")
+    from clusterstate.records import encode
+
+    client = writer.cluster_state.client
+    storms, tasks = 10, 200
+    pending = []
+    for s in range(storms):
+        storm_id = f"bench-{s}"
+        task_ids = range(1, tasks + 1)
+        writer.activate_storm(storm_id, base(storm_id))
+        writer.set_assignment(storm_id, assignment(task_ids))
+        writer.setup_heartbeats(storm_id)
+        client.ensure_path(paths.storm_task_root(storm_id))
+        for t in task_ids:
+            info = encode(TaskInfo(component_id=f"c{t % 7}"))
+            pending.append(client.create_async(paths.task_path(storm_id, t), info))
+            beat = encode(heartbeat(emitted=t))
+            path = paths.taskbeat_path(storm_id, t)
+            pending.append(client.create_async(path, beat, ephemeral=True))
+    for result in pending:
+        result.get(timeout=30)
+
+    reader = state_factory()
+    started = time.perf_counter()
+    mirror = ClusterMirror(reader, heartbeat_secs=60)
+    mirror.start(wait=60)
+    mirror_secs = time.perf_counter() - started
+    try:
+        assert sum(len(mirror.task_ids(f"bench-{s}")) for s in range(storms)) == storms * tasks
+        assert len(mirror.heartbeat_tasks("bench-3")) == tasks
+    finally:
+        mirror.stop()
+
+    raw = reader.client
+    started = time.perf_counter()
+    roots = list(paths.SUBTREES)
+    listed = dict(
+        zip(roots, [r.get(30) for r in [raw.get_children_async(p) for p in roots]], strict=True)
+    )
+    folders = [f"/tasks/{s}" for s in listed["/tasks"]] + [
+        f"/taskbeats/{s}" for s in listed["/taskbeats"]
+    ]
+    children = [r.get(30) for r in [raw.get_children_async(p) for p in folders]]
+    nodes = [
+        f"{folder}/{name}"
+        for folder, names in zip(folders, children, strict=True)
+        for name in names
+    ]
+    nodes += [f"/storms/{s}" for s in listed["/storms"]]
+    nodes += [f"/assignments/{s}" for s in listed["/assignments"]]
+    data = [r.get(30) for r in [raw.get_async(p) for p in nodes]]
+    raw_secs = time.perf_counter() - started
+    assert len(data) == 2 * storms * tasks + 2 * storms
+
+    with capsys.disabled():
+        print(
+            f"\ncold load of {storms * tasks} tasks + {storms * tasks} heartbeats: "
+            f"mirror {mirror_secs * 1000:.0f} ms (decoded, watched), "
+            f"raw pipelined kazoo read {raw_secs * 1000:.0f} ms ({len(nodes)} nodes)"
+        )
