@@ -136,6 +136,7 @@ class StormView:
     unreadable: bool = False  # its /storms or /assignments node could not be read
     unreadable_paths: tuple[str, ...] = ()
     errors: tuple[ErrorView, ...] = ()  # all its tasks' errors, newest first
+    as_of: float = 0.0  # when the figures were computed (epoch seconds)
 
     @property
     def tasks_total(self) -> int:
@@ -222,48 +223,53 @@ class ClusterView:
 # weighted by the acked counts.
 
 _ZERO_SUMS = {w: (0, 0, 0, 0, 0, 0) for w in WINDOWS}
-
-
-def _total(per_stream) -> float:
-    return sum(per_stream.values()) if per_stream else 0
+_EMPTY: dict = {}
 
 
 def _stats_sums(stats: dict | None) -> dict[str, tuple]:
+    """A task's sums per window, from its heartbeat's stats."""
     if not stats:
         return _ZERO_SUMS
-    spout = stats.get("type") == "spout"
-    emitted = stats.get("emitted") or {}
-    transferred = stats.get("transferred") or {}
-    acked = stats.get("acked") or {}
-    failed = stats.get("failed") or {}
-    latencies = stats.get("complete_latencies" if spout else "process_latencies") or {}
+    get = stats.get
+    spout = get("type") == "spout"
+    emitted = get("emitted") or _EMPTY
+    transferred = get("transferred") or _EMPTY
+    acked = get("acked") or _EMPTY
+    failed = get("failed") or _EMPTY
+    latencies = get("complete_latencies" if spout else "process_latencies") or _EMPTY
     sums = {}
     for w in WINDOWS:
-        w_acked = acked.get(w) or {}
-        w_failed = failed.get(w) or {}
-        w_lat = latencies.get(w) or {}
+        w_acked = acked.get(w) or _EMPTY
+        w_failed = failed.get(w) or _EMPTY
+        w_lat = latencies.get(w) or _EMPTY
+        e = emitted.get(w)
+        t = transferred.get(w)
+        lat_sum = lat_weight = 0
         if spout:
-            n_acked = _total(w_acked)
-            n_failed = _total(w_failed)
-            lat_sum = lat_weight = 0
+            n_acked = sum(w_acked.values())
+            n_failed = sum(w_failed.values())
             for stream, lat in w_lat.items():
-                weight = w_acked.get(stream, 0)
-                lat_sum += lat * weight
-                lat_weight += weight
-        else:
-            # a bolt's acked, failed and latencies are keyed by input component, then stream
-            n_acked = sum(_total(v) for v in w_acked.values())
-            n_failed = sum(_total(v) for v in w_failed.values())
-            lat_sum = lat_weight = 0
-            for component, per_stream in w_lat.items():
-                c_acked = w_acked.get(component) or {}
-                for stream, lat in per_stream.items():
-                    weight = c_acked.get(stream, 0)
+                weight = w_acked.get(stream)
+                if weight:
                     lat_sum += lat * weight
                     lat_weight += weight
+        else:
+            # a bolt's acked, failed and latencies are keyed by input component, then stream
+            n_acked = n_failed = 0
+            for per_stream in w_acked.values():
+                n_acked += sum(per_stream.values())
+            for per_stream in w_failed.values():
+                n_failed += sum(per_stream.values())
+            for component, per_stream in w_lat.items():
+                c_acked = w_acked.get(component) or _EMPTY
+                for stream, lat in per_stream.items():
+                    weight = c_acked.get(stream)
+                    if weight:
+                        lat_sum += lat * weight
+                        lat_weight += weight
         sums[w] = (
-            _total(emitted.get(w)),
-            _total(transferred.get(w)),
+            sum(e.values()) if e else 0,
+            sum(t.values()) if t else 0,
             n_acked,
             n_failed,
             lat_sum,
@@ -272,15 +278,35 @@ def _stats_sums(stats: dict | None) -> dict[str, tuple]:
     return sums
 
 
-def _add_sums(into: dict[str, list], sums: dict[str, tuple]) -> None:
-    for w, values in sums.items():
-        acc = into[w]
-        for i, v in enumerate(values):
-            acc[i] += v
+# The mirror hands out the same stats object until a heartbeat changes, so a
+# rebuild reuses the sums of every task that did not beat since the last one.
+# Entries hold their stats object, so its id cannot be reused while cached.
+_sums_cache: dict[int, tuple[dict, dict]] = {}
 
 
-def _new_sums() -> dict[str, list]:
-    return {w: [0, 0, 0, 0, 0, 0] for w in WINDOWS}
+def _cached_sums(stats: dict, cache: dict, fresh: dict) -> dict[str, tuple]:
+    key = id(stats)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is stats:
+        sums = hit[1]
+    else:
+        sums = _stats_sums(stats)
+    fresh[key] = (stats, sums)
+    return sums
+
+
+def _sum_all(sums_list: list) -> dict[str, tuple]:
+    """The window-by-window total of several tasks' sums."""
+    if not sums_list:
+        return _ZERO_SUMS
+    return {w: tuple(map(sum, zip(*(sums[w] for sums in sums_list), strict=True))) for w in WINDOWS}
+
+
+def _storm_sums(all_sums: list, spout_sums: list) -> dict[str, tuple]:
+    # as in Storm, a storm's acked, failed and complete latency are its spouts'
+    everything = _sum_all(all_sums)
+    spouts = _sum_all(spout_sums)
+    return {w: everything[w][:2] + spouts[w][2:] for w in WINDOWS}
 
 
 def _window_stats(sums) -> dict[str, WindowStats]:
@@ -331,7 +357,9 @@ def _newest_first(errors: list[ErrorView]) -> tuple[ErrorView, ...]:
     return tuple(sorted(errors, key=lambda e: -e.time_secs))
 
 
-def _read_storm(reader, storm_id: str, now: float, task_timeout: float) -> StormView | None:
+def _read_storm(
+    reader, storm_id: str, now: float, task_timeout: float, sums_cache: dict, fresh_sums: dict
+) -> StormView | None:
     storm_bad: list[str] = []
     base = _read(reader.storm_base, storm_id, bad=storm_bad)
     assignment = _read(reader.assignment_info, storm_id, bad=storm_bad)
@@ -401,8 +429,9 @@ def _read_storm(reader, storm_id: str, now: float, task_timeout: float) -> Storm
 
     # second pass: the task views and everything summed from them
     tasks: dict[int, TaskView] = {}
-    storm_sums = _new_sums()
-    component_sums = {cid: _new_sums() for cid in by_component}
+    all_sums: list = []
+    spout_sums: list = []
+    component_sums: dict[str, list] = {cid: [] for cid in by_component}
     component_alive = dict.fromkeys(by_component, 0)
     component_errors: dict[str, list] = {cid: [] for cid in by_component}
     storm_errors: list[ErrorView] = []
@@ -444,16 +473,12 @@ def _read_storm(reader, storm_id: str, now: float, task_timeout: float) -> Storm
             unreadable=bad,
         )
         if stats:
-            sums = _stats_sums(stats)
+            sums = _cached_sums(stats, sums_cache, fresh_sums)
+            all_sums.append(sums)
             if stats.get("type") == "spout":
-                _add_sums(storm_sums, sums)
-            else:
-                # as in Storm, a storm's acked, failed and complete latency are its spouts'
-                for w, values in sums.items():
-                    storm_sums[w][0] += values[0]
-                    storm_sums[w][1] += values[1]
+                spout_sums.append(sums)
             if cid is not None:
-                _add_sums(component_sums[cid], sums)
+                component_sums[cid].append(sums)
         if cid is not None and alive:
             component_alive[cid] += 1
         if errors:
@@ -471,7 +496,7 @@ def _read_storm(reader, storm_id: str, now: float, task_timeout: float) -> Storm
             component_id=cid,
             component_type=component_types[cid],
             task_ids=tuple(r[0] for r in by_component[cid]),
-            window_stats=_window_stats(component_sums[cid]),
+            window_stats=_window_stats(_sum_all(component_sums[cid])),
             errors=_newest_first(component_errors[cid]),
             tasks_alive=component_alive[cid],
         )
@@ -499,10 +524,11 @@ def _read_storm(reader, storm_id: str, now: float, task_timeout: float) -> Storm
         tasks=tasks,
         components=components,
         workers=worker_views,
-        window_stats=_window_stats(storm_sums),
+        window_stats=_window_stats(_storm_sums(all_sums, spout_sums)),
         unreadable=unreadable,
         unreadable_paths=tuple(storm_bad),
         errors=_newest_first(storm_errors),
+        as_of=now,
     )
 
 
@@ -522,7 +548,7 @@ def build_storm_view(
     """
     if not is_valid_id(storm_id):
         return None
-    return _read_storm(reader, storm_id, now, task_timeout)
+    return _read_storm(reader, storm_id, now, task_timeout, _sums_cache, {})
 
 
 def _read_supervisors(reader, storms, now: float, supervisor_timeout: float):
@@ -592,16 +618,19 @@ def build_cluster_view(
 
     An unreadable node never raises: it is recorded on the view it belongs to.
     """
+    global _sums_cache
     storm_ids = set(reader.active_storms())
     storm_ids.update(reader.assignments())
     storms = {}
+    fresh_sums: dict = {}
     for storm_id in sorted(storm_ids):
         if not is_valid_id(storm_id):
             log.warning("skipping storm with an invalid id %r", storm_id)
             continue
-        storm = _read_storm(reader, storm_id, now, task_timeout)
+        storm = _read_storm(reader, storm_id, now, task_timeout, _sums_cache, fresh_sums)
         if storm is not None:
             storms[storm_id] = storm
+    _sums_cache = fresh_sums  # only the tasks seen now: the cache never outgrows the cluster
     supervisors = _read_supervisors(reader, storms, now, supervisor_timeout)
     slots_total = sum(
         len(s.worker_ports)

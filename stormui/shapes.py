@@ -1,0 +1,380 @@
+"""Every outward JSON shape of the dashboard's figures, side by side.
+
+Storm's REST API shapes (camelCase, field names as in Storm's
+``STORM-UI-REST-API.md``) and the live sockets' messages (snake_case, each
+with a ``type``) are made here and nowhere else, from the views in
+:mod:`stormui.cluster`, so that the two cannot drift apart.
+
+Counts are ints, ports ints, ``alive``/``zkConnected`` booleans, task ids
+ints, ``lastError`` a string (empty when none). Latencies are strings with
+three decimals, as Storm gives them. Where a node could not be read the
+object carries ``"unreadable": true``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from .cluster import (
+    WINDOW_LABELS,
+    WINDOWS,
+    ClusterView,
+    ComponentView,
+    ErrorView,
+    StormView,
+    SupervisorView,
+    TaskView,
+    WindowStats,
+    WorkerView,
+)
+
+# -- small formats -------------------------------------------------------------
+
+
+def format_time(secs: float | None) -> str | None:
+    """An epoch time as Storm's pages show it, in UTC: ``2024-05-01 12:00:00 UTC``."""
+    if secs is None:
+        return None
+    return dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def format_duration(secs: int | None) -> str | None:
+    """Seconds as Storm's pretty uptime: ``6m 5s``, ``1d 0h 3m 0s``."""
+    if secs is None:
+        return None
+    secs = max(int(secs), 0)
+    days, rest = divmod(secs, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")]
+    while len(parts) > 1 and parts[0][0] == 0:
+        parts.pop(0)
+    return " ".join(f"{n}{unit}" for n, unit in parts)
+
+
+def format_latency(ms: float | None) -> str:
+    """A latency as Storm gives it: milliseconds, three decimals; ``"0.000"`` when none acked."""
+    return f"{ms or 0.0:.3f}"
+
+
+def _lapsed(now: float, secs: int) -> int:
+    return max(int(now - secs), 0)
+
+
+def _latency_key(component_type: str) -> str:
+    return "completeLatency" if component_type == "spout" else "processLatency"
+
+
+def _counts(ws: WindowStats, latency_key: str) -> dict:
+    return {
+        "emitted": ws.emitted,
+        "transferred": ws.transferred,
+        "acked": ws.acked,
+        "failed": ws.failed,
+        latency_key: format_latency(ws.latency_ms),
+    }
+
+
+def window_stats(ws: WindowStats, latency_key: str = "completeLatency") -> dict:
+    """One window's row of ``topologyStats``, ``spoutSummary`` or ``boltStats``."""
+    label = WINDOW_LABELS[ws.window]
+    return {"window": ws.window, "windowPretty": label, **_counts(ws, latency_key)}
+
+
+def _unreadable(out: dict, unreadable) -> dict:
+    if unreadable:
+        out["unreadable"] = True
+    return out
+
+
+# -- Storm's REST API ----------------------------------------------------------
+
+
+def cluster_summary(view: ClusterView) -> dict:
+    """``GET /api/v1/cluster/summary``."""
+    return {
+        "supervisors": view.supervisors_present,
+        "topologies": len(view.storms),
+        "slotsTotal": view.slots_total,
+        "slotsUsed": view.slots_used,
+        "slotsFree": view.slots_free,
+        "tasksTotal": view.tasks_total,
+        "tasksAlive": view.tasks_alive,
+        "tasksDead": view.tasks_dead,
+        "errorsLast10m": view.errors_last_10m,
+        "zkConnected": bool(view.zk_connected),
+        "syncedAt": format_time(view.synced_at),
+    }
+
+
+def supervisor_summary(sup: SupervisorView) -> dict:
+    """One supervisor of ``GET /api/v1/supervisor/summary``."""
+    out = {
+        "id": sup.id,
+        "host": sup.host,
+        "uptimeSeconds": sup.uptime_secs,
+        "uptime": format_duration(sup.uptime_secs),
+        "slotsTotal": sup.slots_total,
+        "slotsUsed": sup.slots_used,
+        "lost": sup.lost,
+    }
+    return _unreadable(out, sup.unreadable)
+
+
+def supervisors_summary(view: ClusterView) -> dict:
+    """``GET /api/v1/supervisor/summary``: present supervisors, and lost ones still assigned."""
+    return {"supervisors": [supervisor_summary(s) for s in view.supervisors.values()]}
+
+
+def topology_summary(storm: StormView) -> dict:
+    """One storm of ``GET /api/v1/topology/summary``; also the head of its detail."""
+    out = {
+        "id": storm.id,
+        "name": storm.name,
+        "status": storm.status,
+        "uptimeSeconds": storm.uptime_secs,
+        "uptime": format_duration(storm.uptime_secs),
+        "tasksTotal": storm.tasks_total,
+        "tasksAlive": storm.tasks_alive,
+        "workersTotal": storm.workers_total,
+    }
+    return _unreadable(out, storm.unreadable)
+
+
+def topologies_summary(view: ClusterView) -> dict:
+    """``GET /api/v1/topology/summary``."""
+    return {"topologies": [topology_summary(s) for s in view.storms.values()]}
+
+
+def _last_error(comp: ComponentView, now: float) -> dict:
+    e = comp.last_error
+    if e is None:
+        return {
+            "lastError": "",
+            "errorTime": None,
+            "errorHost": None,
+            "errorPort": None,
+            "errorLapsedSecs": None,
+        }
+    return {
+        "lastError": e.error,
+        "errorTime": format_time(e.time_secs),
+        "errorHost": e.host,
+        "errorPort": e.port,
+        "errorLapsedSecs": _lapsed(now, e.time_secs),
+    }
+
+
+def component_summary(comp: ComponentView, window: str, now: float) -> dict:
+    """A row of a topology's ``spouts`` (``spoutId``) or ``bolts`` (``boltId``)."""
+    id_key = "spoutId" if comp.component_type == "spout" else "boltId"
+    return {
+        id_key: comp.component_id,
+        "componentType": comp.component_type,
+        "tasks": len(comp.task_ids),
+        "tasksAlive": comp.tasks_alive,
+        **_counts(comp.window_stats[window], _latency_key(comp.component_type)),
+        **_last_error(comp, now),
+    }
+
+
+def worker(w: WorkerView) -> dict:
+    """A row of a topology's ``workers``."""
+    return {
+        "host": w.host,
+        "port": w.port,
+        "supervisorId": w.supervisor_id,
+        "tasks": len(w.task_ids),
+        "taskIds": list(w.task_ids),
+    }
+
+
+def topology_detail(storm: StormView, window: str) -> dict:
+    """``GET /api/v1/topology/<id>?window=``: stats by every window, components for ``window``."""
+    now = storm.as_of
+    return {
+        **topology_summary(storm),
+        "window": window,
+        "windowHint": WINDOW_LABELS[window],
+        "topologyStats": [window_stats(storm.window_stats[w]) for w in WINDOWS],
+        "spouts": [component_summary(c, window, now) for c in storm.spouts],
+        "bolts": [component_summary(c, window, now) for c in storm.bolts],
+        "workers": [worker(w) for w in storm.workers],
+    }
+
+
+def task_stats(task: TaskView, window: str) -> dict:
+    """A row of a component's ``taskStats``."""
+    out = {
+        "id": task.task_id,
+        "host": task.host,
+        "port": task.port,
+        "uptimeSeconds": task.uptime_secs,
+        "uptime": format_duration(task.uptime_secs),
+        "alive": task.alive,
+        "heartbeatAgeSecs": task.heartbeat_age_secs,
+        **_counts(task.window_stats[window], _latency_key(task.component_type)),
+    }
+    return _unreadable(out, task.unreadable)
+
+
+def component_error(e: ErrorView, now: float) -> dict:
+    """A row of a component's ``componentErrors``."""
+    return {
+        "taskId": e.task_id,
+        "errorTime": format_time(e.time_secs),
+        "time": e.time_secs * 1000,  # Storm's own field, in milliseconds
+        "errorHost": e.host,
+        "errorPort": e.port,
+        "error": e.error,
+        "errorLapsedSecs": _lapsed(now, e.time_secs),
+    }
+
+
+def component_detail(storm: StormView, comp: ComponentView, window: str) -> dict:
+    """``GET /api/v1/topology/<id>/component/<component-id>?window=``."""
+    latency_key = _latency_key(comp.component_type)
+    summary_key = "spoutSummary" if comp.component_type == "spout" else "boltStats"
+    now = storm.as_of
+    return {
+        "id": comp.component_id,
+        "name": storm.name,
+        "topologyId": storm.id,
+        "componentType": comp.component_type,
+        "tasks": len(comp.task_ids),
+        "tasksAlive": comp.tasks_alive,
+        "window": window,
+        "windowHint": WINDOW_LABELS[window],
+        **_counts(comp.window_stats[window], latency_key),
+        summary_key: [window_stats(comp.window_stats[w], latency_key) for w in WINDOWS],
+        "taskStats": [task_stats(storm.tasks[t], window) for t in comp.task_ids],
+        "componentErrors": [component_error(e, now) for e in comp.errors],
+    }
+
+
+# -- socket messages (snake_case, each with a "type") ------------------------------
+
+
+def error_message(e: ErrorView) -> dict:
+    """An error as the live feed sends it (and ``/api/errors`` lists it)."""
+    return {
+        "type": "error",
+        "storm_id": e.storm_id,
+        "task_id": e.task_id,
+        "component_id": e.component_id,
+        "time_secs": e.time_secs,
+        "error": e.error,
+        "host": e.host,
+        "port": e.port,
+    }
+
+
+def errors_feed(errors) -> dict:
+    """``GET /api/errors``: the feed's errors, newest first, each as its socket message."""
+    return {"errors": [error_message(e) for e in errors]}
+
+
+def _status(view_as_of: float, zk_connected: bool, synced_at: float | None) -> dict:
+    return {"as_of": view_as_of, "zk_connected": bool(zk_connected), "synced_at": synced_at}
+
+
+def storm_row(storm: StormView) -> dict:
+    """A storm in a socket message."""
+    return {
+        "id": storm.id,
+        "name": storm.name,
+        "status": storm.status,
+        "uptime_secs": storm.uptime_secs,
+        "tasks_total": storm.tasks_total,
+        "tasks_alive": storm.tasks_alive,
+        "workers_total": storm.workers_total,
+        "unreadable": storm.unreadable,
+    }
+
+
+def supervisor_row(sup: SupervisorView) -> dict:
+    """A supervisor in a socket message."""
+    return {
+        "id": sup.id,
+        "host": sup.host,
+        "uptime_secs": sup.uptime_secs,
+        "slots_total": sup.slots_total,
+        "slots_used": sup.slots_used,
+        "lost": sup.lost,
+        "unreadable": sup.unreadable,
+    }
+
+
+def cluster_snapshot(view: ClusterView) -> dict:
+    """What ``/ws/cluster/`` sends on connect (and after any resync)."""
+    return {
+        "type": "snapshot",
+        **_status(view.as_of, view.zk_connected, view.synced_at),
+        "summary": {
+            "supervisors": view.supervisors_present,
+            "storms": len(view.storms),
+            "slots_total": view.slots_total,
+            "slots_used": view.slots_used,
+            "slots_free": view.slots_free,
+            "tasks_total": view.tasks_total,
+            "tasks_alive": view.tasks_alive,
+            "tasks_dead": view.tasks_dead,
+            "errors_last_10m": view.errors_last_10m,
+        },
+        "storms": [storm_row(s) for s in view.storms.values()],
+        "supervisors": [supervisor_row(s) for s in view.supervisors.values()],
+    }
+
+
+def _window_row(ws: WindowStats) -> dict:
+    return {
+        "window": ws.window,
+        "emitted": ws.emitted,
+        "transferred": ws.transferred,
+        "acked": ws.acked,
+        "failed": ws.failed,
+        "latency_ms": ws.latency_ms,
+    }
+
+
+def component_row(comp: ComponentView) -> dict:
+    """A component in a socket message, with its stats for every window."""
+    last = comp.last_error
+    return {
+        "id": comp.component_id,
+        "type": comp.component_type,
+        "tasks": len(comp.task_ids),
+        "tasks_alive": comp.tasks_alive,
+        "stats": {w: _window_row(comp.window_stats[w]) for w in WINDOWS},
+        "last_error": error_message(last) if last is not None else None,
+    }
+
+
+def storm_snapshot(storm: StormView, *, zk_connected: bool, synced_at: float | None = None) -> dict:
+    """What ``/ws/storms/<id>/`` sends on connect (and after any resync)."""
+    return {
+        "type": "snapshot",
+        **_status(storm.as_of, zk_connected, synced_at),
+        "storm": storm_row(storm),
+        "stats": {w: _window_row(storm.window_stats[w]) for w in WINDOWS},
+        "spouts": [component_row(c) for c in storm.spouts],
+        "bolts": [component_row(c) for c in storm.bolts],
+        "workers": [
+            {
+                "node_id": w.node_id,
+                "host": w.host,
+                "port": w.port,
+                "task_ids": list(w.task_ids),
+            }
+            for w in storm.workers
+        ],
+    }
+
+
+def errors_snapshot(view: ClusterView, errors) -> dict:
+    """What ``/ws/errors/`` sends on connect: the newest errors, newest first."""
+    return {
+        "type": "snapshot",
+        **_status(view.as_of, view.zk_connected, view.synced_at),
+        "errors": [error_message(e) for e in errors],
+    }
