@@ -109,6 +109,7 @@ def storm(request, storm_id):
             "window_label": WINDOW_LABELS[_window(request)],
             "windows": _windows(),
             "workers": sorted(storm.workers, key=lambda w: (w.host or "", w.port)),
+            "unreadable_tasks": [t for t in storm.tasks.values() if t.unreadable],
         },
     )
 

@@ -176,3 +176,8 @@ def href(name, *args):
         return reverse(name, args=args)
     except NoReverseMatch:
         return "#"
+
+
+@register.filter
+def at_least(value, floor):
+    return max(int(value), int(floor))

@@ -1,0 +1,83 @@
+"""A real browser for the page tests: Debian's chromium driven through Playwright.
+
+Bind the fixtures in a test module to use them (``page = browser.page``).
+``STORMUI_SCREENSHOTS=DIR`` saves a full-page screenshot of every page opened with
+:func:`open_page`, to look at the design.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in this thread; Django's live server is in another
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # tests run as root
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """One headless chromium for the session (Playwright gives it a fresh profile)."""
+    if not CHROMIUM.exists():
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield instance
+        instance.close()
+
+
+class PageWatch:
+    """What a page did that a person would notice: dialogs opened, script errors."""
+
+    def __init__(self):
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+
+
+@pytest.fixture
+def page(browser):
+    """A new page in its own context; dialogs are recorded (and dismissed) on ``page.watch``."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(10_000)
+    watch = PageWatch()
+
+    def on_dialog(dialog):
+        watch.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    tab.on("dialog", on_dialog)
+    tab.on("pageerror", lambda exc: watch.errors.append(str(exc)))
+    tab.watch = watch
+    yield tab
+    context.close()
+
+
+def open_page(page, url: str, status: int = 200):
+    """Go to ``url``, check the status, and save a screenshot when asked to."""
+    response = page.goto(url)
+    assert response is not None and response.status == status, (url, response and response.status)
+    page.wait_for_load_state("load")
+    folder = os.environ.get("STORMUI_SCREENSHOTS")
+    if folder:
+        name = re.sub(r"[^A-Za-z0-9]+", "_", url.split("//", 1)[-1].split("/", 1)[-1]) or "index"
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(
+            path=str(Path(folder) / f"{name.strip('_') or 'index'}.png"), full_page=True
+        )
+    return response
