@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from . import views
+from . import action_urls, api, views
 
 urlpatterns = [
     path("", views.cluster, name="cluster"),
@@ -15,16 +15,13 @@ urlpatterns = [
     path("supervisors/", views.supervisors, name="supervisors"),
     path("supervisors/<str:supervisor_id>/", views.supervisor, name="supervisor"),
     path("errors/", views.errors, name="errors"),
+    *action_urls.page_urlpatterns,
+    # before the API's own patterns, which end in a JSON catch-all 404
+    *action_urls.api_urlpatterns,
+    path("api/", include(api.urlpatterns)),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
 ]
-
-try:
-    from . import api
-except ImportError:  # the JSON API is landing separately
-    api = None
-if api is not None:
-    urlpatterns.append(path("api/", include(api.urlpatterns)))
 
 handler404 = "stormui.views.not_found"
 handler500 = "stormui.views.server_error"

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import pytest
 
 from stormui import views
+from stormui.source import get_source
 from tests.stormui.conftest import (
     BROKEN,
     HEALTHY,
@@ -135,6 +136,7 @@ def errors_10m(known, now):
 # -- the cluster page --------------------------------------------------------------
 
 
+@pytest.mark.parametrize("stormui_mirror", [True, False], ids=["mirror", "direct"])
 def test_cluster_page_shows_the_cluster_figures(client, known_cluster):
     known = known_cluster
     doc = get_page(client, "/")
@@ -202,9 +204,35 @@ def test_lost_supervisors_stand_out(client, known_cluster):
         assert number(healthy.field("slots-total")) == 4
 
 
+class _Disconnected:
+    """The source as it is while ZooKeeper is away: last synced at a known time."""
+
+    zk_connected = False
+    synced_at = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
+
+    def __init__(self, source):
+        self.source = source
+
+    def cluster_view(self):
+        return self.source.cluster_view()
+
+    def storm_view(self, storm_id):
+        return self.source.storm_view(storm_id)
+
+
+def test_every_page_says_when_zookeeper_is_disconnected(client, known_cluster, monkeypatch):
+    monkeypatch.setattr(views, "get_source", lambda: _Disconnected(get_source()))
+    for url in ("/", f"/storms/{HEALTHY}/", f"/storms/{HEALTHY}/tasks/1/", "/errors/"):
+        doc = get_page(client, url)
+        zk = doc.by_id("zk-status")
+        assert zk.attrs["data-connected"] == "false", url
+        assert zk.words == "ZooKeeper disconnected (stale since 22:13:20 UTC)", url
+
+
 # -- a storm's page ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("stormui_mirror", [True, False], ids=["mirror", "direct"])
 def test_storm_page_summary_stats_components_and_workers(client, known_cluster):
     known = known_cluster
     doc = get_page(client, f"/storms/{HEALTHY}/")
