@@ -28,6 +28,7 @@ from clusterstate import NotConnectedError
 from clusterstate.paths import check_id
 
 from . import actions
+from .decorators import json_error, json_errors, require_methods
 from .models import Action, AuditEntry, Outcome, ScheduledRemoval, Via
 from .scheduler import ensure_scheduler_started
 from .source import get_source
@@ -196,36 +197,41 @@ def audit(request):
 # -- Storm's API -------------------------------------------------------------------------------
 
 
-def _json_error(status: int, message: str, **headers) -> JsonResponse:
-    response = JsonResponse({"error": message}, status=status)
-    for name, value in headers.items():
-        response[name.replace("_", "-")] = value
-    return response
-
-
 def _operation(action: str, storm_id: str) -> dict:
     """Storm UI's answer to a topology operation."""
     return {"topologyOperation": action, "topologyId": storm_id, "status": "success"}
 
 
-@csrf_exempt  # checked in _api_action for session calls; token calls need none
+def api_action(view):
+    """An action endpoint: POST only, JSON errors, and the CSRF check left to the view
+    (session calls need the token; token calls need none)."""
+    return csrf_exempt(json_errors(require_methods("POST")(view)))
+
+
+@api_action
 def api_deactivate(request, storm_id):
     return _api_action(request, storm_id, Action.DEACTIVATE)
 
 
-@csrf_exempt
+@api_action
 def api_remove(request, storm_id):
     return _api_action(request, storm_id, Action.REMOVE)
 
 
-@csrf_exempt
+@api_action
 def api_kill(request, storm_id, wait_secs):
     return _api_action(request, storm_id, Action.KILL, wait_secs)
 
 
+def _has_parameters(request) -> bool:
+    """Whether the body carries anything an action would ignore (the CSRF field aside)."""
+    if request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        fields = set(request.POST) - {"csrfmiddlewaretoken"}
+        return bool(fields or request.FILES)
+    return bool(request.body.strip())
+
+
 def _api_action(request, storm_id, action, wait_secs=None):
-    if request.method != "POST":
-        return _json_error(405, "use POST", Allow="POST")
     ensure_scheduler_started()
     remote = _remote_addr(request)
     try:
@@ -233,21 +239,21 @@ def _api_action(request, storm_id, action, wait_secs=None):
     except AuthenticationFailed as exc:
         reason = f"bad API token: {exc.detail}"
         actions.refuse(None, action, storm_id, Via.API, remote, 401, reason)
-        return _json_error(401, reason, WWW_Authenticate="Token")
+        return json_error(401, reason, WWW_Authenticate="Token")
     by_token = authenticated is not None
     user = authenticated[0] if by_token else request.user
     if not user.is_authenticated:
         reason = "authentication required: log in, or send 'Authorization: Token <key>'"
         actions.refuse(user, action, storm_id, Via.API, remote, 401, reason)
-        return _json_error(401, reason, WWW_Authenticate="Token")
-    if request.body.strip():
+        return json_error(401, reason, WWW_Authenticate="Token")
+    if _has_parameters(request):
         reason = "API actions take an empty body"
         actions.refuse(user, action, storm_id, Via.API, remote, 400, reason)
-        return _json_error(400, reason)
+        return json_error(400, reason)
     if not by_token and (reason := csrf_failure_reason(request)):
         reason = f"CSRF check failed: {reason}"
         actions.refuse(user, action, storm_id, Via.API, remote, 403, reason)
-        return _json_error(403, reason)
+        return json_error(403, reason)
     if wait_secs is not None:
         try:
             wait_secs = int(wait_secs)
@@ -255,5 +261,5 @@ def _api_action(request, storm_id, action, wait_secs=None):
             wait_secs = -1  # refused below, with the allowed range
     result = actions.perform(user, action, storm_id, Via.API, remote, wait_secs=wait_secs)
     if not result.ok:
-        return _json_error(result.status, result.message)
+        return json_error(result.status, result.message)
     return JsonResponse(_operation(action, storm_id))
