@@ -98,36 +98,10 @@ if [[ $STORMUI_STORE == memory ]]; then
   store_note="the in-memory store, simulated inside the server"
 fi
 
-# --- database and admin user ------------------------------------------------
+# --- database, simulator, server, admin user ---------------------------------
 
 say "Migrating the database..."
 run "manage.py migrate" "$PY" manage.py migrate --noinput
-
-PASSWORD_FILE=var/admin-password
-if [[ ! -s $PASSWORD_FILE ]]; then
-  (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(12))' >"$PASSWORD_FILE")
-fi
-admin_password=$(<"$PASSWORD_FILE")
-if ! out=$(DJANGO_SUPERUSER_USERNAME=admin DJANGO_SUPERUSER_PASSWORD=$admin_password \
-  DJANGO_SUPERUSER_EMAIL=admin@localhost "$PY" manage.py createsuperuser --noinput 2>&1); then
-  if [[ $out != *"already taken"* && $out != *"already exists"* ]]; then
-    printf '%s\n' "$out" >&2
-    exit 1
-  fi
-  # The user is there from an earlier run, maybe with a password that went
-  # with a var/ since removed: make the one printed below the right one.
-  run "setting the admin password" env DEMO_ADMIN_PASSWORD="$admin_password" \
-    "$PY" manage.py shell -c '
-import os
-from django.contrib.auth import get_user_model
-user = get_user_model().objects.get(username="admin")
-if not user.check_password(os.environ["DEMO_ADMIN_PASSWORD"]):
-    user.set_password(os.environ["DEMO_ADMIN_PASSWORD"])
-    user.save()
-'
-fi
-
-# --- simulator and server ---------------------------------------------------
 
 # Each runs in a session of its own, so that a detached demo outlives the
 # terminal and stop.sh can stop each with all its children.
@@ -143,6 +117,34 @@ setsid .venv/bin/daphne -b 127.0.0.1 -p "$PORT" stormui.asgi:application \
   </dev/null >var/daphne.log 2>&1 &
 daphne_pid=$!
 echo "$daphne_pid" >var/daphne.pid
+
+# The admin user, while the server starts.
+PASSWORD_FILE=var/admin-password
+new_password=false
+if [[ ! -s $PASSWORD_FILE ]]; then
+  (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(12))' >"$PASSWORD_FILE")
+  new_password=true
+fi
+admin_password=$(<"$PASSWORD_FILE")
+if ! out=$(DJANGO_SUPERUSER_USERNAME=admin DJANGO_SUPERUSER_PASSWORD=$admin_password \
+  DJANGO_SUPERUSER_EMAIL=admin@localhost "$PY" manage.py createsuperuser --noinput 2>&1); then
+  if [[ $out != *"already taken"* && $out != *"already exists"* ]]; then
+    printf '%s\n' "$out" >&2
+    exit 1
+  fi
+  if $new_password; then
+    # The user is left from a var/ since removed, with its password: make
+    # the one printed below the right one.
+    run "setting the admin password" env DEMO_ADMIN_PASSWORD="$admin_password" \
+      "$PY" manage.py shell -c '
+import os
+from django.contrib.auth import get_user_model
+user = get_user_model().objects.get(username="admin")
+user.set_password(os.environ["DEMO_ADMIN_PASSWORD"])
+user.save()
+'
+  fi
+fi
 
 say "Waiting for the dashboard on 127.0.0.1:$PORT..."
 if ! "$PY" - "$PORT" "$daphne_pid" <<'EOF'; then

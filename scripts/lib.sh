@@ -13,14 +13,14 @@ pidfile_pid() {
   local pid
   pid=$(head -n 1 "$1" 2>/dev/null) || return 1
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2" || return 1
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$2" || return 1
   printf '%s\n' "$pid"
 }
 
 # running PID: true while PID runs (a zombie, whose command line is empty,
 # has stopped).
 running() {
-  [[ -n $(tr -d '\0' <"/proc/$1/cmdline" 2>/dev/null) ]]
+  [[ -n $(tr -d '\0' 2>/dev/null <"/proc/$1/cmdline") ]]
 }
 
 # stop_pidfile NAME FILE PATTERN: stop the process (and its process group:
