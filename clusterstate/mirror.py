@@ -30,6 +30,7 @@ telling since when.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -59,6 +60,9 @@ MAX_TASK_ERRORS = 10
 
 #: How many paths one pipelined read asks for at most.
 BATCH_SIZE = 2000
+
+#: How many heartbeats one poll batch reads; events are handled between batches.
+POLL_BATCH_SIZE = 1000
 
 #: Kinds of :class:`MirrorChange`.
 CHANGE_KINDS = (
@@ -133,6 +137,11 @@ _CHANGE_KIND = {
 _ROOTS = tuple("/" + root for root in _LAYOUT)
 
 
+def _tokens(path: str) -> list[str]:
+    # paths here are ZooKeeper's own, normalised: faster than paths.tokenize_path
+    return path[1:].split("/") if len(path) > 1 else []
+
+
 def _rule(tokens: list[str]) -> str | None:
     layout = _LAYOUT.get(tokens[0]) if tokens else None
     if layout is None or len(tokens) > len(layout):
@@ -153,6 +162,18 @@ def _task_id(name: str) -> int | None:
         return paths.check_task_id(name)
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_str_id(value: str, kind: str) -> str:
+    return paths.check_id(value, kind)
+
+
+def _check_id(value, kind: str = "storm id") -> str:
+    """:func:`paths.check_id`, remembering the ids it accepted (pages ask per task)."""
+    if type(value) is str:
+        return _checked_str_id(value, kind)
+    return paths.check_id(value, kind)
 
 
 def _chunks(items: list, size: int = BATCH_SIZE):
@@ -192,7 +213,7 @@ class _Changes:
 
     def touch(self, path: str, *, data_only: bool = False) -> None:
         """Note a change at ``path``; ``data_only``: a record changed in place."""
-        tokens = paths.tokenize_path(path)
+        tokens = _tokens(path)
         root, rest = tokens[0], tokens[1:]
         kind = _CHANGE_KIND[root]
         storm_id = rest[0] if rest else None
@@ -283,6 +304,7 @@ class ClusterMirror:
         self._synced_at: float | None = None
         self._first_sync_done = False
         self._version = 0
+        self._touched: set[str] | None = None  # during a resync: paths events read
 
         # the worker's schedule (time.monotonic)
         self._need_resync = True
@@ -396,7 +418,7 @@ class ClusterMirror:
         :raises ValueError: if ``storm_id`` is not a valid id.
         :raises UnreadableNodeError: if the node's data is not an Assignment.
         """
-        path = paths.assignment_path(storm_id)
+        path = f"{paths.ASSIGNMENTS_SUBTREE}/{_check_id(storm_id)}"
         with self._lock:
             if callback is not None:
                 self._assignment_info_callbacks[storm_id] = callback
@@ -417,7 +439,7 @@ class ClusterMirror:
         :raises ValueError: if ``storm_id`` is not a valid id.
         :raises UnreadableNodeError: if the node's data is not a StormBase.
         """
-        path = paths.storm_path(storm_id)
+        path = f"{paths.STORMS_SUBTREE}/{_check_id(storm_id)}"
         with self._lock:
             if callback is not None:
                 self._storm_base_callbacks[storm_id] = callback
@@ -433,7 +455,7 @@ class ClusterMirror:
 
         :raises ValueError: if ``storm_id`` is not a valid id.
         """
-        return self._list(paths.storm_task_root(storm_id))
+        return self._list(f"{paths.TASKS_SUBTREE}/{_check_id(storm_id)}")
 
     def task_info(self, storm_id: str, task_id: int) -> TaskInfo | None:
         """A task's :class:`TaskInfo`, or ``None`` if absent.
@@ -441,7 +463,7 @@ class ClusterMirror:
         :raises ValueError: if an id is not valid.
         :raises UnreadableNodeError: if the node's data is not a TaskInfo.
         """
-        return self._read(paths.task_path(storm_id, task_id))
+        return self._read(self._task_path(paths.TASKS_SUBTREE, storm_id, task_id))
 
     def task_heartbeat(self, storm_id: str, task_id: int) -> TaskHeartbeat | None:
         """A task's last :class:`TaskHeartbeat` (at most ``heartbeat_secs`` old), or ``None``.
@@ -449,7 +471,7 @@ class ClusterMirror:
         :raises ValueError: if an id is not valid.
         :raises UnreadableNodeError: if the node's data is not a TaskHeartbeat.
         """
-        return self._read(paths.taskbeat_path(storm_id, task_id))
+        return self._read(self._task_path(paths.TASKBEATS_SUBTREE, storm_id, task_id))
 
     def supervisors(self, callback: Callable[[], None] | None = None) -> list[str]:
         """The ids of the live supervisors, sorted.
@@ -468,7 +490,8 @@ class ClusterMirror:
         :raises ValueError: if ``supervisor_id`` is not a valid id.
         :raises UnreadableNodeError: if the node's data is not a SupervisorInfo.
         """
-        return self._read(paths.supervisor_path(supervisor_id))
+        path = f"{paths.SUPERVISORS_SUBTREE}/{_check_id(supervisor_id, 'supervisor id')}"
+        return self._read(path)
 
     def heartbeat_storms(self) -> list[str]:
         """The ids of the storms with a heartbeat node, sorted."""
@@ -479,7 +502,7 @@ class ClusterMirror:
 
         :raises ValueError: if ``storm_id`` is not a valid id.
         """
-        return self._list(paths.taskbeat_storm_root(storm_id))
+        return self._list(f"{paths.TASKBEATS_SUBTREE}/{_check_id(storm_id)}")
 
     def task_error_storms(self) -> list[str]:
         """The ids of the storms with an error node, sorted."""
@@ -490,7 +513,7 @@ class ClusterMirror:
 
         :raises ValueError: if an id is not valid.
         """
-        path = paths.taskerror_path(storm_id, task_id)
+        path = self._task_path(paths.TASKERRORS_SUBTREE, storm_id, task_id)
         with self._lock:
             errors = self._errors.get(path, ())
         return [error for _name, error in errors]
@@ -503,6 +526,11 @@ class ClusterMirror:
         :raises ValueError: if an id is not valid.
         """
         return {pair: self.task_errors(*pair) for pair in pairs}
+
+    @staticmethod
+    def _task_path(subtree: str, storm_id, task_id) -> str:
+        # as paths.task_path and friends build them, ids checked the same way
+        return f"{subtree}/{_check_id(storm_id)}/{paths.check_task_id(task_id)}"
 
     def _list(self, path: str) -> list:
         with self._lock:
@@ -551,6 +579,19 @@ class ClusterMirror:
         items = self._take(self._timeout(time.monotonic()))
         if self._stopping:
             return
+        events = self._sort(items)
+        now = time.monotonic()
+        if self._need_resync or now >= self._resync_due:
+            if now >= self._retry_due and self._state.connected:
+                self._resync()  # reads everything: the events are covered
+            return
+        if events:
+            self._apply_events(events)
+        if now >= self._beat_due and not self._need_resync:
+            self._poll_heartbeats()
+
+    def _sort(self, items: list) -> dict[str, set[str]]:
+        """Act on the connection markers among ``items``; return the watch events by path."""
         events: dict[str, set[str]] = {}
         for item in items:
             if isinstance(item, tuple):
@@ -559,23 +600,25 @@ class ClusterMirror:
             elif item == CONNECTED:
                 self._need_resync = True
                 self._retry_due = 0.0
-            else:
+            elif item is not None:
                 # the listener said so already; say it again here, in case a
                 # resync that ended meanwhile had just set it back
                 self._connected = False
                 self._synced.clear()
                 self._need_resync = True
                 self._report_connection()
+        return events
 
-        now = time.monotonic()
-        if self._need_resync or now >= self._resync_due:
-            if now >= self._retry_due and self._state.connected:
-                self._resync()  # reads everything: the events are covered
-            return
-        if events:
-            self._apply_events(events)
-        if now >= self._beat_due:
-            self._poll_heartbeats()
+    def _catch_up(self) -> None:
+        """Between the chunks of a long read: apply the events that came meanwhile.
+
+        So a resync or a heartbeat poll of a large cluster never holds up the
+        news (a reported error) for long.
+        """
+        if not self._stopping:
+            events = self._sort(self._take(0))
+            if events:
+                self._apply_events(events)
 
     def _timeout(self, now: float) -> float:
         """How long the worker may wait for events before it has something to do."""
@@ -604,29 +647,32 @@ class ClusterMirror:
         self._retry_due = time.monotonic() + self._retry_delay
 
     def _resync(self) -> None:
-        """Re-read everything with fresh watches, diff it against the mirror, report the diff."""
+        """Re-read everything with fresh watches, diff it against the mirror, report the diff.
+
+        Events that come during the reads are applied between their chunks;
+        what they touched is newer than the resync's reads, which skip it.
+        """
         gen = self._connection_gen
         first = not self._first_sync_done
+        self._need_resync = False  # a connection marker meanwhile sets it again
         changes = _Changes()
+        self._touched = set()
         try:
-            self._refresh(_ROOTS, (), full=True, changes=changes)
+            self._refresh(_ROOTS, (), full=True, changes=changes, between=self._catch_up)
         except NotConnectedError:
             logger.info("cluster mirror resync interrupted by a disconnect; will retry")
-            self._report(changes)
             self._schedule_retry()
             return
-        except Exception:
-            self._report(changes)
-            raise
+        finally:
+            self._touched = None
+            # the cold load is a snapshot, not news: it is reported as one resync
+            self._report(_Changes() if first else changes)
         now = time.monotonic()
-        self._need_resync = False
         self._retry_delay = 0.0
         self._resync_due = now + self._resync_secs
         self._beat_due = now + self._heartbeat_secs
         self._first_sync_done = True
-        # the cold load is a snapshot, not news: report it as one resync
-        self._report(_Changes() if first else changes)
-        if gen == self._connection_gen and self._state.connected:
+        if gen == self._connection_gen and self._state.connected and not self._need_resync:
             self._synced_at = self._time_fn()
             self._connected = True
             self._synced.set()
@@ -645,16 +691,19 @@ class ClusterMirror:
         try:
             with self._lock:
                 for path, types in events.items():
-                    tokens = paths.tokenize_path(path)
+                    tokens = _tokens(path)
                     rule = _rule(tokens)
                     if rule is None or rule == _ERROR:
                         continue
                     if NODE_DELETED in types:
                         # gone: drop it, and relist its folder in case it is back already
+                        parent = paths.parent_path(path) if len(tokens) > 1 else path
                         if self._attached(path):
                             self._drop(path, changes)
                             self._unlink(path, changes)
-                        lists.add(paths.parent_path(path) if len(tokens) > 1 else path)
+                        if self._touched is not None:
+                            self._touched.update((path, parent))
+                        lists.add(parent)
                     elif rule in (_LIST, _ERRORS):
                         lists.add(path)
                     else:
@@ -667,7 +716,11 @@ class ClusterMirror:
             self._report(changes)
 
     def _poll_heartbeats(self) -> None:
-        """Re-read every heartbeat's data (unwatched), in pipelined batches."""
+        """Re-read every heartbeat's data (unwatched), in pipelined batches.
+
+        Each batch is applied and reported as one ``"heartbeats"`` change;
+        events that came meanwhile are applied between batches.
+        """
         self._beat_due = time.monotonic() + self._heartbeat_secs
         with self._lock:
             beats = [
@@ -677,58 +730,71 @@ class ClusterMirror:
                 for name in self._children.get(storm_root, ())
             ]
         gen = self._connection_gen
-        changes = _Changes()
-        try:
-            fetched = self._get_data_many(beats, watch=False)
-            decoded = self._decode_changed(fetched)
-            with self._lock:
-                self._apply_data(fetched, decoded, changes)
-        except NotConnectedError:
-            logger.info("cluster mirror heartbeat read interrupted by a disconnect")
-            self._schedule_retry()
-            return
-        finally:
-            self._report(changes)
+        for batch in _chunks(beats, POLL_BATCH_SIZE):
+            changes = _Changes()
+            try:
+                fetched = self._state.get_data_many(batch, False)
+                decoded = self._decode_changed(fetched)
+                with self._lock:
+                    self._apply_data(fetched, decoded, changes)
+            except NotConnectedError:
+                logger.info("cluster mirror heartbeat read interrupted by a disconnect")
+                self._schedule_retry()
+                return
+            finally:
+                self._report(changes)
+            self._catch_up()
+            if self._need_resync or self._stopping:
+                return
         self._beat_due = time.monotonic() + self._heartbeat_secs
         if self._connected and gen == self._connection_gen and not self._need_resync:
             self._synced_at = self._time_fn()
 
     # -- reading ZooKeeper ---------------------------------------------------------
 
-    def _get_children_many(self, items: list[str]) -> dict[str, list[str]]:
+    def _get_children_many(self, items: list[str], between) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for chunk in _chunks(items):
             out.update(self._state.get_children_many(chunk, True))
+            if between is not None:
+                between()
         return out
 
-    def _get_data_many(self, items: list[str], watch: bool) -> dict[str, bytes | None]:
+    def _get_data_many(self, items: list[str], watch: bool, between) -> dict[str, bytes | None]:
         out: dict[str, bytes | None] = {}
         for chunk in _chunks(items):
             out.update(self._state.get_data_many(chunk, watch))
+            if between is not None:
+                between()
         return out
 
-    def _refresh(self, lists: Iterable[str], nodes: Iterable[str], *, full: bool, changes):
+    def _refresh(
+        self, lists: Iterable[str], nodes: Iterable[str], *, full: bool, changes, between=None
+    ):
         """Read folders and nodes, level by level, pipelined; then apply what was read.
 
         :param lists: folders to relist (their new children are read in full).
         :param nodes: data nodes to re-read.
-        :param full: also re-read every known child (a resync).
+        :param full: also re-read every known child (a resync): then paths
+            that events touched meanwhile (``self._touched``) are left as
+            they are, being newer.
+        :param between: called between chunks of reads (a resync's catch-up).
         """
         # the mirror is written by this thread only: reading it here needs no lock
         watched: set[str] = set()
         unwatched: set[str] = set()
         for path in nodes:
             if self._attached(path):
-                (watched if _rule(paths.tokenize_path(path)) == _DATA else unwatched).add(path)
+                (watched if _rule(_tokens(path)) == _DATA else unwatched).add(path)
         listed: dict[str, list[str]] = {}
         frontier = sorted((p for p in set(lists) if self._attached(p)), key=_depth)
         while frontier:
-            got = self._get_children_many(frontier)
+            got = self._get_children_many(frontier, between)
             following = []
             for path in frontier:
                 names = got.get(path, [])
                 listed[path] = names
-                tokens = paths.tokenize_path(path)
+                tokens = _tokens(path)
                 rule = _rule(tokens)
                 if rule == _ERRORS:
                     # error nodes never change: read only the ones not yet seen
@@ -751,13 +817,21 @@ class ClusterMirror:
                     else:
                         unwatched.add(child)
             frontier = following
-        fetched = self._get_data_many(sorted(watched), watch=True)
-        fetched.update(self._get_data_many(sorted(unwatched), watch=False))
+        fetched = self._get_data_many(sorted(watched), True, between)
+        fetched.update(self._get_data_many(sorted(unwatched), False, between))
+        touched = self._touched
+        if touched is not None:
+            if full:  # what events read meanwhile is newer than what we read
+                listed = {p: names for p, names in listed.items() if p not in touched}
+                fetched = {p: raw for p, raw in fetched.items() if p not in touched}
+            else:  # this read is newer than the resync's
+                touched.update(listed)
+                touched.update(fetched)
         decoded = self._decode_changed(fetched)
         with self._lock:
             for path in sorted(listed, key=_depth):
                 if self._attached(path):
-                    if _rule(paths.tokenize_path(path)) == _ERRORS:
+                    if _rule(_tokens(path)) == _ERRORS:
                         self._apply_errors(path, listed[path], fetched, changes)
                     else:
                         self._apply_children(path, listed[path], changes)
@@ -769,7 +843,7 @@ class ClusterMirror:
         for path, raw in fetched.items():
             if raw is None:
                 continue
-            tokens = paths.tokenize_path(path)
+            tokens = _tokens(path)
             cls = _RECORDS.get(tokens[0])
             if cls is None or _rule(tokens) not in (_DATA, _BEAT):
                 continue
@@ -807,7 +881,7 @@ class ClusterMirror:
 
     def _set_children(self, path: str, names: frozenset[str]) -> None:
         self._children[path] = names
-        tokens = paths.tokenize_path(path)
+        tokens = _tokens(path)
         if len(tokens) == 2:  # a storm's folder of tasks: task ids as ints
             self._listing[path] = tuple(sorted(t for t in map(_task_id, names) if t is not None))
         else:
@@ -815,7 +889,7 @@ class ClusterMirror:
 
     def _apply_data(self, fetched, decoded, changes: _Changes) -> None:
         for path, raw in fetched.items():
-            tokens = paths.tokenize_path(path)
+            tokens = _tokens(path)
             if _rule(tokens) not in (_DATA, _BEAT) or not self._attached(path):
                 continue
             if raw is None:  # gone since its folder was listed
@@ -847,7 +921,7 @@ class ClusterMirror:
             self._children[path] = frozenset(n for n, _ in kept)
             changes.touch(path)
             if fresh:
-                tokens = paths.tokenize_path(path)
+                tokens = _tokens(path)
                 changes.add("errors", tokens[1], _task_id(tokens[2]), errors=fresh)
 
     def _drop(self, path: str, changes: _Changes) -> None:
@@ -856,7 +930,7 @@ class ClusterMirror:
         self._listing.pop(path, None)
         self._errors.pop(path, None)
         self._data.pop(path, None)
-        if names and _rule(paths.tokenize_path(path)) == _LIST:
+        if names and _rule(_tokens(path)) == _LIST:
             for name in names:
                 self._drop(_child(path, name), changes)
         changes.touch(path)

@@ -456,6 +456,31 @@ def test_periodic_resync_catches_what_watches_missed(state_factory, writer, make
     assert mirror.connected
 
 
+def test_changes_during_constant_resyncs_are_neither_lost_nor_repeated(writer, make_mirror):
+    # a cluster big enough for a resync to take a while, resynced all the time,
+    # while errors and assignments keep coming: events applied between a
+    # resync's reads must not be undone by its older reads, nor errors repeated
+    for s in range(4):
+        writer.setup_heartbeats(f"big-{s}")
+        for t in range(30):
+            writer.set_task(f"big-{s}", t, TaskInfo(component_id=f"c{t % 3}"))
+            writer.set_task_heartbeat(f"big-{s}", t, heartbeat(emitted=t))
+    mirror, _state, changes = make_mirror(resync_secs=0.1, heartbeat_secs=0.1)
+    for n in range(40):
+        if n % 8 == 0:  # let resyncs and writes overlap, however fast the store
+            resyncs = len(changes.of("resync"))
+            wait_for(lambda r=resyncs: len(changes.of("resync")) > r, TIMEOUT)
+        writer.report_task_error(f"big-{n % 4}", n % 3, f"e{n:02d}")
+        writer.set_assignment(f"big-{n % 4}", assignment(range(n % 5 + 1)))
+        if n % 10 == 0:
+            writer.deactivate_storm(f"big-{(n // 10) % 4}")
+        else:
+            writer.activate_storm(f"big-{n % 4}", base(launch=n))
+    wait_mirror_equals(mirror, writer, timeout=TIMEOUT)
+    delivered = [e.error for c in changes.of("errors") for e in c.errors]
+    assert sorted(delivered) == [f"e{n:02d}" for n in range(40)]
+
+
 # -- disconnects -------------------------------------------------------------------------
 
 
