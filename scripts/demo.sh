@@ -63,6 +63,7 @@ trap 'exit 143' TERM HUP
 export STORMUI_STORE=${STORMUI_STORE:-zookeeper}
 export STORMUI_ZK_ROOT=${STORMUI_ZK_ROOT:-/storm}
 store_note=
+simulator_pid=
 
 if [[ $STORMUI_STORE == zookeeper ]]; then
   zk=(-m clusterstate.zkserver)
@@ -107,7 +108,8 @@ run "manage.py migrate" "$PY" manage.py migrate --noinput
 # terminal and stop.sh can stop each with all its children.
 if [[ $STORMUI_STORE == zookeeper ]]; then
   setsid "$PY" manage.py simulate </dev/null >var/simulator.log 2>&1 &
-  echo $! >var/simulator.pid
+  simulator_pid=$!
+  echo "$simulator_pid" >var/simulator.pid
 fi
 
 if [[ -z ${PORT:-} ]]; then
@@ -176,7 +178,7 @@ EOF
   exit 1
 fi
 
-if [[ -f var/simulator.pid ]] && ! pidfile_pid var/simulator.pid simulate >/dev/null; then
+if [[ -n $simulator_pid ]] && ! running "$simulator_pid"; then
   warn "the simulator stopped; see var/simulator.log."
 fi
 
@@ -185,7 +187,7 @@ say ""
 say "stormui is running: $url"
 say "  admin login: admin / $admin_password  (at ${url}accounts/login/)"
 say "  data:        $store_note"
-say "  logs:        var/daphne.log, var/simulator.log"
+say "  logs:        var/daphne.log${simulator_pid:+, var/simulator.log}"
 if $detach; then
   trap - EXIT INT TERM HUP
   say "  stop it:     make stop"
