@@ -11,12 +11,11 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 VENV=.venv
 STAMP="$VENV/.installed"
-
-say() { printf '%s\n' "$*"; }
-warn() { printf 'WARNING: %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------
 

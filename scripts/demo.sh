@@ -149,34 +149,15 @@ user.save()
 fi
 
 say "Waiting for the dashboard on 127.0.0.1:$PORT..."
-if ! "$PY" - "$PORT" "$daphne_pid" <<'EOF'; then
-import os, sys, time, urllib.error, urllib.request
-
-port, pid = sys.argv[1], int(sys.argv[2])
-url = "http://127.0.0.1:%s/" % port
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
-deadline = time.monotonic() + 120
-while time.monotonic() < deadline:
-    try:
-        opener.open(url, timeout=5).close()
-        sys.exit(0)
-    except urllib.error.HTTPError:
-        sys.exit(0)  # it answers HTTP; the page itself is not this script's business
-    except OSError:
-        pass
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                break
-    except OSError:
-        break
-    time.sleep(0.2)
-sys.exit(1)
-EOF
-  say "ERROR: the dashboard did not start; the end of var/daphne.log:" >&2
-  tail -n 30 var/daphne.log >&2
-  exit 1
-fi
+deadline=$((SECONDS + 120))
+until http_answers "$PORT"; do
+  if ! running "$daphne_pid" || ((SECONDS > deadline)); then
+    say "ERROR: the dashboard did not start; the end of var/daphne.log:" >&2
+    tail -n 30 var/daphne.log >&2
+    exit 1
+  fi
+  sleep 0.2
+done
 
 if [[ -n $simulator_pid ]] && ! running "$simulator_pid"; then
   warn "the simulator stopped; see var/simulator.log."

@@ -1,4 +1,4 @@
-# Helpers shared by demo.sh and stop.sh; source it from the repo root.
+# Helpers shared by the scripts here; source it from the repo root.
 # shellcheck shell=bash
 
 PY=.venv/bin/python
@@ -62,4 +62,15 @@ EOF
 # free_port: a port free on 127.0.0.1 right now.
 free_port() {
   "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# http_answers PORT: true if something on 127.0.0.1:PORT answers HTTP at
+# all (any status: the page itself is not the scripts' business).
+http_answers() {
+  local status=
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+  printf 'GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+  read -r -t 10 status <&3 || true
+  exec 3<&-
+  [[ $status == HTTP/* ]]
 }
