@@ -61,5 +61,7 @@ def env_zk_root(name: str, default: str) -> str:
     root = env_str(name, default)
     segments = root.split("/")
     if not root.startswith("/") or root == "/" or any(s in ("", ".", "..") for s in segments[1:]):
-        raise ImproperlyConfigured(f"{name} must be an absolute ZooKeeper path like /storm, not {root!r}")
+        raise ImproperlyConfigured(
+            f"{name} must be an absolute ZooKeeper path like /storm, not {root!r}"
+        )
     return root.rstrip("/")

@@ -1,4 +1,4 @@
-"""Settings for stormui, read from the environment (and a .env file) as the dashboard contract lists."""
+"""Settings for stormui, read from the environment (and a .env file), as the contract lists."""
 
 import secrets
 from pathlib import Path
