@@ -122,15 +122,6 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _die_with_parent():  # pragma: no cover - runs in the child before exec
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 class ZooKeeperServer:
     """One standalone ZooKeeper server keeping everything in ``data_dir``.
 
@@ -192,7 +183,9 @@ class ZooKeeperServer:
 
         :param timeout: seconds to wait for ``imok``.
         :param detached: let the server outlive this Python process (the CLI);
-            otherwise it is stopped when this process exits.
+            otherwise it is stopped when this process exits, and killed if the
+            thread that started it dies first (so start it from a thread that
+            lives as long as the server should).
         :returns: ``self``.
         :raises ZooKeeperUnavailable: if Java or ZooKeeper is not installed.
         :raises RuntimeError: if it exits or does not answer in time (the
@@ -216,6 +209,10 @@ class ZooKeeperServer:
         )
 
     def _launch(self, command, timeout, detached) -> bool:
+        setpriv = shutil.which("setpriv")
+        if not detached and setpriv:
+            # the server dies with the thread that started it, even on SIGKILL
+            command = [setpriv, "--pdeathsig", "TERM", "--", *command]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [*command, str(self.config_path)],
@@ -224,7 +221,6 @@ class ZooKeeperServer:
                 stderr=subprocess.STDOUT,
                 cwd=self.data_dir,
                 start_new_session=True,
-                preexec_fn=None if detached else _die_with_parent,
             )
         if not detached and not self._atexit_registered:
             atexit.register(self.stop)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterable
 
@@ -197,12 +196,10 @@ class DistributedClusterState:
         if not self._client.connected:
             raise NotConnectedError(f"not connected to ZooKeeper at {self.hosts}")
 
-    def _wait(self, async_result, deadline: float | None = None):
+    def _wait(self, async_result):
         """The result of a kazoo async call, mapping disconnections to NotConnectedError."""
-        if deadline is None:
-            deadline = time.monotonic() + self.request_timeout
         try:
-            return async_result.get(timeout=max(0.0, deadline - time.monotonic()))
+            return async_result.get(timeout=self.request_timeout)
         except KazooTimeoutError as exc:
             raise NotConnectedError(
                 f"no reply from ZooKeeper within {self.request_timeout:g}s"
@@ -222,12 +219,12 @@ class DistributedClusterState:
         """Issue ``method(path)`` for every path in chunks; each item a value or an exception."""
         self._check_connected()
         results = []
-        deadline = time.monotonic() + self.request_timeout
         for start in range(0, len(paths), CHUNK):
             pending = [method(path, **kwargs) for path in paths[start : start + CHUNK]]
             for async_result in pending:
+                # replies come in order: each may take request_timeout after the last
                 try:
-                    results.append(self._wait(async_result, deadline))
+                    results.append(self._wait(async_result))
                 except (NoNodeError, NotEmptyError) as exc:
                     results.append(exc)
         return results

@@ -397,6 +397,7 @@ def test_callback_may_call_back_into_the_state(state_factory):
 
     def rearm(event_type, path):
         seen(event_type, path, watcher.get_data(path, watch=True))
+        watcher.set_data("/echo" + path, b"writes work here too")
 
     watcher.register(rearm)
     watcher.get_data("/r", watch=True)
@@ -405,6 +406,7 @@ def test_callback_may_call_back_into_the_state(state_factory):
     assert writer_done[0] == (NODE_CREATED, "/r", b"1")
     writer.set_data("/r", b"2")
     seen.wait_for_event((NODE_DATA_CHANGED, "/r", b"2"))
+    assert writer.get_data("/echo/r") == b"writes work here too"
 
 
 # -- connection ------------------------------------------------------------------------------

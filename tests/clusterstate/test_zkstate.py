@@ -141,3 +141,16 @@ def test_zk_root_defaults_and_checks():
     assert zk_root({"storm.zookeeper.root": "/"}) == "/"
     with pytest.raises(ValueError):
         zk_root({"storm.zookeeper.root": "relative"})
+
+
+def test_close_during_an_outage_returns_promptly(own_server, opened):
+    state = opened(conf_for(own_server))
+    listener = Recorder()
+    state.add_connection_listener(listener)
+    own_server.stop()
+    listener.wait_for_event(SUSPENDED)
+    started = time.monotonic()
+    state.close()
+    state.close()
+    assert time.monotonic() - started < 5
+    assert not state.connected
