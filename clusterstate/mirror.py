@@ -919,6 +919,8 @@ class ClusterMirror:
         if old is None or [n for n, _ in kept] != [n for n, _ in old]:
             self._errors[path] = kept
             self._children[path] = frozenset(n for n, _ in kept)
+            if not kept and not old:
+                return  # a new folder, still empty: task_errors() reads the same
             changes.touch(path)
             if fresh:
                 tokens = _tokens(path)

@@ -271,11 +271,12 @@ def test_set_task(writer, make_mirror):
     wait_for(lambda: mirror.task_ids("s1") == [1, 2], TIMEOUT)
     assert mirror.task_info("s1", 2) == TaskInfo(component_id="bolt")
 
-    changes.clear()
     writer.set_task("s1", 2, TaskInfo(component_id="bolt", component_type="bolt"))
-    change = changes.wait("tasks", storm_id="s1", task_id=2)
-    assert change.errors == ()
-    assert mirror.task_info("s1", 2).component_type == "bolt"
+    wait_for(lambda: mirror.task_info("s1", 2).component_type == "bolt", TIMEOUT)
+    changes.clear()
+    writer.set_task("s1", 2, TaskInfo(component_id="renamed"))
+    wait_for(lambda: mirror.task_info("s1", 2) == TaskInfo(component_id="renamed"), TIMEOUT)
+    assert changes.wait("tasks", storm_id="s1", task_id=2).errors == ()
 
 
 def test_supervisor_appears_and_vanishes(state_factory, writer, make_mirror):
