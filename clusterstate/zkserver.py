@@ -70,6 +70,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """True if something listens on ``host:port`` (connections in TIME_WAIT don't count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def four_letter_word(host: str, port: int, word: str = "ruok", timeout: float = 2.0) -> str:
     """Send a four-letter command to ZooKeeper; its answer, ``""`` if none.
 
@@ -196,6 +207,9 @@ class ZooKeeperServer:
         command = java_command()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         picked = self.port is None
+        if not picked and port_in_use(self.host, self.port):
+            # another server there would answer ruok for us: refuse instead
+            raise RuntimeError(f"port {self.port} on {self.host} is already in use")
         for _attempt in range(3 if picked else 1):
             if picked:
                 self.port = free_port(self.host)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from clusterstate.zkserver import ZooKeeperServer, four_letter_word, is_ok, read_pidfile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,3 +84,10 @@ def test_cli_exits_3_without_java(tmp_path):
     result = cli("start", "--data-dir", str(tmp_path / "zk"), env=env)
     assert result.returncode == 3
     assert "not installed" in result.stderr
+
+
+def test_start_refuses_a_port_in_use(tmp_path, zk_server):
+    port = int(zk_server.connect_string.rpartition(":")[2])
+    with pytest.raises(RuntimeError, match="in use"):
+        ZooKeeperServer(tmp_path / "zk", port=port).start()
+    assert zk_server.is_running()
