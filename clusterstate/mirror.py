@@ -136,6 +136,9 @@ _CHANGE_KIND = {
 
 _ROOTS = tuple("/" + root for root in _LAYOUT)
 
+# where reads take callbacks that a change of a record fires
+_CALLBACK_ROOTS = (paths.STORMS_ROOT, paths.ASSIGNMENTS_ROOT)
+
 
 def _tokens(path: str) -> list[str]:
     # paths here are ZooKeeper's own, normalised: faster than paths.tokenize_path
@@ -206,15 +209,21 @@ class _Changes:
     def __init__(self):
         self.keys: dict[tuple, list[TaskError]] = {}
         self.lists: set[str] = set()  # folders whose children changed
-        self.nodes: set[str] = set()  # data nodes added, changed or removed
+        self.nodes: set[str] = set()  # storms and assignments added, changed or removed
 
     def add(self, kind, storm_id=None, task_id=None, supervisor_id=None, errors=()):
         self.keys.setdefault((kind, storm_id, task_id, supervisor_id), []).extend(errors)
 
-    def touch(self, path: str, *, data_only: bool = False) -> None:
-        """Note a change at ``path``; ``data_only``: a record changed in place."""
-        tokens = _tokens(path)
+    def touch(self, path: str, tokens: list[str] | None = None, *, data_only=False) -> None:
+        """Note a change at ``path`` (split in ``tokens``, if at hand).
+
+        :param data_only: a record changed in place (not added or removed).
+        """
+        if tokens is None:
+            tokens = _tokens(path)
         root, rest = tokens[0], tokens[1:]
+        if root in _CALLBACK_ROOTS:
+            self.nodes.add(path)
         kind = _CHANGE_KIND[root]
         storm_id = rest[0] if rest else None
         if root == paths.SUPERVISORS_ROOT:
@@ -875,7 +884,6 @@ class ClusterMirror:
             self._drop(_child(path, name), changes)
         for name in new - old:
             changes.touch(_child(path, name))
-            changes.nodes.add(_child(path, name))
         self._set_children(path, new)
         changes.lists.add(path)
 
@@ -889,6 +897,8 @@ class ClusterMirror:
 
     def _apply_data(self, fetched, decoded, changes: _Changes) -> None:
         for path, raw in fetched.items():
+            if raw is not None and path not in decoded:
+                continue  # unchanged (or an error node, applied elsewhere)
             tokens = _tokens(path)
             if _rule(tokens) not in (_DATA, _BEAT) or not self._attached(path):
                 continue
@@ -898,8 +908,7 @@ class ClusterMirror:
             elif path in decoded:
                 is_new = path not in self._data
                 self._data[path] = _Entry(raw, decoded[path])
-                changes.touch(path, data_only=not is_new)
-                changes.nodes.add(path)
+                changes.touch(path, tokens, data_only=not is_new)
 
     def _apply_errors(self, path, names, fetched, changes: _Changes) -> None:
         old = self._errors.get(path)
@@ -936,7 +945,6 @@ class ClusterMirror:
             for name in names:
                 self._drop(_child(path, name), changes)
         changes.touch(path)
-        changes.nodes.add(path)
 
     def _unlink(self, path: str, changes: _Changes) -> None:
         """Take ``path`` out of its folder's children."""
