@@ -1,1 +1,9 @@
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from . import consumers
+
+websocket_urlpatterns = [
+    path("ws/cluster/", consumers.ClusterConsumer.as_asgi()),
+    path("ws/storms/<str:storm_id>/", consumers.StormConsumer.as_asgi()),
+    path("ws/errors/", consumers.ErrorsConsumer.as_asgi()),
+]

@@ -254,6 +254,9 @@ def component_detail(storm: StormView, comp: ComponentView, window: str) -> dict
 
 # -- socket messages (snake_case, each with a "type") ------------------------------
 
+#: how many of the newest errors the cluster page lists
+LATEST_ERRORS = 5
+
 
 def error_message(e: ErrorView) -> dict:
     """An error as the live feed sends it (and ``/api/errors`` lists it)."""
@@ -302,6 +305,9 @@ def supervisor_row(sup: SupervisorView) -> dict:
         "slots_used": sup.slots_used,
         "lost": sup.lost,
         "unreadable": sup.unreadable,
+        "present": sup.present,
+        "time_secs": sup.time_secs,
+        "worker_ports": list(sup.worker_ports),
     }
 
 
@@ -323,7 +329,13 @@ def cluster_snapshot(view: ClusterView) -> dict:
         },
         "storms": [storm_row(s) for s in view.storms.values()],
         "supervisors": [supervisor_row(s) for s in view.supervisors.values()],
+        "latest_errors": [error_message(e) for e in view.recent_errors[:LATEST_ERRORS]],
     }
+
+
+def cluster_update(view: ClusterView) -> dict:
+    """``/ws/cluster/``'s message after a change: the whole page's figures again, coalesced."""
+    return {**cluster_snapshot(view), "type": "cluster"}
 
 
 def _window_row(ws: WindowStats) -> dict:
@@ -350,10 +362,29 @@ def component_row(comp: ComponentView) -> dict:
     }
 
 
+def task_row(task: TaskView) -> dict:
+    """A task in a socket message: its state, without stats (a storm may have thousands)."""
+    return {
+        "id": task.task_id,
+        "component_id": task.component_id,
+        "node_id": task.node_id,
+        "host": task.host,
+        "port": task.port,
+        "alive": task.alive,
+        "uptime_secs": task.uptime_secs,
+        "start_time_secs": task.start_time_secs,
+        "heartbeat_time_secs": task.heartbeat_time_secs,
+        "heartbeat_age_secs": task.heartbeat_age_secs,
+        "errors": len(task.errors),
+        "unreadable": bool(task.unreadable),
+    }
+
+
 def storm_snapshot(storm: StormView, *, zk_connected: bool, synced_at: float | None = None) -> dict:
     """What ``/ws/storms/<id>/`` sends on connect (and after any resync)."""
     return {
         "type": "snapshot",
+        "storm_id": storm.id,
         **_status(storm.as_of, zk_connected, synced_at),
         "storm": storm_row(storm),
         "stats": {w: _window_row(storm.window_stats[w]) for w in WINDOWS},
@@ -368,13 +399,37 @@ def storm_snapshot(storm: StormView, *, zk_connected: bool, synced_at: float | N
             }
             for w in storm.workers
         ],
+        "tasks": [task_row(t) for t in storm.tasks.values()],
     }
 
 
-def errors_snapshot(view: ClusterView, errors) -> dict:
-    """What ``/ws/errors/`` sends on connect: the newest errors, newest first."""
-    return {
+def storm_update(storm: StormView, *, zk_connected: bool, synced_at: float | None = None) -> dict:
+    """``/ws/storms/<id>/``'s message after a change: the storm's figures again, coalesced."""
+    snapshot = storm_snapshot(storm, zk_connected=zk_connected, synced_at=synced_at)
+    return {**snapshot, "type": "storm"}
+
+
+def storm_removed(storm_id: str, as_of: float) -> dict:
+    """``/ws/storms/<id>/``'s message when the storm is gone from ZooKeeper."""
+    return {"type": "storm", "storm_id": storm_id, "as_of": as_of, "removed": True}
+
+
+def status_message(zk_connected: bool, synced_at: float | None) -> dict:
+    """Every socket's message when ZooKeeper's connection changes."""
+    return {"type": "status", "zk_connected": bool(zk_connected), "synced_at": synced_at}
+
+
+def errors_snapshot(view: ClusterView, errors, *, resync: bool = False) -> dict:
+    """What ``/ws/errors/`` sends on connect: the newest errors, newest first.
+
+    ``resync``: sent instead of updates that were dropped (a slow socket, a
+    ZooKeeper reconnect): the feed replaces what it shows.
+    """
+    out = {
         "type": "snapshot",
         **_status(view.as_of, view.zk_connected, view.synced_at),
         "errors": [error_message(e) for e in errors],
     }
+    if resync:
+        out["resync"] = True
+    return out

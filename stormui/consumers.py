@@ -1,0 +1,278 @@
+"""The live pages' sockets: ``/ws/cluster/``, ``/ws/storms/<id>/`` and ``/ws/errors/``.
+
+Each socket joins its groups, then sends a snapshot of what its page shows,
+then one message per change as :mod:`stormui.live` relays them. Messages
+come pre-encoded from the relay and are sent as they are.
+
+A slow socket must not hold up the others: each keeps a bounded
+:class:`Outbox` drained by its own task. When it overflows, what was queued
+is dropped and one fresh snapshot is sent instead; a socket whose send is
+stuck for :data:`SEND_TIMEOUT_SECS` is closed (the browser reconnects and
+resyncs). Daphne's own ping timeout closes sockets that stop reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from clusterstate.paths import check_id
+
+from . import live, shapes
+from .cluster import select_errors
+
+log = logging.getLogger(__name__)
+
+#: queued messages (or batches of errors) per socket before it is resynced instead
+OUTBOX_LIMIT = 200
+#: a send stuck this long closes the socket
+SEND_TIMEOUT_SECS = 10.0
+#: the errors a feed's snapshot holds at most (as the page does)
+ERRORS_SNAPSHOT_LIMIT = 200
+
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_SLOW = 4408
+
+# snapshots are built once per view and shared by every socket that asks for the same
+_snapshots: dict[tuple, tuple[object, str]] = {}
+_snapshots_lock = threading.Lock()
+
+
+def _shared_snapshot(key: tuple, view, build) -> str:
+    with _snapshots_lock:
+        hit = _snapshots.get(key)
+        if hit is not None and hit[0] is view:
+            return hit[1]
+    text = live.encode(build())
+    with _snapshots_lock:
+        if len(_snapshots) > 1000:
+            _snapshots.clear()
+        _snapshots[key] = (view, text)
+    return text
+
+
+class Item:
+    """A queued message: its text, and the relay's source and version to tell stale ones."""
+
+    __slots__ = ("source", "version", "texts", "strict")
+
+    def __init__(self, texts, source=None, version=None, strict=False):
+        self.texts = texts
+        self.source = source
+        self.version = version
+        # an error already in the snapshot must not come again: equal versions are stale too
+        self.strict = strict
+
+
+class Outbox:
+    """A socket's bounded queue, drained by its own task."""
+
+    def __init__(self, consumer, limit: int, timeout: float):
+        self.consumer = consumer
+        self.limit = limit
+        self.timeout = timeout
+        self.items: deque[Item] = deque()
+        self.need_snapshot = False
+        self.resync = False
+        self.overflows = 0
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    def put(self, item: Item) -> None:
+        if self.need_snapshot:
+            return  # the snapshot about to be built holds this too
+        if len(self.items) >= self.limit:
+            self.overflows += 1
+            self.request_snapshot(resync=True)
+            return
+        self.items.append(item)
+        self._wake.set()
+
+    def request_snapshot(self, *, resync: bool) -> None:
+        self.items.clear()
+        self.need_snapshot = True
+        self.resync = self.resync or resync
+        self._wake.set()
+
+    def close(self) -> None:
+        self._task.cancel()
+
+    async def _drain(self) -> None:
+        consumer = self.consumer
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self.need_snapshot or self.items:
+                    if self.need_snapshot:
+                        self.need_snapshot, resync, self.resync = False, self.resync, False
+                        texts = [await consumer.snapshot_text(resync=resync)]
+                    else:
+                        item = self.items.popleft()
+                        if consumer.is_stale(item):
+                            continue
+                        texts = item.texts
+                    for text in texts:
+                        await asyncio.wait_for(consumer.send(text_data=text), self.timeout)
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            log.warning("closing a socket stuck for %ss", self.timeout)
+            await self._close(CLOSE_TOO_SLOW)
+        except Exception:
+            log.exception("live socket failed; closing it")
+            await self._close(1011)
+
+    async def _close(self, code: int) -> None:
+        try:
+            await asyncio.wait_for(self.consumer.close(code=code), 1.0)
+        except Exception:
+            pass
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    """What the three sockets share; subclasses name their group and build their snapshot."""
+
+    group_name = ""
+    source = None
+    outbox: Outbox | None = None
+    outbox_limit = OUTBOX_LIMIT
+    send_timeout = SEND_TIMEOUT_SECS
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if settings.STORMUI_LOGIN_REQUIRED and not (user is not None and user.is_authenticated):
+            await self.close()  # before accept: the handshake is refused
+            return
+        self.snapshot_mark = (None, None)
+        self.source = await live.ensure_relay()
+        if not await self.admit():
+            return
+        # join before the snapshot is built, so that no change falls between the two
+        groups = [live.STATUS_GROUP, self.group_name]
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups = groups  # Channels leaves them on disconnect
+        await self.accept()
+        self.outbox = Outbox(self, self.outbox_limit, self.send_timeout)
+        self.outbox.request_snapshot(resync=False)
+
+    async def admit(self) -> bool:
+        return True
+
+    async def disconnect(self, code):
+        if self.outbox is not None:
+            self.outbox.close()
+
+    async def receive_json(self, content, **kwargs):
+        pass  # the pages only listen
+
+    # -- snapshots ---------------------------------------------------------------
+
+    async def snapshot_text(self, *, resync: bool) -> str:
+        token, version, text = await sync_to_async(self._snapshot, thread_sensitive=False)(resync)
+        self.snapshot_mark = (token, version)
+        return text
+
+    def _snapshot(self, resync: bool) -> tuple[str, int, str]:
+        source = self.source
+        # read the version first: the view then holds at least every change up to it
+        version = live.source_version(source)
+        view = source.cluster_view()
+        return live.source_token(source), version, self.build_snapshot(view, resync)
+
+    def build_snapshot(self, view, resync: bool) -> str:
+        raise NotImplementedError
+
+    def is_stale(self, item: Item) -> bool:
+        token, version = self.snapshot_mark
+        if item.version is None or item.source != token or version is None:
+            return False
+        return item.version <= version if item.strict else item.version < version
+
+    # -- group events, from the relay ---------------------------------------------
+
+    async def status_changed(self, event):
+        self.outbox.put(Item([event["text"]]))
+
+    async def resync_requested(self, event):
+        self.outbox.request_snapshot(resync=True)
+
+    async def cluster_changed(self, event):
+        self.outbox.put(Item([event["text"]], event["source"], event["version"]))
+
+    async def storm_changed(self, event):
+        self.outbox.put(Item([event["text"]], event["source"], event["version"]))
+
+    async def errors_reported(self, event):
+        # one batch is one entry: a burst never overflows a socket that keeps up
+        source = event["source"]
+        for version, text in event["errors"]:
+            self.outbox.put(Item([text], source, version, strict=True))
+
+
+class ClusterConsumer(LiveConsumer):
+    group_name = live.CLUSTER_GROUP
+
+    def build_snapshot(self, view, resync):
+        return _shared_snapshot(("cluster",), view, lambda: shapes.cluster_snapshot(view))
+
+
+class StormConsumer(LiveConsumer):
+    storm_id = None
+
+    async def admit(self) -> bool:
+        try:
+            self.storm_id = check_id(self.scope["url_route"]["kwargs"]["storm_id"], "storm id")
+        except ValueError:
+            self.storm_id = None
+        view = await sync_to_async(self.source.cluster_view, thread_sensitive=False)()
+        if self.storm_id is None or self.storm_id not in view.storms:
+            await self.accept()
+            await self.close(code=CLOSE_NOT_FOUND)
+            return False
+        self.group_name = live.storm_group(self.storm_id)
+        return True
+
+    def build_snapshot(self, view, resync):
+        storm = view.storms.get(self.storm_id)
+        if storm is None:
+            return live.encode(shapes.storm_removed(self.storm_id, view.as_of))
+        return _shared_snapshot(
+            ("storm", self.storm_id),
+            view,
+            lambda: shapes.storm_snapshot(
+                storm, zk_connected=view.zk_connected, synced_at=view.synced_at
+            ),
+        )
+
+
+class ErrorsConsumer(LiveConsumer):
+    group_name = live.ERRORS_GROUP
+
+    async def connect(self):
+        # the page's filters narrow the snapshot, as they narrow the page; the feed filters the rest
+        from urllib.parse import parse_qs
+
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.filters = tuple(
+            (query.get(name) or [""])[0].strip() or None for name in ("storm", "component", "q")
+        )
+        await super().connect()
+
+    def build_snapshot(self, view, resync):
+        storm, component, text = self.filters
+
+        def build():
+            errors = select_errors(
+                view, storm=storm, component=component, text=text, limit=ERRORS_SNAPSHOT_LIMIT
+            )
+            return shapes.errors_snapshot(view, errors, resync=resync)
+
+        return _shared_snapshot(("errors", self.filters, resync), view, build)

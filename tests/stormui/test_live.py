@@ -1,0 +1,307 @@
+"""The live sockets end to end: Channels' communicator against the known cluster in a real
+ZooKeeper, the source's mirror and the relay running for real."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import pytest_asyncio
+from channels.auth import AuthMiddlewareStack
+from channels.layers import channel_layers
+from channels.routing import URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
+from channels.testing import WebsocketCommunicator
+from django.urls import path
+
+from clusterstate import StormBase, mk_distributed_cluster_state, mk_storm_cluster_state
+from stormui import consumers, live
+from stormui.asgi import application
+from tests.stormui.conftest import HEALTHY, PAUSED, TROUBLED
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
+
+ORIGIN = b"http://localhost"
+
+
+def connect(path_: str, origin: bytes = ORIGIN, app=application) -> WebsocketCommunicator:
+    return WebsocketCommunicator(app, path_, headers=[(b"origin", origin), (b"host", b"localhost")])
+
+
+async def receive_until(comm, predicate, timeout: float = 15.0, seen: list | None = None):
+    """The first message matching ``predicate``; the ones before it go into ``seen``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no matching message within {timeout}s; saw {seen}")
+        # receive_nothing waits without cancelling the application, as a timed-out receive does
+        if await comm.receive_nothing(timeout=min(left, 0.5), interval=0.005):
+            continue
+        message = await comm.receive_json_from()
+        if predicate(message):
+            return message
+        if seen is not None:
+            seen.append(message)
+
+
+@pytest.fixture
+def writer(zk_conf):
+    """A second Storm session on the test root, with the real clock."""
+    state = mk_distributed_cluster_state(zk_conf)
+    storm_state = mk_storm_cluster_state(state)
+    yield storm_state
+    storm_state.disconnect()
+    state.close()
+
+
+@pytest_asyncio.fixture
+async def live_cluster(known_cluster):
+    """The known cluster, a fresh in-memory channel layer, and the relay stopped afterwards."""
+    channel_layers.backends.clear()
+    yield known_cluster
+    live.stop_relay()
+    await asyncio.sleep(0)
+    channel_layers.backends.clear()
+
+
+async def test_cluster_socket_sends_snapshot_then_changes(live_cluster, writer):
+    comm = connect("/ws/cluster/")
+    connected, _ = await comm.connect()
+    assert connected
+    snapshot = await comm.receive_json_from(timeout=10)
+    assert snapshot["type"] == "snapshot"
+    assert snapshot["zk_connected"] is True
+    storms = {s["id"]: s for s in snapshot["storms"]}
+    assert set(storms) == set(live_cluster.storms)
+    assert storms[PAUSED]["status"] == "INACTIVE"
+    assert snapshot["summary"]["storms"] == len(live_cluster.storms)
+    alive_before = snapshot["summary"]["tasks_alive"]
+    # the cluster page's newest errors come with it
+    assert snapshot["latest_errors"][0]["error"] == "spout error, newest"
+
+    await asyncio.to_thread(writer.activate_storm, PAUSED, StormBase("paused", int(time.time())))
+    update = await receive_until(
+        comm,
+        lambda m: (
+            m["type"] == "cluster"
+            and {s["id"]: s for s in m["storms"]}[PAUSED]["status"] == "ACTIVE"
+        ),
+    )
+    assert update["summary"]["storms"] == len(live_cluster.storms)
+
+    await asyncio.to_thread(writer.remove_task_heartbeat, HEALTHY, 1)
+    update = await receive_until(
+        comm, lambda m: m["type"] == "cluster" and m["summary"]["tasks_alive"] < alive_before
+    )
+    assert update["summary"]["tasks_alive"] == alive_before - 1
+    healthy = {s["id"]: s for s in update["storms"]}[HEALTHY]
+    assert healthy["tasks_alive"] == healthy["tasks_total"] - 1
+    await comm.disconnect()
+
+
+async def test_storm_socket_follows_its_storm(live_cluster, writer):
+    comm = connect(f"/ws/storms/{HEALTHY}/")
+    assert (await comm.connect())[0]
+    snapshot = await comm.receive_json_from(timeout=10)
+    assert snapshot["type"] == "snapshot" and snapshot["storm"]["id"] == HEALTHY
+    assert {t["id"]: t["alive"] for t in snapshot["tasks"]} == dict.fromkeys(range(1, 6), True)
+    assert {c["id"] for c in snapshot["spouts"]} == {"words"}
+
+    await asyncio.to_thread(writer.remove_task_heartbeat, HEALTHY, 2)
+    update = await receive_until(
+        comm,
+        lambda m: m["type"] == "storm" and not {t["id"]: t for t in m["tasks"]}[2]["alive"],
+    )
+    assert update["storm"]["tasks_alive"] == 4
+    spout = update["spouts"][0]
+    assert spout["tasks_alive"] == 1
+
+    # its errors come as they are reported, with the task's component and worker
+    await asyncio.to_thread(writer.report_task_error, HEALTHY, 3, "count failed")
+    error = await receive_until(comm, lambda m: m["type"] == "error")
+    assert error == {
+        "type": "error",
+        "storm_id": HEALTHY,
+        "task_id": 3,
+        "component_id": "count",
+        "time_secs": error["time_secs"],
+        "error": "count failed",
+        "host": "host-a.example",
+        "port": 6700,
+    }
+    assert abs(error["time_secs"] - time.time()) < 30
+
+    # when the storm goes, the page is told
+    await asyncio.to_thread(writer.deactivate_storm, HEALTHY)
+    await asyncio.to_thread(writer.remove_storm, HEALTHY)
+    removed = await receive_until(comm, lambda m: m.get("removed"))
+    assert removed["type"] == "storm" and removed["storm_id"] == HEALTHY
+    await comm.disconnect()
+
+
+async def test_errors_arrive_in_order_each_once(live_cluster, writer):
+    comm = connect("/ws/errors/")
+    assert (await comm.connect())[0]
+    snapshot = await comm.receive_json_from(timeout=10)
+    assert snapshot["type"] == "snapshot"
+    expected = [text for _, _, text, _ in live_cluster.errors()]
+    assert [e["error"] for e in snapshot["errors"]] == expected
+    assert not snapshot.get("resync")
+
+    # a burst of 30 over six tasks, five each (a task keeps ten)
+    written = []
+
+    def burst():
+        for i in range(30):
+            task = 1 + i % 5 if i % 6 else 10
+            storm = HEALTHY if task != 10 else TROUBLED
+            text = f"burst {i:02d}"
+            writer.report_task_error(storm, task, text)
+            written.append((storm, task, text))
+
+    await asyncio.to_thread(burst)
+    got = []
+    while len(got) < 30:
+        message = await receive_until(comm, lambda m: m["type"] == "error")
+        got.append(message)
+    # nothing more: each arrived once
+    while not await comm.receive_nothing(timeout=1.5):
+        extra = await comm.receive_json_from()
+        assert extra["type"] != "error", extra
+    assert sorted(m["error"] for m in got) == [t for _, _, t in written]
+    # in order: each task's errors as written, and the whole burst as the mirror reported it
+    for storm, task in {(s, t) for s, t, _ in written}:
+        mine = [m["error"] for m in got if (m["storm_id"], m["task_id"]) == (storm, task)]
+        assert mine == [t for s, k, t in written if (s, k) == (storm, task)]
+    first = next(m for m in got if m["task_id"] == 10)
+    assert first["component_id"] == "src" and first["port"] == 6702
+    await comm.disconnect()
+
+
+async def test_status_and_resync_after_zookeeper_reconnect(live_cluster):
+    from stormui.source import get_source
+    from tests.helpers import expire_session
+
+    comm = connect("/ws/errors/")
+    assert (await comm.connect())[0]
+    assert (await comm.receive_json_from(timeout=10))["type"] == "snapshot"
+    source = get_source()
+    await asyncio.to_thread(expire_session, source.state)
+    seen: list = []
+    down = await receive_until(
+        comm, lambda m: m["type"] == "status" and not m["zk_connected"], seen=seen
+    )
+    assert set(down) == {"type", "zk_connected", "synced_at"}
+    up = await receive_until(comm, lambda m: m["type"] == "status" and m["zk_connected"])
+    assert up["synced_at"] >= down["synced_at"]
+    snapshot = await receive_until(comm, lambda m: m["type"] == "snapshot")
+    assert snapshot["resync"] is True and snapshot["zk_connected"] is True
+    await comm.disconnect()
+
+
+async def test_other_origin_refused(live_cluster):
+    for url in ("/ws/cluster/", "/ws/errors/", f"/ws/storms/{HEALTHY}/"):
+        comm = connect(url, origin=b"http://evil.example")
+        connected, _ = await comm.connect()
+        assert not connected, url
+        await comm.disconnect()
+
+
+async def test_anonymous_refused_when_login_required(live_cluster, settings):
+    settings.STORMUI_LOGIN_REQUIRED = True
+    for url in ("/ws/cluster/", "/ws/errors/", f"/ws/storms/{HEALTHY}/"):
+        comm = connect(url)
+        connected, _ = await comm.connect()
+        assert not connected, url
+        await comm.disconnect()
+
+
+async def test_unknown_or_bad_storm_closed(live_cluster):
+    for storm_id in ("no-such-storm-1-1", "bad%20id", "..."):
+        comm = connect(f"/ws/storms/{storm_id}/")
+        connected, _ = await comm.connect()
+        assert connected
+        closed = await comm.receive_output(timeout=10)
+        assert closed == {"type": "websocket.close", "code": consumers.CLOSE_NOT_FOUND}, storm_id
+        await comm.disconnect()
+
+
+async def test_storm_group_names_are_valid():
+    import re
+
+    for storm_id in ("a", "x" * 500, "wörds-1-2", "a/b c"):
+        name = live.storm_group(storm_id)
+        assert re.fullmatch(r"[A-Za-z0-9._-]{1,99}", name)
+    assert live.storm_group("a-1-1") != live.storm_group("a-1-2")
+
+
+# -- slow sockets ----------------------------------------------------------------
+
+gate = {"open": None, "sent": 0}
+
+
+class SlowErrorsConsumer(consumers.ErrorsConsumer):
+    """Sends its snapshot, then stalls every send until the test opens the gate."""
+
+    outbox_limit = 3
+
+    async def send(self, text_data=None, bytes_data=None, close=False):
+        if gate["sent"] > 0:
+            await gate["open"].wait()
+        gate["sent"] += 1
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+
+class StuckErrorsConsumer(SlowErrorsConsumer):
+    send_timeout = 0.5
+
+
+slow_app = AllowedHostsOriginValidator(
+    AuthMiddlewareStack(
+        URLRouter(
+            [
+                path("ws/slow/", SlowErrorsConsumer.as_asgi()),
+                path("ws/stuck/", StuckErrorsConsumer.as_asgi()),
+                path("ws/errors/", consumers.ErrorsConsumer.as_asgi()),
+            ]
+        )
+    )
+)
+
+
+async def test_slow_socket_is_resynced_and_does_not_hold_up_others(live_cluster, writer):
+    gate.update(open=asyncio.Event(), sent=0)
+    slow = connect("/ws/slow/", app=slow_app)
+    fast = connect("/ws/errors/", app=slow_app)
+    assert (await slow.connect())[0] and (await fast.connect())[0]
+    assert (await slow.receive_json_from(timeout=10))["type"] == "snapshot"
+    assert (await fast.receive_json_from(timeout=10))["type"] == "snapshot"
+
+    # one error at a time, each a batch of its own: the slow socket's outbox overflows
+    for i in range(8):
+        text = f"slow {i}"
+        await asyncio.to_thread(writer.report_task_error, HEALTHY, 1 + i % 5, text)
+        got = await receive_until(fast, lambda m: m["type"] == "error", timeout=10)
+        assert got["error"] == text  # the stalled socket delays no one
+    gate["open"].set()
+    first = await slow.receive_json_from(timeout=10)
+    assert first["type"] == "error" and first["error"] == "slow 0"  # it was being sent
+    resync = await slow.receive_json_from(timeout=10)
+    assert resync["type"] == "snapshot" and resync["resync"] is True
+    assert {f"slow {i}" for i in range(8)} <= {e["error"] for e in resync["errors"]}
+    assert await slow.receive_nothing(timeout=1)
+    await slow.disconnect()
+    await fast.disconnect()
+
+
+async def test_stuck_socket_is_closed(live_cluster, writer):
+    gate.update(open=asyncio.Event(), sent=0)
+    stuck = connect("/ws/stuck/", app=slow_app)
+    assert (await stuck.connect())[0]
+    assert (await stuck.receive_json_from(timeout=10))["type"] == "snapshot"
+    await asyncio.to_thread(writer.report_task_error, HEALTHY, 1, "never read")
+    closed = await stuck.receive_output(timeout=10)
+    assert closed == {"type": "websocket.close", "code": consumers.CLOSE_TOO_SLOW}
+    await stuck.disconnect()
