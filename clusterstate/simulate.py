@@ -49,6 +49,7 @@ import math
 import os
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -56,6 +57,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 from kazoo.exceptions import KazooException
 
@@ -76,6 +78,8 @@ MONITOR_SECS = 10.0
 #: Storm's ``nimbus.task.timeout.secs``: how long a supervisor is gone before
 #: its tasks are moved (shorter when heartbeats are faster).
 REASSIGN_SECS = 30.0
+#: Tasks one process heartbeats at most when the command line picks the process count.
+TASKS_PER_PROCESS = 10_000
 #: Tasks per worker the master aims for when it spreads a storm.
 TASKS_PER_WORKER = 8
 SESSION_MODES = ("auto", "worker", "supervisor")
@@ -442,6 +446,10 @@ class Simulator:
     :param remove_on_stop: remove this simulator's storms when stopping.
     :param seed: seeds the random choices (deterministic under :meth:`step`).
     :param time_fn: the clock, in seconds since the epoch.
+    :param shard: ``(index, count)``: play only this share of a cluster that
+        ``count`` simulators (one per process) play together: every
+        ``count``-th supervisor and storm and ``1/count`` of each rate, with
+        ids, hosts and names that do not collide with the other shards'.
     """
 
     def __init__(
@@ -463,7 +471,18 @@ class Simulator:
         remove_on_stop: bool = False,
         seed: int | None = None,
         time_fn=time.time,
+        shard: tuple[int, int] = (0, 1),
     ):
+        index, count = shard
+        if not 0 <= index < count:
+            raise ValueError("shard must be (index, count) with 0 <= index < count")
+        if count > 1:
+            # this process plays every count-th supervisor and storm, and its share of the rates
+            supervisors = len(range(index, supervisors, count))
+            storms = len(range(index, storms, count))
+            error_rate, task_death_rate = error_rate / count, task_death_rate / count
+            supervisor_loss_rate /= count
+            seed = None if seed is None else seed * count + index
         if supervisors < 1 or storms < 0 or tasks_per_storm < 1 or ports_per_supervisor < 1:
             raise ValueError("need at least one supervisor, one port and one task per storm")
         if heartbeat_secs <= 0:
@@ -507,7 +526,8 @@ class Simulator:
         self._lock = threading.RLock()
         self._heap: list = []
         self._seq = itertools.count()
-        self._storm_counter = itertools.count(1)
+        self._shard = (index, count)
+        self._storm_counter = itertools.count(index + 1, count)  # unique across shards
         self._started = False
         self._booted = False
         self._stopping = False
@@ -516,6 +536,7 @@ class Simulator:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._master_pool: ThreadPoolExecutor | None = None
+        self._fanout: ThreadPoolExecutor | None = None  # the master's bulk writes
         self._master_busy = False
         self._next_churn: float | None = None
         self._missing_since: dict = {}
@@ -545,9 +566,8 @@ class Simulator:
         ports = tuple(range(FIRST_WORKER_PORT, FIRST_WORKER_PORT + ports_per_supervisor))
         for i in range(supervisors):
             sid = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-            self.supervisors[sid] = _Supervisor(
-                sid, f"supervisor{i + 1:02d}.storm.local", ports, self._new_session(sid)
-            )
+            host = f"supervisor{i * count + index + 1:02d}.storm.local"
+            self.supervisors[sid] = _Supervisor(sid, host, ports, self._new_session(sid))
         self.storms: dict[str, _Storm] = {}
         self.removed_storm_ids: list[str] = []
 
@@ -561,6 +581,7 @@ class Simulator:
             self._started = True
             self._pool = ThreadPoolExecutor(self._n_workers, thread_name_prefix="simulate")
             self._master_pool = ThreadPoolExecutor(1, thread_name_prefix="simulate-master")
+            self._fanout = ThreadPoolExecutor(self._n_workers, thread_name_prefix="simulate-fanout")
         self._thread = threading.Thread(target=self._loop, name="simulate-clock", daemon=True)
         self._thread.start()
         log.info(
@@ -585,12 +606,13 @@ class Simulator:
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
-        for pool in (self._master_pool, self._pool):
+        for pool in (self._master_pool, self._fanout, self._pool):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         if self.remove_on_stop:
-            for storm in list(self.storms.values()):
-                self._guarded(self._remove_storm_now, storm)
+            with ThreadPoolExecutor(8, thread_name_prefix="simulate-remove") as remover:
+                remove = partial(self._guarded, self._remove_storm_now)
+                list(remover.map(remove, list(self.storms.values())))
         with self._lock:
             sessions = [
                 *self._worker_sessions.values(),
@@ -1080,11 +1102,13 @@ class Simulator:
         topology = rng.choice(TOPOLOGIES)
         with self._lock:
             names = {s.name for s in self.storms.values()}
-        name = topology.name
-        for n in itertools.count(2):
-            if name not in names:
-                break
-            name = f"{topology.name}-{n}"
+        # names are unique across shards too: shard i of n takes the suffixes equal to i mod n
+        index, count = self._shard
+        first = index + count * max(0, math.ceil((2 - index) / count))
+        suffixes = itertools.count(first, count)
+        name = topology.name if index == 0 else f"{topology.name}-{next(suffixes)}"
+        while name in names:
+            name = f"{topology.name}-{next(suffixes)}"
         launch = int(now)
         storm_id = f"{name}-{next(self._storm_counter)}-{launch}"
         storm = _Storm(storm_id, name, launch, topology, {})
@@ -1189,9 +1213,12 @@ class Simulator:
         if hosts is None:
             hosts = {sid: s.hostname for sid, s in self.supervisors.items()}
         scs.setup_heartbeats(storm.id)
-        for task in storm.tasks.values():
-            comp = task.component
-            scs.set_task(storm.id, task.id, TaskInfo(comp.id, comp.type))
+
+        def set_task(task):
+            scs.set_task(storm.id, task.id, TaskInfo(task.component.id, task.component.type))
+
+        # hundreds of tasks: write them side by side (ZooKeeper commits them together)
+        list((self._fanout.map if self._fanout else map)(set_task, storm.tasks.values()))
         scs.set_assignment(storm.id, self._assignment(storm, hosts))
         scs.activate_storm(storm.id, StormBase(storm.name, storm.launch_time_secs))
         n = len(storm.tasks)
@@ -1347,8 +1374,48 @@ def zk_conf(servers: str, root: str) -> dict:
     }
 
 
+def _interrupt(signum, frame):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        return int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not INDEX/COUNT: {text}") from None
+
+
+def _run_shards(argv: list, count: int) -> int:
+    """Run ``count`` child processes, one shard each; forward a stop to all of them."""
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", __spec__.name, *argv]
+            + ["--processes", "1", "--shard", f"{i}/{count}"]
+        )
+        for i in range(count)
+    ]
+    try:
+        for child in children:
+            child.wait()
+    except KeyboardInterrupt:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    return 0 if all(child.returncode == 0 for child in children) else 1
+
+
 def main(argv=None) -> int:
     """``python -m clusterstate.simulate``: run a simulated cluster until done."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(
         prog="python -m clusterstate.simulate",
         description="Play a Storm master, its supervisors and tasks against ZooKeeper.",
@@ -1365,11 +1432,33 @@ def main(argv=None) -> int:
         help="Storm's root in ZooKeeper (default $STORMUI_ZK_ROOT or /storm)",
     )
     parser.add_argument("--memory", action="store_true", help="use an in-memory store")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help=f"processes sharing the work; 0: one per {TASKS_PER_PROCESS} tasks, "
+        "at most one per core (default 0)",
+    )
+    parser.add_argument("--shard", type=_parse_shard, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     args = parser.parse_args(argv)
+    shard = args.shard or (0, 1)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s"
+        + (f" [{shard[0] + 1}/{shard[1]}]" if shard[1] > 1 else "")
+        + ": %(message)s",
     )
+
+    processes = args.processes or min(
+        os.cpu_count() or 1, math.ceil(args.storms * args.tasks_per_storm / TASKS_PER_PROCESS)
+    )
+    # an in-memory store lives in one process; each process needs a supervisor of its own
+    processes = 1 if args.memory else max(1, min(processes, args.supervisors))
+    if args.shard is None and processes > 1:
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
+        return _run_shards(argv, processes)
 
     if args.memory:
         from .memstate import MemoryStore, mk_memory_cluster_state
@@ -1388,17 +1477,12 @@ def main(argv=None) -> int:
             return mk_distributed_cluster_state(conf)
 
     try:
-        sim = simulator_from_args(args, factory)
+        sim = simulator_from_args(args, factory, shard=shard)
     except ValueError as exc:
         parser.error(str(exc))
 
-    def interrupt(signum, frame):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     sim.run(args.duration or None)
     return 0
 

@@ -219,7 +219,7 @@ def test_lost_supervisor_vanishes_its_tasks_move_and_it_returns(state_factory, r
         on_node = Counter(n for a in assignments.values() for n, _ in a.task_node_port.values())
         victim = on_node.most_common(1)[0][0]
 
-        sim.lose_supervisor(victim, return_after=30)
+        sim.lose_supervisor(victim, return_after=sim.reassign_secs + 4 * sim.monitor_secs)
         assert victim not in reader.supervisors()
         for storm_id, assignment in assignments.items():
             beating = set(reader.heartbeat_tasks(storm_id))
@@ -235,7 +235,7 @@ def test_lost_supervisor_vanishes_its_tasks_move_and_it_returns(state_factory, r
             assert sorted(reader.heartbeat_tasks(storm_id)) == sorted(assignment.task_node_port)
         assert sim.counts()["reassigned"] == on_node[victim]
 
-        advance(sim, clock, 30)
+        advance(sim, clock, 2 * sim.monitor_secs)
         assert victim in reader.supervisors()
         assert reader.supervisor_info(victim).uptime_secs < 5
         check_consistent(reader)
@@ -448,6 +448,42 @@ def test_cli_writes_storms_to_zookeeper(zk_server, zk_conf):
         for storm_id in reader.assignments():
             assert len(reader.task_ids(storm_id)) == 15
         assert reader.supervisors() == [], "sessions were closed on exit"
+    finally:
+        reader.disconnect()
+
+
+def test_shards_play_one_cluster_without_collisions(state_factory, reader):
+    clock = Clock()
+    sims = [Simulator(state_factory, **{**QUIET, "time_fn": clock}, shard=(i, 2)) for i in (0, 1)]
+    try:
+        for _ in range(12):
+            clock.now += 0.25
+            for sim in sims:
+                sim.step()
+        assert [len(s.supervisors) for s in sims] == [2, 1]  # three supervisors between two
+        assignments = check_consistent(reader)
+        assert len(assignments) == 4 and len(reader.supervisors()) == 3
+        names = [reader.storm_base(storm_id).storm_name for storm_id in assignments]
+        assert len(set(names)) == 4, names
+        hosts = {reader.supervisor_info(s).hostname for s in reader.supervisors()}
+        assert len(hosts) == 3
+    finally:
+        for sim in sims:
+            sim.stop()
+
+
+def test_cli_processes_share_the_cluster(zk_server, zk_conf):
+    root = zk_conf["storm.zookeeper.root"]
+    done = run_cli(
+        *("--zk", zk_server.connect_string, "--root", root, "--processes", "2"),
+        *("--duration", "3", "--heartbeat-secs", "0.5", "--churn-secs", "0"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[1/2]" in done.stderr and "[2/2]" in done.stderr
+    reader = mk_storm_cluster_state(zk_conf)
+    try:
+        assert len(reader.active_storms()) == 4
+        assert reader.supervisors() == []
     finally:
         reader.disconnect()
 
