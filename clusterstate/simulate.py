@@ -32,6 +32,10 @@ Pace. Every heartbeat has its own phase, so writes are spread evenly over the
 interval; a small thread pool makes them, and a task whose previous write has
 not finished skips a beat rather than queueing. A write that fails (not
 connected, a kazoo error) is logged and simply made again on the next beat.
+One heartbeat costs about a millisecond of CPU, mostly in kazoo, under one
+GIL, so the command line splits a big cluster over processes (``--processes``,
+by default one per 10,000 tasks, at most one per core), each a
+:class:`Simulator` playing one shard of it (``shard=(index, count)``).
 
 Two ways to drive it: :meth:`Simulator.start` / :meth:`Simulator.stop` (or the
 blocking :meth:`Simulator.run`) on background threads, or
