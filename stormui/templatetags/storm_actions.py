@@ -1,24 +1,35 @@
-"""What the storm page may offer: ``{% storm_actions storm as actions %}``."""
+"""What the storm page may offer: ``{% storm_actions storm as offer %}``."""
 
 from django import template
 from django.conf import settings
+from django.urls import NoReverseMatch, reverse
 
 from stormui.actions import may
 from stormui.models import Action
 
 register = template.Library()
 
+NOTHING = {"deactivate": None, "remove": None, "any": False}
+
 
 @register.simple_tag(takes_context=True)
 def storm_actions(context, storm) -> dict:
-    """Which action forms to show for ``storm`` to the current user: none when read-only."""
+    """The URLs of the action forms to show for ``storm`` to the current user (``None`` for
+    those not to show): none when read-only."""
     request = context.get("request")
     user = getattr(request, "user", None)
     if settings.STORMUI_READ_ONLY or storm is None:
-        return {"deactivate": False, "remove": False, "any": False}
+        return NOTHING
     offer = {
         # an inactive storm has nothing left to deactivate
         "deactivate": storm.status == "ACTIVE" and may(user, Action.DEACTIVATE),
         "remove": may(user, Action.REMOVE),
     }
-    return {**offer, "any": any(offer.values())}
+    try:
+        urls = {
+            action: reverse(f"storm-{action}", args=[storm.id]) if shown else None
+            for action, shown in offer.items()
+        }
+    except NoReverseMatch:  # the action URLs are not wired into this site
+        return NOTHING
+    return {**urls, "any": any(urls.values())}
