@@ -254,16 +254,17 @@ class DistributedClusterState:
         :raises ValueError: if the parent is an ephemeral node.
         """
         check_node_path(path)
+        # a heartbeat usually finds its node there: set first, create only when it is missing
         while True:
-            try:
-                self._call(self._client.create_async, path, data, ephemeral=True, makepath=True)
-                return
-            except NodeExistsError:
-                pass
             try:
                 self._call(self._client.set_async, path, data)
                 return
-            except NoNodeError:  # deleted in between: create again
+            except NoNodeError:
+                pass
+            try:
+                self._call(self._client.create_async, path, data, ephemeral=True, makepath=True)
+                return
+            except NodeExistsError:  # created in between: set again
                 continue
 
     def delete_node(self, path: str) -> None:
