@@ -51,6 +51,8 @@ STORMUI_LOGIN_REQUIRED = env_bool("STORMUI_LOGIN_REQUIRED", False)
 STORMUI_READ_ONLY = env_bool("STORMUI_READ_ONLY", False)
 STORMUI_HEARTBEAT_SECS = env_number("STORMUI_HEARTBEAT_SECS", 5.0, minimum=0.05)
 STORMUI_HTTPS = env_bool("STORMUI_HTTPS", False)
+# runs removals scheduled by kill/<wait-secs> in the serving process
+STORMUI_SCHEDULER_THREAD = env_bool("STORMUI_SCHEDULER_THREAD", True)
 # Storm's own defaults for deciding that a task or supervisor is gone
 STORMUI_TASK_TIMEOUT_SECS = 30
 STORMUI_SUPERVISOR_TIMEOUT_SECS = 60
@@ -64,6 +66,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "rest_framework.authtoken",
     "stormui",
 ]
 
