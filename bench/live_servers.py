@@ -1,0 +1,168 @@
+"""Real servers for the live tests and benchmarks: daphne, Redis and the relay, as subprocesses.
+
+Each is started on a free loopback port with its own temporary files, waited
+for until it serves, and stopped (terminate, then kill) by :func:`stop`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+# never through a proxy: everything here is on the loopback
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(zk_connect: str, zk_root: str, database: Path, **extra) -> dict:
+    """The environment of a dashboard process reading ``zk_root`` on ``zk_connect``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "STORMUI_RELAY")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="stormui.settings",
+        STORMUI_ZK_SERVERS=zk_connect,
+        STORMUI_ZK_ROOT=zk_root,
+        STORMUI_STORE="zookeeper",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        DATABASE_URL=f"sqlite:///{database}",
+        DJANGO_DEBUG="false",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def migrate(env: dict) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+
+
+def _log(folder: Path, name: str):
+    return open(folder / f"{name}.log", "wb")
+
+
+def start_daphne(env: dict, folder: Path, port: int | None = None, name: str = "daphne"):
+    """daphne serving the dashboard on 127.0.0.1; returns ``(process, base_url)`` once it serves."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "stormui.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=_log(folder, name),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/", proc, timeout=60)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, url
+
+
+def wait_http(url: str, proc=None, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            with _opener.open(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout}s")
+        time.sleep(0.1)
+
+
+def start_relay(env: dict, folder: Path):
+    """``manage.py relay``; returns the process once it says it relays."""
+    log_path = folder / "relay.log"
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "relay"],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log_path, "wb"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while b"relaying" not in log_path.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError("the relay did not start: " + log_path.read_text(errors="replace"))
+        time.sleep(0.05)
+    return proc
+
+
+def start_redis(folder: Path):
+    """A throwaway redis-server on a free loopback port; returns ``(process, url)``."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise FileNotFoundError("redis-server is not installed")
+    port = free_port()
+    data = Path(tempfile.mkdtemp(prefix="redis-", dir=folder))
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        + ["--dir", str(data)],
+        stdout=_log(folder, "redis"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError("redis-server did not start")
+        time.sleep(0.05)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def stop(proc, timeout: float = 10) -> None:
+    """Terminate ``proc`` (and kill it if it lingers)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
+def process_usage(pid: int) -> dict:
+    """CPU seconds (user + system) and resident memory (bytes) of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+    return {"cpu_secs": cpu, "rss_bytes": rss}

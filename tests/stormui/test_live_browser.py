@@ -1,0 +1,198 @@
+"""Live pages in a real chromium against a real daphne: changes written into ZooKeeper show
+up on open pages without a reload, and the connection indicator tells the truth."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from bench import live_servers
+from clusterstate import (
+    Assignment,
+    StormBase,
+    TaskInfo,
+    mk_distributed_cluster_state,
+    mk_storm_cluster_state,
+)
+from tests.stormui import browser as chromium
+from tests.stormui.conftest import HEALTHY, PAUSED, write_known_cluster
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+browser = chromium.browser
+page = chromium.page
+open_page = chromium.open_page
+
+HOSTILE = '<img src=x onerror="alert(1)"> & <script>alert(2)</script>'
+
+
+class Served:
+    """The known cluster in ZooKeeper, a daphne serving it, and a writer with the real clock."""
+
+    def __init__(self, zk_server, folder):
+        self.folder = folder
+        host, _, port = zk_server.connect_string.rpartition(":")
+        self.root = f"/t/{uuid.uuid4().hex}"
+        self.conf = {
+            "storm.zookeeper.servers": [host],
+            "storm.zookeeper.port": int(port),
+            "storm.zookeeper.root": self.root,
+            "storm.zookeeper.session.timeout": 6000,
+        }
+        self.known = write_known_cluster(self.conf)
+        self.state = mk_distributed_cluster_state(self.conf)
+        self.writer = mk_storm_cluster_state(self.state)
+        self.env = live_servers.server_env(
+            zk_server.connect_string, self.root, folder / "db.sqlite3"
+        )
+        live_servers.migrate(self.env)
+        self.port = live_servers.free_port()
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.proc, _ = live_servers.start_daphne(self.env, self.folder, self.port)
+
+    def stop(self):
+        live_servers.stop(self.proc)
+
+    def submit(self, storm_id: str, name: str):
+        """A new active storm of one task on sup-a."""
+        now = int(time.time())
+        self.writer.activate_storm(storm_id, StormBase(name, now))
+        self.writer.set_task(storm_id, 1, TaskInfo("spout-x", "spout"))
+        self.writer.set_assignment(
+            storm_id,
+            Assignment(
+                f"/nimbus/{storm_id}", {"sup-a": "host-a.example"}, {1: ["sup-a", 6703]}, {1: now}
+            ),
+        )
+
+    def close(self):
+        self.stop()
+        self.writer.disconnect()
+        self.state.close()
+        self.known.writer.disconnect()
+        self.known.writer.cluster_state.close()
+        cleaner = mk_distributed_cluster_state({**self.conf, "storm.zookeeper.root": "/"})
+        try:
+            cleaner.delete_node(self.root)
+        finally:
+            cleaner.close()
+
+
+@pytest.fixture(scope="module")
+def served(zk_server, tmp_path_factory):
+    s = Served(zk_server, tmp_path_factory.mktemp("live-browser"))
+    yield s
+    s.close()
+
+
+def wait_live(page):
+    page.wait_for_selector("#live-status[data-state=live]", timeout=15_000)
+    assert page.locator("#live-indicator").is_visible()
+    assert page.locator("#live-status").inner_text() == "Live"
+
+
+def test_cluster_page_updates_in_place(page, served):
+    open_page(page, served.url + "/")
+    wait_live(page)
+    page.evaluate("window.__noReload = 1")
+    row = page.locator(f'#storm-table tr[data-storm-id="{PAUSED}"] [data-field=status]')
+    assert row.inner_text() == "INACTIVE"
+    storms_before = int(page.locator("#storms-count").inner_text())
+
+    served.writer.activate_storm(PAUSED, StormBase("paused", int(time.time())))
+    page.wait_for_function(
+        f"""document.querySelector('#storm-table tr[data-storm-id="{PAUSED}"] [data-field=status]')
+            .textContent.trim() === 'ACTIVE'""",
+        timeout=10_000,
+    )
+
+    # a new storm gets a row of its own, and the counts follow
+    served.submit("fresh-9-9000", "fresh")
+    fresh = page.locator('#storm-table tr[data-storm-id="fresh-9-9000"]')
+    fresh.wait_for(timeout=10_000)
+    assert fresh.locator("[data-field=name] a").inner_text() == "fresh"
+    assert fresh.locator("[data-field=name] a").get_attribute("href") == "/storms/fresh-9-9000/"
+    page.wait_for_function(
+        f"document.getElementById('storms-count').textContent.trim() === '{storms_before + 1}'",
+        timeout=10_000,
+    )
+
+    # a heartbeat gone: a task dies (the fresh storm's task never beat)
+    dead_before = int(page.locator("#tasks-dead").inner_text())
+    served.writer.remove_task_heartbeat(HEALTHY, 5)
+    page.wait_for_function(
+        f"document.getElementById('tasks-dead').textContent.trim() === '{dead_before + 1}'",
+        timeout=10_000,
+    )
+    healthy_alive = page.locator(f'#storm-table tr[data-storm-id="{HEALTHY}"] [data-field=alive]')
+    assert healthy_alive.text_content() == "4 1 dead"
+    assert page.evaluate("window.__noReload") == 1  # all of it without a reload
+    assert page.watch.errors == [] and page.watch.dialogs == []
+
+
+def test_error_feed_streams_filters_and_pauses(page, served):
+    open_page(page, served.url + "/errors/")
+    wait_live(page)
+    feed = page.locator("#error-feed > li")
+    before = feed.count()
+
+    served.writer.report_task_error(HEALTHY, 3, HOSTILE)
+    first = page.locator("#error-feed > li").first
+    page.wait_for_function(f"document.querySelectorAll('#error-feed > li').length === {before + 1}")
+    # newest on top, as text, linking to its task
+    assert first.locator(".error-text").inner_text() == HOSTILE
+    assert first.get_attribute("data-storm-id") == HEALTHY
+    assert first.get_attribute("data-component-id") == "count"
+    assert first.locator("a", has_text="task 3").get_attribute("href") == (
+        f"/storms/{HEALTHY}/tasks/3/"
+    )
+    assert "live-new" in first.get_attribute("class")
+    assert page.locator("#error-feed img, #error-feed script").count() == 0
+
+    # filters apply to what is there and to what streams in
+    page.fill("#filter-q", "only-this-text")
+    assert page.locator("#error-feed > li:not([hidden])").count() == 0
+    served.writer.report_task_error(HEALTHY, 4, "has only-this-text inside")
+    served.writer.report_task_error(HEALTHY, 4, "filtered out")
+    page.wait_for_function(f"document.querySelectorAll('#error-feed > li').length === {before + 3}")
+    visible = page.locator("#error-feed > li:not([hidden]) .error-text")
+    assert visible.all_inner_texts() == ["has only-this-text inside"]
+    page.fill("#filter-q", "")
+    assert page.locator("#error-feed > li:not([hidden])").count() == before + 3
+
+    # paused: buffered and counted; resumed: inserted, newest on top
+    page.click("#feed-pause")
+    served.writer.report_task_error(HEALTHY, 2, "while paused 1")
+    served.writer.report_task_error(HEALTHY, 2, "while paused 2")
+    page.wait_for_function(
+        "document.getElementById('feed-buffered').textContent === '2 new errors waiting'"
+    )
+    assert feed.count() == before + 3
+    page.click("#feed-pause")
+    page.wait_for_function(f"document.querySelectorAll('#error-feed > li').length === {before + 5}")
+    texts = page.locator("#error-feed > li .error-text").all_inner_texts()
+    assert texts[:2] == ["while paused 2", "while paused 1"]
+    assert page.watch.errors == [] and page.watch.dialogs == []
+
+
+def test_reconnects_and_resyncs_after_the_server_comes_back(page, served):
+    open_page(page, served.url + "/")
+    wait_live(page)
+    served.stop()
+    page.wait_for_selector("#live-status[data-state=reconnecting]", timeout=10_000)
+    assert "stale" in page.locator("#live-status").inner_text()
+    # what changes while the page is cut off arrives with the fresh snapshot
+    served.submit("while-away-8-8000", "while-away")
+    served.start()
+    wait_live(page)
+    page.locator('#storm-table tr[data-storm-id="while-away-8-8000"]').wait_for(timeout=10_000)
+    assert page.watch.errors == []
