@@ -46,13 +46,14 @@ run() {
 
 # An earlier `make demo-detached` may still run: restart the dashboard and
 # the simulator, keep its ZooKeeper.
-scripts/stop.sh --keep-zookeeper
+bash scripts/stop.sh --keep-zookeeper
 
-# Until the dashboard serves, a failure stops what this script started.
+# A failure, Ctrl-C or the end of a foreground demo stops everything; a
+# detached demo disarms this once the dashboard serves.
 cleanup() {
   trap - EXIT INT TERM HUP
   say "Stopping..."
-  scripts/stop.sh
+  bash scripts/stop.sh
 }
 trap cleanup EXIT
 trap 'exit 130' INT
