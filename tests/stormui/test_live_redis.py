@@ -1,0 +1,133 @@
+"""Many daphnes behind Redis: one relay process (`manage.py relay`) feeds the sockets of
+every daphne, each change exactly once."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+import uuid
+
+import pytest
+
+from bench import live_servers
+from clusterstate import StormBase, mk_distributed_cluster_state, mk_storm_cluster_state
+from tests.stormui.conftest import HEALTHY, PAUSED, write_known_cluster
+
+websockets_sync = pytest.importorskip("websockets.sync.client")
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def farm(zk_server, tmp_path_factory):
+    """Redis, two daphnes and a relay, all on the known cluster."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    folder = tmp_path_factory.mktemp("live-redis")
+    host, _, port = zk_server.connect_string.rpartition(":")
+    root = f"/t/{uuid.uuid4().hex}"
+    conf = {
+        "storm.zookeeper.servers": [host],
+        "storm.zookeeper.port": int(port),
+        "storm.zookeeper.root": root,
+        "storm.zookeeper.session.timeout": 6000,
+    }
+    known = write_known_cluster(conf)
+    procs = []
+    try:
+        redis, redis_url = live_servers.start_redis(folder)
+        procs.append(redis)
+        env = live_servers.server_env(
+            zk_server.connect_string, root, folder / "db.sqlite3", REDIS_URL=redis_url
+        )
+        live_servers.migrate(env)
+        urls = []
+        for i in range(2):
+            proc, url = live_servers.start_daphne(env, folder, name=f"daphne-{i}")
+            procs.append(proc)
+            urls.append(url)
+        procs.append(live_servers.start_relay(env, folder))
+        yield urls, conf
+    finally:
+        for proc in reversed(procs):
+            live_servers.stop(proc)
+        known.writer.disconnect()
+        known.writer.cluster_state.close()
+        cleaner = mk_distributed_cluster_state({**conf, "storm.zookeeper.root": "/"})
+        try:
+            cleaner.delete_node(root)
+        finally:
+            cleaner.close()
+
+
+@pytest.fixture
+def writer(farm):
+    """A Storm session on the farm's root, with the real clock."""
+    state = mk_distributed_cluster_state(farm[1])
+    storm_state = mk_storm_cluster_state(state)
+    yield storm_state
+    storm_state.disconnect()
+    state.close()
+
+
+def open_socket(base_url: str, path: str):
+    ws_url = base_url.replace("http://", "ws://") + path
+    return websockets_sync.connect(ws_url, origin=base_url, open_timeout=15)
+
+
+def receive_until(ws, predicate, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("no matching message in time")
+        message = json.loads(ws.recv(timeout=left))
+        if predicate(message):
+            return message
+
+
+def test_a_change_reaches_sockets_on_both_daphnes_once(farm, writer):
+    urls, _ = farm
+    with contextlib.ExitStack() as stack:
+        feeds = [stack.enter_context(open_socket(url, "/ws/errors/")) for url in urls]
+        clusters = [stack.enter_context(open_socket(url, "/ws/cluster/")) for url in urls]
+        for ws in feeds + clusters:
+            assert json.loads(ws.recv(timeout=15))["type"] == "snapshot"
+
+        writer.report_task_error(HEALTHY, 3, "seen by every daphne")
+        for ws in feeds:
+            error = receive_until(ws, lambda m: m["type"] == "error")
+            assert error["error"] == "seen by every daphne"
+            assert error["component_id"] == "count" and error["host"] == "host-a.example"
+        # once: the daphnes do not relay as well
+        for ws in feeds:
+            with pytest.raises(TimeoutError):
+                while True:
+                    extra = json.loads(ws.recv(timeout=1.5))
+                    assert extra["type"] != "error", extra
+
+        writer.activate_storm(PAUSED, StormBase("paused", int(time.time())))
+        for ws in clusters:
+            receive_until(
+                ws,
+                lambda m: (
+                    m["type"] == "cluster"
+                    and {s["id"]: s["status"] for s in m["storms"]}[PAUSED] == "ACTIVE"
+                ),
+            )
+
+
+def test_storm_sockets_on_both_daphnes(farm, writer):
+    urls, _ = farm
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(open_socket(url, f"/ws/storms/{HEALTHY}/")) for url in urls]
+        for ws in sockets:
+            assert json.loads(ws.recv(timeout=15))["type"] == "snapshot"
+        writer.remove_task_heartbeat(HEALTHY, 4)
+        for ws in sockets:
+            receive_until(
+                ws,
+                lambda m: m["type"] == "storm" and not {t["id"]: t["alive"] for t in m["tasks"]}[4],
+            )
