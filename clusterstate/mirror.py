@@ -81,6 +81,23 @@ CHANGE_KINDS = (
 class MirrorChange:
     """One change applied to a :class:`ClusterMirror`.
 
+    By kind:
+
+    - ``"storm"``, ``"assignment"``: ``/storms/{storm_id}`` or
+      ``/assignments/{storm_id}`` appeared, changed or vanished;
+    - ``"tasks"``: a storm's task folder appeared or vanished (``task_id``
+      ``None``), or one task's info changed;
+    - ``"supervisor"``: ``supervisor_id`` appeared, changed or vanished;
+    - ``"heartbeats"``: with ``storm_id``, heartbeat nodes of that storm
+      appeared or vanished; without, one batch of re-read heartbeat data
+      held news (one change per batch, never one per task);
+    - ``"errors"``: a task's errors changed; ``errors`` holds the new ones
+      (empty when old ones were only trimmed or torn down; ``task_id``
+      ``None`` when the storm's whole error folder went);
+    - ``"connection"``: :attr:`ClusterMirror.connected` flipped;
+    - ``"resync"``: a full sync ended (the cold load too, reported by this
+      change alone); whatever it found different was reported just before.
+
     :param kind: one of :data:`CHANGE_KINDS`.
     :param storm_id: the storm it concerns, or ``None`` (cluster-wide, a
         supervisor, a heartbeat batch, the connection).
@@ -882,8 +899,10 @@ class ClusterMirror:
         old = old or frozenset()
         for name in old - new:
             self._drop(_child(path, name), changes)
-        for name in new - old:
-            changes.touch(_child(path, name))
+        if not path.startswith(paths.TASKERRORS_SUBTREE):
+            # (a new error folder is no news: the errors in it will be)
+            for name in new - old:
+                changes.touch(_child(path, name))
         self._set_children(path, new)
         changes.lists.add(path)
 

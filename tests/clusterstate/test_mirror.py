@@ -360,6 +360,14 @@ def test_a_reported_error_is_delivered_once(writer, make_mirror):
     change = changes.wait("errors", storm_id="s1", task_id=4)
     assert "ValueError: another task" in change.errors[0].error
 
+    # a task's error folder appearing empty is no news; its first error is
+    writer.cluster_state.mkdirs(paths.taskerror_path("s1", 5))
+    writer.activate_storm("barrier", base())  # events are handled in order
+    changes.wait("storm", storm_id="barrier")
+    writer.report_task_error("s1", 5, "first")
+    change = changes.wait("errors", storm_id="s1", task_id=5)
+    assert [e.error for e in change.errors] == ["first"]
+
     changes.clear()
     writer.teardown_task_errors("s1")
     changes.wait("errors", storm_id="s1")
