@@ -1,6 +1,7 @@
 """Settings for stormui, read from the environment (and a .env file), as the contract lists."""
 
 import secrets
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -140,6 +141,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # serve straight from the finders so that `migrate` alone is enough to render pages
 WHITENOISE_USE_FINDERS = True
+if not STATIC_ROOT.is_dir():
+    # without collectstatic the finders serve everything; the missing folder is expected
+    warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 WHITENOISE_AUTOREFRESH = DEBUG
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
