@@ -3,8 +3,14 @@
 One :class:`Source` per process. It opens the configured store on first use
 (never at import, in settings, in ``migrate`` or in the test runner unless a
 test asks), keeps the watch-synced mirror (or, with ``STORMUI_MIRROR=off``, a
-plain ``StormClusterState``), and hands views a :class:`~stormui.cluster.ClusterView`
-rebuilt once per change rather than per request.
+plain ``StormClusterState``), and hands views a :class:`~stormui.cluster.ClusterView`.
+
+With the mirror, a builder thread rebuilds the view after changes and requests
+take the last one built: on a 20,000-task cluster a rebuild takes longer than
+a page, and heartbeat polls change the mirror every few seconds, so no request
+should pay for one. A view may lag the heartbeat data by one rebuild; any other
+change (a storm, an assignment, a task or heartbeat node coming or going, an
+error, the connection) is in the view a request gets, built then if need be.
 """
 
 from __future__ import annotations
@@ -20,6 +26,12 @@ from clusterstate import mk_storm_cluster_state
 from . import cluster
 
 log = logging.getLogger(__name__)
+
+# the builder rests at least this long, and twice as long as its last build took,
+# between builds, so it never takes more than about a third of a core
+BUILD_GAP_SECS = 0.25
+# rebuilt at least this often even when nothing changed: ages and liveness move with the clock
+REFRESH_SECS = 5.0
 
 _lock = threading.Lock()
 _source: Source | None = None
@@ -56,15 +68,23 @@ class Source:
             self.state = mk_distributed_cluster_state(storm_conf())
         self.storm_state = mk_storm_cluster_state(self.state)
         self._listeners: list = []
-        self._view: cluster.ClusterView | None = None
-        self._view_key = None
-        self._view_lock = threading.Lock()
+        # (view, mirror version it holds at least); replaced whole, so read without the lock
+        self._built: tuple[cluster.ClusterView, int] | None = None
+        self._view_lock = threading.Lock()  # one build at a time
+        self._needed_version = 0  # the last change a view must hold (not a heartbeat poll)
+        self._changed = threading.Event()
+        self._closing = threading.Event()
+        self._builder = None
         if self.mirrored:
             from clusterstate.mirror import ClusterMirror
 
             self.mirror = ClusterMirror(self.state, heartbeat_secs=settings.STORMUI_HEARTBEAT_SECS)
             self.mirror.subscribe(self._on_change)
             self.mirror.start(wait=30.0)
+            self._builder = threading.Thread(
+                target=self._build_loop, name="cluster-view-builder", daemon=True
+            )
+            self._builder.start()
         if self.simulator is not None:
             self.simulator.start()
 
@@ -92,23 +112,55 @@ class Source:
         }
 
     def cluster_view(self) -> cluster.ClusterView:
-        """The whole cluster's figures: cached per mirror version, refreshed each second."""
-        now = time.time()
+        """The whole cluster's figures: the last view built, unless it misses a change
+        other than heartbeat data (then one is built now)."""
         if self.mirror is None:
-            return cluster.build_cluster_view(self.reader, **self._build_kwargs(now))
-        # ages and liveness move with the clock, so a view is reused within one second only
-        key = (self.mirror.version, self.zk_connected, int(now))
-        with self._view_lock:
-            if self._view is None or self._view_key != key:
-                self._view = cluster.build_cluster_view(self.reader, **self._build_kwargs(now))
-                self._view_key = key
-            return self._view
+            return cluster.build_cluster_view(self.reader, **self._build_kwargs(time.time()))
+        built = self._current()
+        if built is None:
+            with self._view_lock:
+                built = self._current()
+                if built is None:
+                    built = self._build()
+        return built[0]
 
     def storm_view(self, storm_id: str) -> cluster.StormView | None:
         """One storm's figures, or ``None`` if the cluster has no such storm."""
-        if self.mirror is None:
-            return cluster.build_storm_view(self.reader, storm_id, **self._build_kwargs(time.time()))
-        return self.cluster_view().storms.get(storm_id)
+        if self.mirror is not None:
+            built = self._current()
+            if built is not None:
+                return built[0].storms.get(storm_id)
+        # one storm is cheap to read: never rebuild the whole cluster for its page
+        return cluster.build_storm_view(self.reader, storm_id, **self._build_kwargs(time.time()))
+
+    def _current(self):
+        built = self._built
+        if built is None or built[1] < self._needed_version:
+            return None
+        if built[0].zk_connected != self.zk_connected:
+            return None
+        return built
+
+    def _build(self):
+        """Build a view now (holding the view lock): it holds every change made before it began."""
+        version = self.mirror.version  # read first: the view holds at least this
+        view = cluster.build_cluster_view(self.reader, **self._build_kwargs(time.time()))
+        self._built = (view, version)
+        return self._built
+
+    def _build_loop(self):
+        while not self._closing.is_set():
+            self._changed.wait(REFRESH_SECS)
+            if self._closing.is_set():
+                return
+            self._changed.clear()
+            started = time.monotonic()
+            try:
+                with self._view_lock:
+                    self._build()
+            except Exception:
+                log.exception("building the cluster view failed")
+            self._closing.wait(max(BUILD_GAP_SECS, 2 * (time.monotonic() - started)))
 
     def subscribe(self, listener):
         """Call ``listener(change)`` on every mirror change (on the mirror's thread)."""
@@ -116,6 +168,10 @@ class Source:
         return lambda: self._listeners.remove(listener)
 
     def _on_change(self, change):
+        # a heartbeat poll's new data may wait for the builder; anything else may not
+        if not (change.kind == "heartbeats" and change.storm_id is None):
+            self._needed_version = change.version
+        self._changed.set()
         for listener in list(self._listeners):
             try:
                 listener(change)
@@ -123,6 +179,10 @@ class Source:
                 log.exception("change listener failed")
 
     def close(self):
+        self._closing.set()
+        self._changed.set()
+        if self._builder is not None:
+            self._builder.join(30)
         if self.simulator is not None:
             self.simulator.stop()
         if self.mirror is not None:
