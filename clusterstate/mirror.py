@@ -40,7 +40,13 @@ from dataclasses import dataclass
 
 from . import paths
 from .errors import NotConnectedError, UnreadableNodeError
-from .protocol import CONNECTED, NODE_DELETED, ClusterState
+from .protocol import (
+    CONNECTED,
+    NODE_CHILDREN_CHANGED,
+    NODE_DATA_CHANGED,
+    NODE_DELETED,
+    ClusterState,
+)
 from .records import (
     Assignment,
     StormBase,
@@ -331,6 +337,7 @@ class ClusterMirror:
         self._first_sync_done = False
         self._version = 0
         self._touched: set[str] | None = None  # during a resync: paths events read
+        self._deferred: list[tuple[str, str]] = []  # events for after the resync's apply
 
         # the worker's schedule (time.monotonic)
         self._need_resync = True
@@ -693,6 +700,9 @@ class ClusterMirror:
             self._touched = None
             # the cold load is a snapshot, not news: it is reported as one resync
             self._report(_Changes() if first else changes)
+            deferred, self._deferred = self._deferred, []
+            for event in deferred:
+                self._queue.put(event)
         now = time.monotonic()
         self._retry_delay = 0.0
         self._resync_due = now + self._resync_secs
@@ -807,13 +817,19 @@ class ClusterMirror:
         :param between: called between chunks of reads (a resync's catch-up).
         """
         # the mirror is written by this thread only: reading it here needs no lock
+        lists, nodes = set(lists), set(nodes)
+        if not full and self._touched is not None:
+            # during a resync, a path it has read but not applied yet is not in the
+            # mirror: the event is newer than that read, so read it again after the apply
+            for event_type, group in ((NODE_CHILDREN_CHANGED, lists), (NODE_DATA_CHANGED, nodes)):
+                self._deferred.extend((event_type, p) for p in group if not self._attached(p))
         watched: set[str] = set()
         unwatched: set[str] = set()
         for path in nodes:
             if self._attached(path):
                 (watched if _rule(_tokens(path)) == _DATA else unwatched).add(path)
         listed: dict[str, list[str]] = {}
-        frontier = sorted((p for p in set(lists) if self._attached(p)), key=_depth)
+        frontier = sorted((p for p in lists if self._attached(p)), key=_depth)
         while frontier:
             got = self._get_children_many(frontier, between)
             following = []

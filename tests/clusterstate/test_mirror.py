@@ -490,6 +490,62 @@ def test_changes_during_constant_resyncs_are_neither_lost_nor_repeated(writer, m
     assert sorted(delivered) == [f"e{n:02d}" for n in range(40)]
 
 
+class _WriteAfterFirstList:
+    """A real ClusterState that, right after its first listing of ``path`` (whose watch is
+    then set), runs ``write`` and waits until the watch's event has reached the mirror:
+    a change racing a resync's reads, made deterministic."""
+
+    def __init__(self, state, path, write):
+        self._state = state
+        self._path = path
+        self._write = write
+        self._event_seen = threading.Event()
+        self.fired = False
+
+    def __getattr__(self, name):
+        return getattr(self._state, name)
+
+    def register(self, callback):
+        def relay(event_type, path):
+            callback(event_type, path)
+            if path == self._path:
+                self._event_seen.set()
+
+        return self._state.register(relay)
+
+    def get_children_many(self, paths_, watch=False):
+        paths_ = list(paths_)
+        listed = self._state.get_children_many(paths_, watch)
+        if self._path in paths_ and not self.fired:
+            self.fired = True
+            self._write()
+            assert self._event_seen.wait(TIMEOUT)
+        return listed
+
+
+def test_a_change_to_a_folder_a_resync_has_listed_but_not_applied_is_not_lost(
+    state_factory, writer
+):
+    # the cold load (a resync) lists a new storm's empty heartbeat folder; a heartbeat
+    # appears before the load is applied: its event comes between the load's reads, for
+    # a folder not in the mirror yet, and must be read again once it is
+    writer.setup_heartbeats("s1")
+    beating = mk_storm_cluster_state(state_factory())
+    state = _WriteAfterFirstList(
+        state_factory(),
+        f"{paths.TASKBEATS_SUBTREE}/s1",
+        lambda: beating.set_task_heartbeat("s1", 1, heartbeat()),
+    )
+    mirror = ClusterMirror(state, heartbeat_secs=0.2, resync_secs=600)
+    try:
+        mirror.start(wait=TIMEOUT)
+        assert state.fired
+        wait_for(lambda: mirror.heartbeat_tasks("s1") == [1], 5)
+        wait_mirror_equals(mirror, writer)
+    finally:
+        mirror.stop()
+
+
 # -- disconnects -------------------------------------------------------------------------
 
 
