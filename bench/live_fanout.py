@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
 import uuid
@@ -64,6 +65,7 @@ async def run(args, base_url: str, writer, daphne_pid: int) -> dict:
 
     listeners = [asyncio.create_task(listen(i, ws)) for i, ws in enumerate(sockets)]
     before = live_servers.process_usage(daphne_pid)
+    me_before = live_servers.process_usage(os.getpid())
     started = time.monotonic()
     total = int(args.rate * args.secs)
     interval = 1.0 / args.rate
@@ -85,6 +87,7 @@ async def run(args, base_url: str, writer, daphne_pid: int) -> dict:
     while sum(len(c) for c in counts) < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     after = live_servers.process_usage(daphne_pid)
+    me_after = live_servers.process_usage(os.getpid())
     wall = time.monotonic() - started
     for t in listeners:
         t.cancel()
@@ -108,6 +111,10 @@ async def run(args, base_url: str, writer, daphne_pid: int) -> dict:
         "latency_max_ms": round(max(ms), 1) if ms else None,
         "daphne_cpu_percent": round(100 * (after["cpu_secs"] - before["cpu_secs"]) / wall, 1),
         "daphne_rss_mb": round(max(peak_rss, after["rss_bytes"]) / 2**20, 1),
+        # the clients share the machine: when they are busy, latency is partly theirs
+        "clients_cpu_percent": round(
+            100 * (me_after["cpu_secs"] - me_before["cpu_secs"]) / wall, 1
+        ),
     }
 
 

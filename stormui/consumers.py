@@ -166,6 +166,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def admit(self) -> bool:
         return True
 
+    async def dispatch(self, message):
+        # Channels closes stale database connections in a thread before every handler; the
+        # relay's events touch no database, and at hundreds of sockets that hop per message
+        # through one thread was the bottleneck
+        handler = _RELAY_EVENTS.get(message["type"])
+        if handler is not None:
+            await handler(self, message)
+        else:
+            await super().dispatch(message)
+
     async def disconnect(self, code):
         if self.outbox is not None:
             self.outbox.close()
@@ -215,6 +225,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         source = event["source"]
         for version, text in event["errors"]:
             self.outbox.put(Item([text], source, version, strict=True))
+
+
+_RELAY_EVENTS = {
+    "status.changed": LiveConsumer.status_changed,
+    "resync.requested": LiveConsumer.resync_requested,
+    "cluster.changed": LiveConsumer.cluster_changed,
+    "storm.changed": LiveConsumer.storm_changed,
+    "errors.reported": LiveConsumer.errors_reported,
+}
 
 
 class ClusterConsumer(LiveConsumer):

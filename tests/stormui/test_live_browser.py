@@ -7,6 +7,7 @@ import time
 import uuid
 
 import pytest
+from playwright.sync_api import expect
 
 from bench import live_servers
 from clusterstate import (
@@ -109,11 +110,7 @@ def test_cluster_page_updates_in_place(page, served):
     storms_before = int(page.locator("#storms-count").inner_text())
 
     served.writer.activate_storm(PAUSED, StormBase("paused", int(time.time())))
-    page.wait_for_function(
-        f"""document.querySelector('#storm-table tr[data-storm-id="{PAUSED}"] [data-field=status]')
-            .textContent.trim() === 'ACTIVE'""",
-        timeout=10_000,
-    )
+    expect(row).to_have_text("ACTIVE", timeout=10_000)
 
     # a new storm gets a row of its own, and the counts follow
     served.submit("fresh-9-9000", "fresh")
@@ -121,18 +118,12 @@ def test_cluster_page_updates_in_place(page, served):
     fresh.wait_for(timeout=10_000)
     assert fresh.locator("[data-field=name] a").inner_text() == "fresh"
     assert fresh.locator("[data-field=name] a").get_attribute("href") == "/storms/fresh-9-9000/"
-    page.wait_for_function(
-        f"document.getElementById('storms-count').textContent.trim() === '{storms_before + 1}'",
-        timeout=10_000,
-    )
+    expect(page.locator("#storms-count")).to_have_text(str(storms_before + 1), timeout=10_000)
 
     # a heartbeat gone: a task dies (the fresh storm's task never beat)
     dead_before = int(page.locator("#tasks-dead").inner_text())
     served.writer.remove_task_heartbeat(HEALTHY, 5)
-    page.wait_for_function(
-        f"document.getElementById('tasks-dead').textContent.trim() === '{dead_before + 1}'",
-        timeout=10_000,
-    )
+    expect(page.locator("#tasks-dead")).to_have_text(str(dead_before + 1), timeout=10_000)
     healthy_alive = page.locator(f'#storm-table tr[data-storm-id="{HEALTHY}"] [data-field=alive]')
     assert healthy_alive.text_content() == "4 1 dead"
     assert page.evaluate("window.__noReload") == 1  # all of it without a reload
@@ -147,7 +138,7 @@ def test_error_feed_streams_filters_and_pauses(page, served):
 
     served.writer.report_task_error(HEALTHY, 3, HOSTILE)
     first = page.locator("#error-feed > li").first
-    page.wait_for_function(f"document.querySelectorAll('#error-feed > li').length === {before + 1}")
+    expect(feed).to_have_count(before + 1)
     # newest on top, as text, linking to its task
     assert first.locator(".error-text").inner_text() == HOSTILE
     assert first.get_attribute("data-storm-id") == HEALTHY
@@ -163,7 +154,7 @@ def test_error_feed_streams_filters_and_pauses(page, served):
     assert page.locator("#error-feed > li:not([hidden])").count() == 0
     served.writer.report_task_error(HEALTHY, 4, "has only-this-text inside")
     served.writer.report_task_error(HEALTHY, 4, "filtered out")
-    page.wait_for_function(f"document.querySelectorAll('#error-feed > li').length === {before + 3}")
+    expect(feed).to_have_count(before + 3)
     visible = page.locator("#error-feed > li:not([hidden]) .error-text")
     assert visible.all_inner_texts() == ["has only-this-text inside"]
     page.fill("#filter-q", "")
@@ -173,12 +164,10 @@ def test_error_feed_streams_filters_and_pauses(page, served):
     page.click("#feed-pause")
     served.writer.report_task_error(HEALTHY, 2, "while paused 1")
     served.writer.report_task_error(HEALTHY, 2, "while paused 2")
-    page.wait_for_function(
-        "document.getElementById('feed-buffered').textContent === '2 new errors waiting'"
-    )
+    expect(page.locator("#feed-buffered")).to_have_text("2 new errors waiting")
     assert feed.count() == before + 3
     page.click("#feed-pause")
-    page.wait_for_function(f"document.querySelectorAll('#error-feed > li').length === {before + 5}")
+    expect(feed).to_have_count(before + 5)
     texts = page.locator("#error-feed > li .error-text").all_inner_texts()
     assert texts[:2] == ["while paused 2", "while paused 1"]
     assert page.watch.errors == [] and page.watch.dialogs == []
