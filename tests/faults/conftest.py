@@ -4,12 +4,14 @@ without disturbing the shared one), Storm confs on it, sessions closed at teardo
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pytest
 
 from clusterstate import mk_distributed_cluster_state, mk_storm_cluster_state
 from clusterstate.zkserver import ZooKeeperServer, ZooKeeperUnavailable
+from tests.clusterstate.mirror_helpers import mirror_diff
 
 #: the session timeout the fault tests use (ms): short, so expiries are quick to reach
 SESSION_TIMEOUT_MS = 4000
@@ -88,3 +90,28 @@ def report(name: str, **figures) -> None:
         f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()
     )
     print(f"\n[faults] {name}: {text}")
+
+
+def settled_diff(mirror, reader) -> list[str]:
+    """:func:`mirror_diff` without heartbeat data (it moves on its own), or why the fresh read
+    failed (its session still reconnecting)."""
+    try:
+        return mirror_diff(mirror, reader, heartbeats=False)
+    except Exception as exc:
+        return [f"fresh read failed: {exc!r}"]
+
+
+def wait_converged(mirror, reader, timeout: float) -> float:
+    """Wait until the mirror is connected and equals a fresh read; return how long it took.
+
+    :raises AssertionError: naming the last differences, after ``timeout`` seconds.
+    """
+    began = time.monotonic()
+    deadline = began + timeout
+    while True:
+        last = settled_diff(mirror, reader) if mirror.connected else ["mirror not connected"]
+        if not last:
+            return time.monotonic() - began
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not converged after {timeout}s:\n" + "\n".join(last))
+        time.sleep(0.05)

@@ -9,7 +9,6 @@ import gc
 import re
 import socket
 import threading
-import time
 
 import pytest
 
@@ -17,8 +16,8 @@ from clusterstate import mk_distributed_cluster_state, mk_storm_cluster_state
 from clusterstate.mirror import ClusterMirror
 from clusterstate.simulate import Simulator
 from clusterstate.zkserver import four_letter_word
-from tests.clusterstate.mirror_helpers import ChangeLog, mirror_diff
-from tests.faults.conftest import report
+from tests.clusterstate.mirror_helpers import ChangeLog
+from tests.faults.conftest import report, wait_converged
 from tests.helpers import expire_session, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
@@ -87,28 +86,6 @@ def churning_simulator(conf) -> Simulator:
     )
 
 
-def converge(mirror, reader, timeout: float) -> float:
-    """Wait until the mirror is connected and equals a fresh read; return how long it took."""
-    began = time.monotonic()
-    last: list[str] = []
-
-    def equal():
-        if not mirror.connected:
-            last[:] = ["not connected"]
-            return False
-        try:
-            last[:] = mirror_diff(mirror, reader, heartbeats=False)
-        except Exception as exc:  # the reader reconnecting after a restart
-            last[:] = [repr(exc)]
-        return not last
-
-    try:
-        wait_for(equal, timeout=timeout, interval=0.05)
-    except AssertionError:
-        raise AssertionError(f"not converged after {timeout}s:\n" + "\n".join(last)) from None
-    return time.monotonic() - began
-
-
 def test_hundred_faults_under_churn(own_zk, fault_conf, sessions):
     sim = churning_simulator(fault_conf)
     mirror = None
@@ -140,7 +117,7 @@ def test_hundred_faults_under_churn(own_zk, fault_conf, sessions):
                 kind = "expiry"
                 expire_session(state)
             try:
-                kinds[kind].append(converge(mirror, reader, CONVERGE_WITHIN))
+                kinds[kind].append(wait_converged(mirror, reader, CONVERGE_WITHIN))
             except AssertionError as exc:
                 raise AssertionError(f"round {n} ({kind}): {exc}") from None
             if n in (10, ROUNDS):
