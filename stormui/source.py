@@ -21,7 +21,7 @@ import time
 
 from django.conf import settings
 
-from clusterstate import mk_storm_cluster_state
+from clusterstate import NotConnectedError, mk_storm_cluster_state
 
 from . import cluster
 
@@ -46,6 +46,21 @@ def storm_conf() -> dict:
     }
 
 
+class _NotConnected:
+    """Stands in for the ClusterState until ZooKeeper has been reached once."""
+
+    connected = False
+
+    def close(self):
+        pass
+
+
+# how long the first request waits for ZooKeeper before pages say it is unreachable
+FIRST_CONNECT_SECS = 5.0
+# between later tries to reach it
+RECONNECT_SECS = 2.0
+
+
 class Source:
     def __init__(self):
         self.mirrored = settings.STORMUI_MIRROR
@@ -53,20 +68,8 @@ class Source:
         self.supervisor_timeout = settings.STORMUI_SUPERVISOR_TIMEOUT_SECS
         self.simulator = None
         self.mirror = None
-        if settings.STORMUI_STORE == "memory":
-            from clusterstate import MemoryStore, mk_memory_cluster_state
-            from clusterstate.simulate import Simulator
-
-            store = MemoryStore()
-            root = settings.STORMUI_ZK_ROOT
-            self.state = mk_memory_cluster_state(store, root=root)
-            # nothing outside this process can reach an in-memory store, so the simulator runs here
-            self.simulator = Simulator(lambda: mk_memory_cluster_state(store, root=root))
-        else:
-            from clusterstate import mk_distributed_cluster_state
-
-            self.state = mk_distributed_cluster_state(storm_conf())
-        self.storm_state = mk_storm_cluster_state(self.state)
+        self.state = _NotConnected()
+        self.storm_state = None
         self._listeners: list = []
         # (view, mirror version it holds at least); replaced whole, so read without the lock
         self._built: tuple[cluster.ClusterView, int] | None = None
@@ -75,18 +78,63 @@ class Source:
         self._changed = threading.Event()
         self._closing = threading.Event()
         self._builder = None
+        if settings.STORMUI_STORE == "memory":
+            from clusterstate import MemoryStore, mk_memory_cluster_state
+            from clusterstate.simulate import Simulator
+
+            store = MemoryStore()
+            root = settings.STORMUI_ZK_ROOT
+            self._open(mk_memory_cluster_state(store, root=root))
+            # nothing outside this process can reach an in-memory store, so the simulator runs here
+            self.simulator = Simulator(lambda: mk_memory_cluster_state(store, root=root))
+            self.simulator.start()
+            return
+        try:
+            self._connect(FIRST_CONNECT_SECS)
+        except NotConnectedError as exc:
+            # pages say ZooKeeper is unreachable (never synced) while we keep trying
+            log.warning("%s; trying again every %s s", exc, RECONNECT_SECS)
+            threading.Thread(target=self._keep_connecting, name="zk-connect", daemon=True).start()
+
+    def _connect(self, timeout: float) -> None:
+        from clusterstate import mk_distributed_cluster_state
+
+        state = mk_distributed_cluster_state(storm_conf(), timeout=timeout)
+        try:
+            self._open(state)
+        except BaseException:
+            state.close()
+            raise
+
+    def _keep_connecting(self) -> None:
+        while not self._closing.wait(RECONNECT_SECS):
+            try:
+                self._connect(FIRST_CONNECT_SECS)
+            except NotConnectedError:
+                continue
+            except Exception:
+                log.exception("opening the cluster state failed")
+                continue
+            log.info("reached ZooKeeper at %s", ",".join(settings.STORMUI_ZK_SERVERS))
+            return
+
+    def _open(self, state) -> None:
+        storm_state = mk_storm_cluster_state(state)
         if self.mirrored:
             from clusterstate.mirror import ClusterMirror
 
-            self.mirror = ClusterMirror(self.state, heartbeat_secs=settings.STORMUI_HEARTBEAT_SECS)
-            self.mirror.subscribe(self._on_change)
-            self.mirror.start(wait=30.0)
+            mirror = ClusterMirror(state, heartbeat_secs=settings.STORMUI_HEARTBEAT_SECS)
+            mirror.subscribe(self._on_change)
+            mirror.start(wait=30.0)
+            self.mirror = mirror
             self._builder = threading.Thread(
                 target=self._build_loop, name="cluster-view-builder", daemon=True
             )
             self._builder.start()
-        if self.simulator is not None:
-            self.simulator.start()
+        self.storm_state = storm_state
+        self.state = state
+        if self._closing.is_set():  # closed while connecting
+            self._close_store()
 
     @property
     def reader(self):
@@ -114,6 +162,8 @@ class Source:
     def cluster_view(self) -> cluster.ClusterView:
         """The whole cluster's figures: the last view built, unless it misses a change
         other than heartbeat data (then one is built now)."""
+        if self.storm_state is None:
+            return _unreached_view(time.time())
         if self.mirror is None:
             return cluster.build_cluster_view(self.reader, **self._build_kwargs(time.time()))
         built = self._current()
@@ -126,6 +176,8 @@ class Source:
 
     def storm_view(self, storm_id: str) -> cluster.StormView | None:
         """One storm's figures, or ``None`` if the cluster has no such storm."""
+        if self.storm_state is None:
+            return None
         if self.mirror is not None:
             built = self._current()
             if built is not None:
@@ -185,10 +237,28 @@ class Source:
             self._builder.join(30)
         if self.simulator is not None:
             self.simulator.stop()
+        self._close_store()
+
+    def _close_store(self):
         if self.mirror is not None:
             self.mirror.stop()
-        self.storm_state.disconnect()
+        if self.storm_state is not None:
+            self.storm_state.disconnect()
         self.state.close()
+
+
+def _unreached_view(now: float) -> cluster.ClusterView:
+    """What pages show before ZooKeeper has ever been reached: nothing, disconnected."""
+    return cluster.ClusterView(
+        as_of=now,
+        zk_connected=False,
+        synced_at=None,
+        storms={},
+        supervisors={},
+        slots_total=0,
+        slots_used=0,
+        errors_last_10m=0,
+    )
 
 
 def get_source() -> Source:
