@@ -89,6 +89,11 @@ class Source:
             self.simulator = Simulator(lambda: mk_memory_cluster_state(store, root=root))
             self.simulator.start()
             return
+        if settings.STORMUI_SCHEDULER_THREAD:
+            # removals that kill/<wait-secs> scheduled before a restart run once this process serves
+            from .scheduler import ensure_scheduler_started
+
+            ensure_scheduler_started()
         try:
             self._connect(FIRST_CONNECT_SECS)
         except NotConnectedError as exc:

@@ -32,6 +32,13 @@ def zk_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _no_scheduler_thread(settings):
+    # the removal scheduler's thread would share SQLite's in-memory test database;
+    # tests that need it run it themselves
+    settings.STORMUI_SCHEDULER_THREAD = False
+
+
 @pytest.fixture
 def zk_root():
     """A fresh root for this test, e.g. ``/t/3f2a...``."""
