@@ -142,8 +142,9 @@ class StormView:
     def tasks_total(self) -> int:
         return len(self.tasks)
 
-    @property
+    @cached_property
     def tasks_alive(self) -> int:
+        # views are immutable: count once, not on every page that shows it
         return sum(1 for t in self.tasks.values() if t.alive)
 
     @property
@@ -202,11 +203,11 @@ class ClusterView:
         """The supervisor nodes present (what Storm's ``supervisors`` counts)."""
         return sum(1 for s in self.supervisors.values() if s.present)
 
-    @property
+    @cached_property
     def tasks_total(self) -> int:
         return sum(s.tasks_total for s in self.storms.values())
 
-    @property
+    @cached_property
     def tasks_alive(self) -> int:
         return sum(s.tasks_alive for s in self.storms.values())
 
