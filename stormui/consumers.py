@@ -60,14 +60,16 @@ def _shared_snapshot(key: tuple, view, build) -> str:
 class Item:
     """A queued message: its text, and the relay's source and version to tell stale ones."""
 
-    __slots__ = ("source", "version", "texts", "strict")
+    __slots__ = ("source", "version", "texts", "strict", "keep")
 
-    def __init__(self, texts, source=None, version=None, strict=False):
+    def __init__(self, texts, source=None, version=None, strict=False, keep=False):
         self.texts = texts
         self.source = source
         self.version = version
         # an error already in the snapshot must not come again: equal versions are stale too
         self.strict = strict
+        # a snapshot does not replace it (ZooKeeper's connection going down or up is news)
+        self.keep = keep
 
 
 class Outbox:
@@ -85,9 +87,9 @@ class Outbox:
         self._task = asyncio.get_running_loop().create_task(self._drain())
 
     def put(self, item: Item) -> None:
-        if self.need_snapshot:
+        if self.need_snapshot and not item.keep:
             return  # the snapshot about to be built holds this too
-        if len(self.items) >= self.limit:
+        if len(self.items) >= self.limit and not item.keep:
             self.overflows += 1
             self.request_snapshot(resync=True)
             return
@@ -95,7 +97,7 @@ class Outbox:
         self._wake.set()
 
     def request_snapshot(self, *, resync: bool) -> None:
-        self.items.clear()
+        self.items = deque(item for item in self.items if item.keep)
         self.need_snapshot = True
         self.resync = self.resync or resync
         self._wake.set()
@@ -110,7 +112,9 @@ class Outbox:
                 await self._wake.wait()
                 self._wake.clear()
                 while self.need_snapshot or self.items:
-                    if self.need_snapshot:
+                    if self.items and self.items[0].keep:
+                        texts = self.items.popleft().texts
+                    elif self.need_snapshot:
                         self.need_snapshot, resync, self.resync = False, self.resync, False
                         texts = [await consumer.snapshot_text(resync=resync)]
                     else:
@@ -142,6 +146,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     group_name = ""
     source = None
     outbox: Outbox | None = None
+    local_groups: list = []
     outbox_limit = OUTBOX_LIMIT
     send_timeout = SEND_TIMEOUT_SECS
 
@@ -156,9 +161,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         # join before the snapshot is built, so that no change falls between the two
         groups = [live.STATUS_GROUP, self.group_name]
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
-        self.groups = groups  # Channels leaves them on disconnect
+        if live.in_process_layer():
+            for group in groups:
+                live.local_groups.add(group, self)
+            self.local_groups = groups
+        else:
+            for group in groups:
+                await self.channel_layer.group_add(group, self.channel_name)
+            self.groups = groups  # Channels leaves them on disconnect
         await self.accept()
         self.outbox = Outbox(self, self.outbox_limit, self.send_timeout)
         self.outbox.request_snapshot(resync=False)
@@ -170,13 +180,20 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         # Channels closes stale database connections in a thread before every handler; the
         # relay's events touch no database, and at hundreds of sockets that hop per message
         # through one thread was the bottleneck
-        handler = _RELAY_EVENTS.get(message["type"])
-        if handler is not None:
-            await handler(self, message)
+        if message["type"] in _RELAY_EVENTS:
+            await self.relay_event(message)
         else:
             await super().dispatch(message)
 
+    async def relay_event(self, event):
+        """Take one of the relay's events, from the layer or straight from the relay."""
+        if self.outbox is not None:
+            await _RELAY_EVENTS[event["type"]](self, event)
+
     async def disconnect(self, code):
+        for group in self.local_groups:
+            live.local_groups.discard(group, self)
+        self.local_groups = []
         if self.outbox is not None:
             self.outbox.close()
 
@@ -209,7 +226,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     # -- group events, from the relay ---------------------------------------------
 
     async def status_changed(self, event):
-        self.outbox.put(Item([event["text"]]))
+        self.outbox.put(Item([event["text"]], keep=True))
 
     async def resync_requested(self, event):
         self.outbox.request_snapshot(resync=True)
