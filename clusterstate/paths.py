@@ -59,7 +59,9 @@ def check_id(value, kind: str = "id") -> str:
 def check_task_id(value) -> int:
     """Return ``value`` as a task id: a non-negative int.
 
-    Strings of ASCII digits (as task ids appear in node names) are accepted.
+    Strings of ASCII digits (as task ids appear in node names) are accepted
+    in their one decimal form only: ``"7"``, never ``"07"``, so that no other
+    node name, key or URL stands for the same task.
 
     :raises ValueError: if ``value`` is not a task id.
     """
@@ -69,7 +71,13 @@ def check_task_id(value) -> int:
         if value < 0:
             raise ValueError("task id must not be negative")
         return value
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+    if (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) <= 18
+        and (value == "0" or value[0] != "0")
+    ):
         return int(value)
     raise ValueError(f"task id must be a non-negative integer, not {value!r}")
 
