@@ -23,9 +23,16 @@ STAT_COUNTS = ("emitted", "transferred", "acked", "failed")
 COMPONENT_TYPES = ("spout", "bolt")
 
 
+# Storm's writers are Java: an integer is a long, a number a long or a finite double. Bounding
+# every number to a long keeps sums over a whole cluster (and latency times count) finite.
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+
+
 def _int(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{what} must be an integer")
+    if not _LONG_MIN <= value <= _LONG_MAX:
+        raise ValueError(f"{what} is out of range")
     return value
 
 
@@ -38,7 +45,15 @@ def _str(value, what: str) -> str:
 def _number(value, what: str):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{what} must be a number")
+    # NaN fails both comparisons
+    if not _LONG_MIN <= value <= _LONG_MAX:
+        raise ValueError(f"{what} is out of range")
     return value
+
+
+def _not_json(constant: str):
+    # Python's reader takes NaN and Infinity, which are not JSON
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _dict(value, what: str) -> dict:
@@ -225,8 +240,9 @@ def decode(cls, data: bytes | None, path: str):
     if data is None:
         return None
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        obj = json.loads(data.decode("utf-8"), parse_constant=_not_json)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: nested deeper than the reader goes ([[[[...)
         raise UnreadableNodeError(path, f"not UTF-8 JSON ({exc})") from None
     try:
         return cls.from_json(obj)
