@@ -84,7 +84,8 @@ def topology(request, storm_id: str):
 def component(request, storm_id: str, component_id: str):
     window = _window(request)
     storm = _storm(storm_id)
-    comp = storm.components.get(component_id)
+    # as on the component's page: an id the contract refuses is not found, even if data names it
+    comp = storm.components.get(component_id) if is_valid_id(component_id) else None
     if comp is None:
         raise Http404("no such component")
     return JsonResponse(shapes.component_detail(storm, comp, window))
@@ -126,5 +127,6 @@ urlpatterns = [
     ),
     path("errors", errors, name="api-errors"),
     # admin actions (deactivate, remove, kill/<wait-secs>) go above this line
-    re_path(r"^(?P<rest>.*)$", not_found, name="api-not-found"),  # must stay last
+    # (?s): a path ending in an encoded newline is under api/ too
+    re_path(r"^(?P<rest>(?s:.*))$", not_found, name="api-not-found"),  # must stay last
 ]
