@@ -72,6 +72,22 @@ class Item:
         self.keep = keep
 
 
+class ErrorBatch(Item):
+    """A relay batch of errors: ``(version, text)`` pairs, each sent as its own message."""
+
+    __slots__ = ("errors",)
+
+    def __init__(self, errors, source):
+        super().__init__(None, source, max(v for v, _ in errors) if errors else None, strict=True)
+        self.errors = errors
+
+    def texts_after(self, mark) -> list[str]:
+        token, version = mark
+        if self.source != token or version is None:
+            return [text for _, text in self.errors]
+        return [text for v, text in self.errors if v > version]
+
+
 class Outbox:
     """A socket's bounded queue, drained by its own task."""
 
@@ -119,9 +135,12 @@ class Outbox:
                         texts = [await consumer.snapshot_text(resync=resync)]
                     else:
                         item = self.items.popleft()
-                        if consumer.is_stale(item):
+                        if isinstance(item, ErrorBatch):
+                            texts = item.texts_after(consumer.snapshot_mark)
+                        elif consumer.is_stale(item):
                             continue
-                        texts = item.texts
+                        else:
+                            texts = item.texts
                     for text in texts:
                         await asyncio.wait_for(consumer.send(text_data=text), self.timeout)
         except asyncio.CancelledError:
@@ -238,10 +257,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.outbox.put(Item([event["text"]], event["source"], event["version"]))
 
     async def errors_reported(self, event):
-        # one batch is one entry: a burst never overflows a socket that keeps up
-        source = event["source"]
-        for version, text in event["errors"]:
-            self.outbox.put(Item([text], source, version, strict=True))
+        # one batch is one entry, so a burst never overflows a socket that keeps up; each
+        # error is still its own message, and those the last snapshot holds are left out
+        self.outbox.put(ErrorBatch(event["errors"], event["source"]))
 
 
 _RELAY_EVENTS = {

@@ -305,3 +305,25 @@ async def test_stuck_socket_is_closed(live_cluster, writer):
     closed = await stuck.receive_output(timeout=10)
     assert closed == {"type": "websocket.close", "code": consumers.CLOSE_TOO_SLOW}
     await stuck.disconnect()
+
+
+async def test_a_burst_larger_than_the_outbox_reaches_a_socket_that_keeps_up(live_cluster):
+    from stormui import consumers, live
+
+    comm = connect("/ws/errors/")
+    assert (await comm.connect())[0]
+    snapshot = await comm.receive_json_from(timeout=10)
+    assert snapshot["type"] == "snapshot"
+    relay = live.current_relay()
+    count = consumers.OUTBOX_LIMIT + 50
+    batch = [
+        (10**9 + i, live.encode({"type": "error", "error": f"burst {i}"})) for i in range(count)
+    ]
+    # one relay batch, as a burst of errors within one window would be
+    await live.local_groups.send(
+        live.ERRORS_GROUP, {"type": "errors.reported", "source": relay.token, "errors": batch}
+    )
+    received = [(await comm.receive_json_from(timeout=10)) for _ in range(count)]
+    assert [m["error"] for m in received] == [f"burst {i}" for i in range(count)]
+    assert await comm.receive_nothing(timeout=0.5)
+    await comm.disconnect()
