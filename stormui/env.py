@@ -1,8 +1,12 @@
 """Reading settings from the environment: a bad value names its variable."""
 
+import math
 import os
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+
+from clusterstate.paths import is_valid_id
 
 _TRUE = {"true": True, "false": False}
 
@@ -39,6 +43,8 @@ def env_number(name: str, default: float, minimum: float = 0) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
     if not value >= minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {raw!r}")
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name} must be a finite number, not {raw!r}")
     return value
 
 
@@ -60,8 +66,36 @@ def env_zk_servers(name: str, default: str) -> list[str]:
 def env_zk_root(name: str, default: str) -> str:
     root = env_str(name, default)
     segments = root.split("/")
-    if not root.startswith("/") or root == "/" or any(s in ("", ".", "..") for s in segments[1:]):
+    if not root.startswith("/") or root == "/" or not all(map(is_valid_id, segments[1:])):
         raise ImproperlyConfigured(
             f"{name} must be an absolute ZooKeeper path like /storm, not {root!r}"
         )
     return root.rstrip("/")
+
+
+def env_hosts(name: str, default: str) -> list[str]:
+    """Host names, as Django's ALLOWED_HOSTS takes them: not URLs, not empty."""
+    hosts = env_list(name, default)
+    if not hosts:
+        raise ImproperlyConfigured(f"{name} must list at least one host name")
+    for host in hosts:
+        if "/" in host or any(ch.isspace() for ch in host):
+            raise ImproperlyConfigured(f"{name} entries must be host names, not {host!r}")
+    return hosts
+
+
+def env_redis_url(name: str) -> str:
+    """A Redis URL (``redis://``, ``rediss://`` or ``unix://``), or ``""`` when unset."""
+    raw = env_str(name, "").strip()
+    if not raw:
+        return ""
+    try:
+        url = urlsplit(raw)
+        url.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        url = None
+    if url is None or url.scheme not in ("redis", "rediss", "unix") or not (url.netloc or url.path):
+        raise ImproperlyConfigured(
+            f"{name} must be a redis://, rediss:// or unix:// URL, not {raw!r}"
+        )
+    return raw

@@ -11,8 +11,9 @@ from dotenv import load_dotenv
 from stormui.env import (
     env_bool,
     env_choice,
-    env_list,
+    env_hosts,
     env_number,
+    env_redis_url,
     env_str,
     env_zk_root,
     env_zk_servers,
@@ -42,7 +43,7 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+ALLOWED_HOSTS = env_hosts("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 
 STORMUI_ZK_SERVERS = env_zk_servers("STORMUI_ZK_SERVERS", "127.0.0.1:2181")
 STORMUI_ZK_ROOT = env_zk_root("STORMUI_ZK_ROOT", "/storm")
@@ -110,7 +111,7 @@ try:
 except (ValueError, KeyError) as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 
-_redis_url = env_str("REDIS_URL", "")
+_redis_url = env_redis_url("REDIS_URL")
 if _redis_url:
     CHANNEL_LAYERS = {
         "default": {
