@@ -109,8 +109,11 @@ def run(tasks: int, repeat: int) -> dict:
         with HeartbeatWriters(server.connect_string, root, spec):
             written = time.perf_counter() - started
             print(f"# {spec.describe()}", flush=True)
-            print(f"# {nodes:,} persistent nodes + {spec.tasks + spec.supervisors:,} ephemeral "
-                  f"written in {written:.1f} s", flush=True)
+            print(
+                f"# {nodes:,} persistent nodes + {spec.tasks + spec.supervisors:,} ephemeral "
+                f"written in {written:.1f} s",
+                flush=True,
+            )
             conf = zk_conf(server.connect_string, root)
             time_raw(server.connect_string, root)  # warm ZooKeeper's JIT and caches
             raws, mirrors = [], []
@@ -122,8 +125,11 @@ def run(tasks: int, repeat: int) -> dict:
                         raws.append(elapsed)
                     else:
                         mirrors.append(time_mirror(conf, spec.tasks))
-                print(f"run {i + 1}: raw {raws[-1]:.2f} s, mirror {mirrors[-1]:.2f} s, "
-                      f"ratio {mirrors[-1] / raws[-1]:.2f}", flush=True)
+                print(
+                    f"run {i + 1}: raw {raws[-1]:.2f} s, mirror {mirrors[-1]:.2f} s, "
+                    f"ratio {mirrors[-1] / raws[-1]:.2f}",
+                    flush=True,
+                )
         result = {
             "tasks": spec.tasks,
             "lists": counts[0],
@@ -139,22 +145,34 @@ def run(tasks: int, repeat: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.cold_sync", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", type=int, nargs="+", default=[20000],
-                        help="cluster sizes (default 20000); 200 tasks a storm")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cold_sync",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--tasks",
+        type=int,
+        nargs="+",
+        default=[20000],
+        help="cluster sizes (default 20000); 200 tasks a storm",
+    )
     parser.add_argument("--repeat", type=int, default=5, help="runs of each (default 5)")
     args = parser.parse_args(argv)
     print(f"# {machine_note()}")
     rows = [run(n, args.repeat) for n in args.tasks]
     print()
-    print("| tasks | folders listed | records read | raw read (median) | mirror cold sync "
-          "(median) | ratio | per-run ratios |")
+    print(
+        "| tasks | folders listed | records read | raw read (median) | mirror cold sync "
+        "(median) | ratio | per-run ratios |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
-        print(f"| {r['tasks']:,} | {r['lists']:,} | {r['records']:,} | {r['raw_median']:.2f} s "
-              f"| {r['mirror_median']:.2f} s | {r['ratio']:.2f}x | "
-              f"{', '.join(f'{x:.2f}' for x in r['ratios'])} |")
+        print(
+            f"| {r['tasks']:,} | {r['lists']:,} | {r['records']:,} | {r['raw_median']:.2f} s "
+            f"| {r['mirror_median']:.2f} s | {r['ratio']:.2f}x | "
+            f"{', '.join(f'{x:.2f}' for x in r['ratios'])} |"
+        )
     return 0
 
 

@@ -156,10 +156,11 @@ def delete_tree(connect: str, root: str) -> None:
                 [(client.get_children_async, (p,), {}) for p in levels[-1]],
                 tolerate=(Exception,),
             )
-            levels.append(
-                [f"{p}/{n}" for p, names in zip(levels[-1], kids) if isinstance(names, list)
-                 for n in names]
-            )
+            below = []
+            for parent, names in zip(levels[-1], kids, strict=True):
+                if isinstance(names, list):
+                    below += [f"{parent}/{name}" for name in names]
+            levels.append(below)
         for level in reversed(levels):
             pipelined([(client.delete_async, (p,), {}) for p in level], tolerate=(Exception,))
     finally:
@@ -258,10 +259,12 @@ def stats(component, seed: int, beats: int) -> dict:
         inputs = {}
         for comp, stream in component.inputs:
             inputs.setdefault(comp, []).append(stream)
-        out["acked"] = {w: {c: dict.fromkeys(ss, acked[w]) for c, ss in inputs.items()}
-                        for w in WINDOWS}
-        out["failed"] = {w: {c: dict.fromkeys(ss, failed[w]) for c, ss in inputs.items()}
-                         for w in WINDOWS}
+        out["acked"] = {
+            w: {c: dict.fromkeys(ss, acked[w]) for c, ss in inputs.items()} for w in WINDOWS
+        }
+        out["failed"] = {
+            w: {c: dict.fromkeys(ss, failed[w]) for c, ss in inputs.items()} for w in WINDOWS
+        }
         out["process_latencies"] = {
             w: {c: dict.fromkeys(ss, 1.5 + seed % 7) for c, ss in inputs.items()} for w in WINDOWS
         }
@@ -278,8 +281,10 @@ def populate(connect: str, root: str, spec: ClusterSpec, now: int | None = None)
     rng = random.Random(7)
     client = kazoo_client(connect, root)
     try:
-        folders = [f"/{r}" for r in
-                   ("storms", "assignments", "supervisors", "tasks", "taskbeats", "taskerrors")]
+        folders = [
+            f"/{r}"
+            for r in ("storms", "assignments", "supervisors", "tasks", "taskbeats", "taskerrors")
+        ]
         level1, level2, errors = [], [], []
         for s in range(spec.storms):
             sid = storm_id(spec, s)
@@ -287,12 +292,16 @@ def populate(connect: str, root: str, spec: ClusterSpec, now: int | None = None)
             tnp = {t: task_slot(spec, s, t) for t in range(spec.tasks_per_storm)}
             hosts = {node: f"host-{node[4:]}.example" for node, _port in tnp.values()}
             assignment = Assignment(
-                f"/var/storm/nimbus/stormdist/{sid}", hosts, tnp,
+                f"/var/storm/nimbus/stormdist/{sid}",
+                hosts,
+                tnp,
                 dict.fromkeys(tnp, spec.launch_time_secs + s),
             )
             level1 += [
-                (f"/storms/{sid}", encode(StormBase(sid.rsplit("-", 2)[0],
-                                                    spec.launch_time_secs + s))),
+                (
+                    f"/storms/{sid}",
+                    encode(StormBase(sid.rsplit("-", 2)[0], spec.launch_time_secs + s)),
+                ),
                 (f"/assignments/{sid}", encode(assignment)),
                 (f"/tasks/{sid}", b""),
                 (f"/taskerrors/{sid}", b""),
@@ -307,8 +316,9 @@ def populate(connect: str, root: str, spec: ClusterSpec, now: int | None = None)
                         errors.append((f"/taskerrors/{sid}/{t}/{when}-", text.encode()))
         written = 0
         for level in ([(f, b"") for f in folders], level1, level2):
-            pipelined([(client.create_async, (p, d), {}) for p, d in level],
-                      tolerate=(NodeExistsError,))
+            pipelined(
+                [(client.create_async, (p, d), {}) for p, d in level], tolerate=(NodeExistsError,)
+            )
             written += len(level)
         # sequential: ZooKeeper appends the 10-digit sequence the readers order by
         pipelined([(client.create_async, (p, d), {"sequence": True}) for p, d in errors])
@@ -331,14 +341,23 @@ class HeartbeatWriters:
 
     def __init__(self, connect: str, root: str, spec: ClusterSpec, beat_secs: float = 0.0):
         self.command = [
-            sys.executable, "-m", "bench.common", "heartbeats",
-            f"--zk={connect}", f"--root={root}", f"--beat-secs={beat_secs}", *spec.args(),
+            sys.executable,
+            "-m",
+            "bench.common",
+            "heartbeats",
+            f"--zk={connect}",
+            f"--root={root}",
+            f"--beat-secs={beat_secs}",
+            *spec.args(),
         ]
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 180) -> HeartbeatWriters:
         self.process = subprocess.Popen(
-            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            self.command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         )
         ready, _, _ = select.select([self.process.stdout], [], [], timeout)
@@ -376,9 +395,14 @@ def _heartbeats_main(args) -> int:
     try:
         now = int(started)
         sups = [
-            (supervisor_id(i), encode(SupervisorInfo(now, f"host-{i:04d}.example",
-                                                      tuple(range(FIRST_PORT, FIRST_PORT + 4)),
-                                                      3600)))
+            (
+                supervisor_id(i),
+                encode(
+                    SupervisorInfo(
+                        now, f"host-{i:04d}.example", tuple(range(FIRST_PORT, FIRST_PORT + 4)), 3600
+                    )
+                ),
+            )
             for i in range(spec.supervisors)
         ]
         tasks = []  # (client, path, component, seed)
@@ -390,20 +414,36 @@ def _heartbeats_main(args) -> int:
             for t, comp in enumerate(task_components(spec, s)):
                 tasks.append((client, f"/taskbeats/{sid}/{t}", comp, s * 1000 + t))
         head = clients[0]
-        pipelined([(head.create_async, (p, b""), {}) for p in ["/supervisors", "/taskbeats",
-                                                                 *folders]],
-                  tolerate=(NodeExistsError,))
-        pipelined([(clients[i % len(clients)].create_async, (f"/supervisors/{sid}", data),
-                    {"ephemeral": True}) for i, (sid, data) in enumerate(sups)])
+        pipelined(
+            [(head.create_async, (p, b""), {}) for p in ["/supervisors", "/taskbeats", *folders]],
+            tolerate=(NodeExistsError,),
+        )
+        pipelined(
+            [
+                (
+                    clients[i % len(clients)].create_async,
+                    (f"/supervisors/{sid}", data),
+                    {"ephemeral": True},
+                )
+                for i, (sid, data) in enumerate(sups)
+            ]
+        )
         beats = [0] * len(tasks)
 
         def beat_data(i):
             _client, _path, comp, seed = tasks[i]
-            return encode(TaskHeartbeat(int(time.time()), int(time.time() - started) + 600,
-                                        stats(comp, seed, beats[i])))
+            return encode(
+                TaskHeartbeat(
+                    int(time.time()), int(time.time() - started) + 600, stats(comp, seed, beats[i])
+                )
+            )
 
-        pipelined([(c, (p, beat_data(i)), {"ephemeral": True})
-                   for i, (c, p) in enumerate((t[0].create_async, t[1]) for t in tasks)])
+        pipelined(
+            [
+                (c, (p, beat_data(i)), {"ephemeral": True})
+                for i, (c, p) in enumerate((t[0].create_async, t[1]) for t in tasks)
+            ]
+        )
         print(f"ready {len(tasks)} heartbeats, {len(sups)} supervisors", flush=True)
 
         if args.beat_secs <= 0:
@@ -428,9 +468,21 @@ def _heartbeats_main(args) -> int:
             if next_i // len(tasks) != first // len(tasks):  # a round done: supervisors beat
                 now = int(time.time())
                 calls += [
-                    (clients[i % len(clients)].set_async, (f"/supervisors/{sid}", encode(
-                        SupervisorInfo(now, f"host-{i:04d}.example",
-                                       tuple(range(FIRST_PORT, FIRST_PORT + 4)), 3600))), {})
+                    (
+                        clients[i % len(clients)].set_async,
+                        (
+                            f"/supervisors/{sid}",
+                            encode(
+                                SupervisorInfo(
+                                    now,
+                                    f"host-{i:04d}.example",
+                                    tuple(range(FIRST_PORT, FIRST_PORT + 4)),
+                                    3600,
+                                )
+                            ),
+                        ),
+                        {},
+                    )
                     for i, (sid, _data) in enumerate(sups)
                 ]
             pipelined(calls, tolerate=(Exception,))
