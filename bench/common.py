@@ -22,11 +22,13 @@ simulator, on four workers; every tenth task (by default) has errors.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
 import random
 import select
+import shutil
 import statistics
 import subprocess
 import sys
@@ -100,6 +102,8 @@ def start_zookeeper(data_dir: str | None = None) -> ZooKeeperServer:
     """A real standalone ZooKeeper on a free loopback port, stopped when this process exits."""
     if data_dir is None:
         data_dir = tempfile.mkdtemp(prefix="stormui-bench-zk-")
+        # registered before the server's own stop, so it runs after it
+        atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
     return ZooKeeperServer(data_dir).start()
 
 

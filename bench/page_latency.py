@@ -19,8 +19,10 @@ each with it off. Targets: p50 <= 25 ms with the mirror, nearly flat from
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -52,6 +54,7 @@ def _setup_django(connect: str, root: str, heartbeat_secs: float):
     os.environ.setdefault("STORMUI_STORE", "zookeeper")
     # a database of its own, migrated: the removal scheduler reads it while the source runs
     db_dir = tempfile.mkdtemp(prefix="stormui-bench-db-")
+    atexit.register(shutil.rmtree, db_dir, ignore_errors=True)
     os.environ["DATABASE_URL"] = f"sqlite:///{db_dir}/bench.sqlite3"
     import django
     from django.core.management import call_command
