@@ -757,7 +757,8 @@ class ClusterMirror:
         Each batch is applied and reported as one ``"heartbeats"`` change;
         events that came meanwhile are applied between batches.
         """
-        self._beat_due = time.monotonic() + self._heartbeat_secs
+        started = time.monotonic()
+        self._beat_due = started + self._heartbeat_secs
         with self._lock:
             beats = [
                 _child(storm_root, name)
@@ -782,7 +783,10 @@ class ClusterMirror:
             self._catch_up()
             if self._need_resync or self._stopping:
                 return
-        self._beat_due = time.monotonic() + self._heartbeat_secs
+        # on a cluster too large to re-read every heartbeat_secs, rest twice as long as a
+        # poll takes, so polls never take more than a third of the time pages need too
+        now = time.monotonic()
+        self._beat_due = now + max(self._heartbeat_secs, 2 * (now - started))
         if self._connected and gen == self._connection_gen and not self._need_resync:
             self._synced_at = self._time_fn()
 
