@@ -61,9 +61,7 @@ class ClusterState(Protocol):
     def get_data_many(self, paths: Iterable[str], watch: bool = False) -> dict[str, bytes | None]:
         """Data of many nodes read at once (pipelined); absent ones map to ``None``."""
 
-    def get_children_many(
-        self, paths: Iterable[str], watch: bool = False
-    ) -> dict[str, list[str]]:
+    def get_children_many(self, paths: Iterable[str], watch: bool = False) -> dict[str, list[str]]:
         """Children of many nodes read at once (pipelined); absent ones map to ``[]``."""
 
     def add_connection_listener(self, listener: ConnectionListener) -> None:
