@@ -89,6 +89,8 @@ def cluster(request):
             "supervisors": sorted(view.supervisors.values(), key=lambda s: (s.host or "", s.id)),
             "latest_errors": view.recent_errors[:5],
             "storm_names": {s.id: s.name for s in view.storms.values()},
+            # a built view is never changed, so its identity and time name its rendering
+            "view_key": f"{id(view)}-{view.as_of}",
         },
     )
 
