@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 from kazoo.client import KazooClient
@@ -114,6 +115,21 @@ def zk_conf(connect: str, root: str) -> dict:
         "storm.zookeeper.root": root,
         "storm.zookeeper.session.timeout": 20000,
     }
+
+
+def bench_cluster(zk: str | None, folder, prefix: str):
+    """ZooKeeper for a benchmark: ``zk`` if given (``host:port``), else one started in ``folder``.
+
+    :returns: ``(server or None, connect string, a fresh root, its Storm conf)``.
+    """
+    server = None
+    if zk:
+        connect = zk
+    else:
+        server = start_zookeeper(str(folder / "zk"))
+        connect = server.connect_string
+    root = f"/{prefix}-{uuid.uuid4().hex[:8]}"
+    return server, connect, root, zk_conf(connect, root)
 
 
 def kazoo_client(connect: str, root: str = "/") -> KazooClient:

@@ -27,7 +27,7 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 
 from bench import live_servers
-from bench.common import percentile, start_zookeeper
+from bench.common import bench_cluster, percentile
 from clusterstate import mk_distributed_cluster_state, mk_storm_cluster_state
 
 STORM = "bench-fanout-1-1"
@@ -127,19 +127,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     folder = Path(tempfile.mkdtemp(prefix="stormui-fanout-bench-"))
-    zk = None
-    if args.zk:
-        connect_string = args.zk
-    else:
-        zk = start_zookeeper(str(folder / "zk"))
-        connect_string = zk.connect_string
-    root = f"/bench-fanout-{uuid.uuid4().hex[:8]}"
-    host, _, port = connect_string.rpartition(":")
-    conf = {
-        "storm.zookeeper.servers": [host],
-        "storm.zookeeper.port": int(port),
-        "storm.zookeeper.root": root,
-    }
+    zk, connect_string, root, conf = bench_cluster(args.zk, folder, "bench-fanout")
     env = live_servers.server_env(connect_string, root, folder / "db.sqlite3")
     state = mk_distributed_cluster_state(conf)
     writer = mk_storm_cluster_state(state)
