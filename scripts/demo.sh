@@ -116,7 +116,8 @@ fi
 if [[ -z ${PORT:-} ]]; then
   if port_free 8000; then PORT=8000; else PORT=$(free_port); fi
 fi
-setsid .venv/bin/daphne -b 127.0.0.1 -p "$PORT" stormui.asgi:application \
+# sockets whose browser stopped reading are closed after about 20 s rather than 50
+setsid .venv/bin/daphne -b 127.0.0.1 -p "$PORT" --ping-interval 10 --ping-timeout 10 stormui.asgi:application \
   </dev/null >var/daphne.log 2>&1 &
 daphne_pid=$!
 echo "$daphne_pid" >var/daphne.pid
