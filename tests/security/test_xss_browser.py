@@ -1,0 +1,119 @@
+"""Script in an error's text stays text, in chromium, on every page that shows errors, as
+served and as it arrives live. The policy would stop an injected script running anyway, so
+the tests look for the markup itself: no element an error's text could have made, and no
+policy violation (which an injected handler would cause)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from bench import live_servers
+from clusterstate import mk_distributed_cluster_state, mk_storm_cluster_state
+from tests.stormui import browser as chromium
+from tests.stormui.conftest import HEALTHY, write_known_cluster
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+browser = chromium.browser
+page = chromium.page
+
+SCRIPT = "<script>window.__xss=1</script>"
+IMG = '<img src=x onerror="window.__xss=2">'
+HOSTILE = f'{SCRIPT} then {IMG} & "quotes"\nsecond line <b>bold?</b>'
+LIVE_HOSTILE = f'live {IMG} <svg onload="window.__xss=3"></svg> {SCRIPT}'
+
+WATCH = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation', e => window.__csp.push(e.violatedDirective));
+"""
+INJECTED = "document.querySelectorAll('img, svg, b, main script, .error-text *').length"
+
+
+class Served:
+    """The known cluster with hostile errors on task 1 of the healthy storm, served by daphne."""
+
+    def __init__(self, zk_server, folder):
+        host, _, port = zk_server.connect_string.rpartition(":")
+        self.root = f"/t/{uuid.uuid4().hex}"
+        self.conf = {
+            "storm.zookeeper.servers": [host],
+            "storm.zookeeper.port": int(port),
+            "storm.zookeeper.root": self.root,
+            "storm.zookeeper.session.timeout": 6000,
+        }
+        self.known = write_known_cluster(self.conf)
+        self.state = mk_distributed_cluster_state(self.conf)
+        self.writer = mk_storm_cluster_state(self.state)
+        self.writer.report_task_error(HEALTHY, 1, HOSTILE)
+        env = live_servers.server_env(zk_server.connect_string, self.root, folder / "db.sqlite3")
+        live_servers.migrate(env)
+        self.proc, self.url = live_servers.start_daphne(env, folder)
+
+    def close(self):
+        live_servers.stop(self.proc)
+        self.writer.disconnect()
+        self.state.close()
+        self.known.writer.disconnect()
+        self.known.writer.cluster_state.close()
+        cleaner = mk_distributed_cluster_state({**self.conf, "storm.zookeeper.root": "/"})
+        try:
+            cleaner.delete_node(self.root)
+        finally:
+            cleaner.close()
+
+
+@pytest.fixture(scope="module")
+def served(zk_server, tmp_path_factory):
+    s = Served(zk_server, tmp_path_factory.mktemp("xss"))
+    yield s
+    s.close()
+
+
+ERROR_PAGES = (
+    f"/storms/{HEALTHY}/tasks/1/",
+    f"/storms/{HEALTHY}/components/words/",
+    "/errors/",
+)
+
+
+def assert_inert(tab):
+    assert tab.evaluate("typeof window.__xss") == "undefined"
+    assert tab.evaluate(INJECTED) == 0
+    assert tab.evaluate("window.__csp") == []
+    assert tab.watch.dialogs == [] and tab.watch.errors == []
+
+
+def error_texts(tab) -> list[str]:
+    return tab.locator(".error-text").all_text_contents()
+
+
+def test_hostile_error_text_is_shown_as_text(page, served):
+    page.add_init_script(WATCH)
+    for url in ERROR_PAGES:
+        deadline = time.monotonic() + 20
+        while True:  # the dashboard's mirror may take a moment to hold the error
+            chromium.open_page(page, served.url + url)
+            if HOSTILE in error_texts(page) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert HOSTILE in error_texts(page), url
+        assert_inert(page)
+
+
+def test_hostile_error_arriving_live_is_shown_as_text(page, served):
+    page.add_init_script(WATCH)
+    for url in (f"/storms/{HEALTHY}/tasks/1/", "/errors/"):
+        chromium.open_page(page, served.url + url)
+        # the socket connected under the policy: connect-src 'self' lets ws: to this origin
+        page.wait_for_selector("#live-status[data-state=live]", timeout=15_000)
+        text = f"{LIVE_HOSTILE} {url}"
+        served.writer.report_task_error(HEALTHY, 1, text)
+        page.wait_for_function(
+            "t => [...document.querySelectorAll('.error-text')].some(e => e.textContent === t)",
+            arg=text,
+            timeout=15_000,
+        )
+        assert_inert(page)
