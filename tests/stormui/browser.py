@@ -27,9 +27,14 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    """One headless chromium for the session (Playwright gives it a fresh profile)."""
+    """One headless chromium per test module (Playwright gives it a fresh profile).
+
+    Playwright's sync API keeps an event loop running in this thread while it is
+    open: it must close before any asyncio test runs, and pytest-django reorders
+    tests across modules, so it lives no longer than its module's run of tests.
+    """
     if not CHROMIUM.exists():
         pytest.skip("chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
