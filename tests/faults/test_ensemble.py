@@ -18,7 +18,7 @@ import pytest
 from clusterstate import TaskHeartbeat, TaskInfo, mk_distributed_cluster_state
 from clusterstate import mk_storm_cluster_state as storm_state_on
 from clusterstate.mirror import ClusterMirror
-from clusterstate.protocol import LOST
+from clusterstate.protocol import LOST, SUSPENDED
 from clusterstate.records import Assignment, StormBase, SupervisorInfo
 from clusterstate.zkserver import free_port, is_serving, java_command, port_in_use
 from tests.clusterstate.mirror_helpers import ChangeLog
@@ -248,9 +248,11 @@ def test_killing_the_connected_server_is_only_a_reconnect(ensemble):
             assert port is not None
             victim = ensemble.index_of(port)
             mode = ensemble.mode(victim)
+            drops = connection.events.count(SUSPENDED)
             killed = time.monotonic()
             ensemble.kill(victim)
-            wait_for(lambda: not state.connected, timeout=5)
+            # the drop itself can be too brief to catch by polling: wait for its report
+            connection.wait_for(lambda events, d=drops: events.count(SUSPENDED) > d, timeout=10)
             wait_for(lambda: mirror.connected, timeout=RECONNECT_WITHIN + 20)
             reconnected = time.monotonic() - killed
             wait_converged(mirror, reader, 15)
