@@ -94,8 +94,8 @@ def test_any_id_in_any_url_is_refused_cleanly(known_cluster, zk_conf, outside, a
             for url, allowed in reads.items():
                 check(anonymous.get(url), allowed, url)
             actions = {
-                f"/storms/{x}/deactivate/": {404, 302},
-                f"/storms/{x}/remove/": {404, 302},
+                f"/storms/{x}/deactivate/": {404, 302, 400},
+                f"/storms/{x}/remove/": {404, 302, 400},
                 f"/api/v1/topology/{x}/deactivate": {404},
                 f"/api/v1/topology/{x}/remove": {404},
                 f"/api/v1/topology/{x}/kill/{y}": {404, 400},
