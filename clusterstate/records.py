@@ -253,6 +253,8 @@ def decode(cls, data: bytes | None, path: str):
 # -- task error nodes ------------------------------------------------------
 
 _ERROR_NAME = re.compile(r"^(\d{1,12})(?:-(\d{10,}))?$")
+# the last second of year 9999: a later time is no writer's clock, and no date can show it
+MAX_ERROR_TIME_SECS = 253402300799
 
 
 def parse_error_name(name: str) -> tuple[int, int | None] | None:
@@ -260,10 +262,10 @@ def parse_error_name(name: str) -> tuple[int, int | None] | None:
 
     ``{time-secs}-{sequence}`` (this port's sequential nodes) gives both;
     the original's bare ``{time-secs}`` gives ``(time_secs, None)``; anything
-    else gives ``None``.
+    else (a time past year 9999 too) gives ``None``.
     """
     m = _ERROR_NAME.match(name)
-    if not m:
+    if not m or int(m.group(1)) > MAX_ERROR_TIME_SECS:
         return None
     seq = m.group(2)
     return int(m.group(1)), (int(seq) if seq is not None else None)
