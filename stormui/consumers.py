@@ -19,6 +19,7 @@ import threading
 from collections import deque
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
@@ -36,7 +37,10 @@ SEND_TIMEOUT_SECS = 10.0
 #: the errors a feed's snapshot holds at most (as the page does)
 ERRORS_SNAPSHOT_LIMIT = 200
 
+CLOSE_LOGGED_OUT = 4401
 CLOSE_NOT_FOUND = 4404
+#: how often a socket that needed a login checks that its session still stands
+LOGIN_RECHECK_SECS = 3.0
 CLOSE_TOO_SLOW = 4408
 
 # snapshots are built once per view and shared by every socket that asks for the same
@@ -55,6 +59,23 @@ def _shared_snapshot(key: tuple, view, build) -> str:
             _snapshots.clear()
         _snapshots[key] = (view, text)
     return text
+
+
+def still_logged_in(scope) -> bool:
+    """Whether the session a socket was opened with still logs in an active user."""
+    from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.utils.crypto import constant_time_compare
+
+    session, user = scope.get("session"), scope.get("user")
+    if session is None or user is None or not user.is_authenticated:
+        return False
+    fresh = session.__class__(session_key=session.session_key)  # read again, not the cached one
+    if str(fresh.get(SESSION_KEY)) != str(user.pk):
+        return False
+    current = get_user_model()._default_manager.filter(pk=user.pk).first()
+    if current is None or not current.is_active:
+        return False
+    return constant_time_compare(fresh.get(HASH_SESSION_KEY, ""), current.get_session_auth_hash())
 
 
 class Item:
@@ -166,6 +187,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     source = None
     outbox: Outbox | None = None
     local_groups: list = []
+    login_guard: asyncio.Task | None = None
     outbox_limit = OUTBOX_LIMIT
     send_timeout = SEND_TIMEOUT_SECS
 
@@ -191,6 +213,25 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         self.outbox = Outbox(self, self.outbox_limit, self.send_timeout)
         self.outbox.request_snapshot(resync=False)
+        if settings.STORMUI_LOGIN_REQUIRED:
+            self.login_guard = asyncio.get_running_loop().create_task(self._guard_login())
+
+    async def _guard_login(self) -> None:
+        # a login is checked at connect; an account disabled or logged out later must not
+        # keep receiving the cluster's data on a socket opened before
+        while True:
+            await asyncio.sleep(LOGIN_RECHECK_SECS)
+            try:
+                allowed = await database_sync_to_async(still_logged_in)(self.scope)
+            except Exception:
+                log.exception("re-checking a socket's login failed")
+                allowed = False
+            if not allowed:
+                if self.outbox is not None:
+                    self.outbox.close()
+                    self.outbox = None
+                await self.close(code=CLOSE_LOGGED_OUT)
+                return
 
     async def admit(self) -> bool:
         return True
@@ -210,6 +251,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await _RELAY_EVENTS[event["type"]](self, event)
 
     async def disconnect(self, code):
+        if self.login_guard is not None:
+            self.login_guard.cancel()
         for group in self.local_groups:
             live.local_groups.discard(group, self)
         self.local_groups = []

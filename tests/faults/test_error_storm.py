@@ -33,7 +33,13 @@ from tests.clusterstate.mirror_helpers import ChangeLog
 from tests.faults.conftest import report
 from tests.helpers import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio, pytest.mark.timeout(180)]
+# the ASGI stack (sessions, auth, Channels' connection clean-up) touches the database
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.asyncio,
+    pytest.mark.timeout(180),
+    pytest.mark.django_db,
+]
 
 STORM = "storm-errors-1-1"
 TASKS = (1, 2, 3, 4)

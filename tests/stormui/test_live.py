@@ -20,7 +20,8 @@ from stormui import consumers, live
 from stormui.asgi import application
 from tests.stormui.conftest import HEALTHY, PAUSED, TROUBLED
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
+# the ASGI stack (sessions, auth, Channels' connection clean-up) touches the database
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120), pytest.mark.django_db]
 
 ORIGIN = b"http://localhost"
 
