@@ -35,7 +35,10 @@ def format_time(secs: float | None) -> str | None:
     """An epoch time as Storm's pages show it, in UTC: ``2024-05-01 12:00:00 UTC``."""
     if secs is None:
         return None
-    return dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):  # a time no date can hold: say what it was
+        return f"{secs} (epoch seconds)"
 
 
 def format_duration(secs: int | None) -> str | None:
