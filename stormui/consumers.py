@@ -184,6 +184,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     """What the three sockets share; subclasses name their group and build their snapshot."""
 
     group_name = ""
+    extra_groups: list = []
     source = None
     outbox: Outbox | None = None
     local_groups: list = []
@@ -201,7 +202,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if not await self.admit():
             return
         # join before the snapshot is built, so that no change falls between the two
-        groups = [live.STATUS_GROUP, self.group_name]
+        groups = [live.STATUS_GROUP, self.group_name, *self.extra_groups]
         if live.in_process_layer():
             for group in groups:
                 live.local_groups.add(group, self)
@@ -297,6 +298,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.outbox.put(Item([event["text"]], event["source"], event["version"]))
 
     async def storm_changed(self, event):
+        if event.get("whole") and getattr(self, "component_id", None) is not None:
+            return  # this page takes its component's narrowed update instead
         self.outbox.put(Item([event["text"]], event["source"], event["version"]))
 
     async def errors_reported(self, event):
@@ -322,9 +325,14 @@ class ClusterConsumer(LiveConsumer):
 
 
 class StormConsumer(LiveConsumer):
+    """A storm's page, or (``?component=``) a component's or task's page, narrowed to it."""
+
     storm_id = None
+    component_id = None
 
     async def admit(self) -> bool:
+        from urllib.parse import parse_qs
+
         try:
             self.storm_id = check_id(self.scope["url_route"]["kwargs"]["storm_id"], "storm id")
         except ValueError:
@@ -335,6 +343,12 @@ class StormConsumer(LiveConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return False
         self.group_name = live.storm_group(self.storm_id)
+        query = parse_qs(self.scope.get("query_string", b"").decode("utf-8", "replace"))
+        component_id = (query.get("component") or [""])[0]
+        # an unknown component's page gets the whole storm's figures, as before
+        if component_id in view.storms[self.storm_id].components:
+            self.component_id = component_id
+            self.extra_groups = [live.component_group(self.storm_id, component_id)]
         return True
 
     def build_snapshot(self, view, resync):
@@ -342,10 +356,13 @@ class StormConsumer(LiveConsumer):
         if storm is None:
             return live.encode(shapes.storm_removed(self.storm_id, view.as_of))
         return _shared_snapshot(
-            ("storm", self.storm_id),
+            ("storm", self.storm_id, self.component_id),
             view,
             lambda: shapes.storm_snapshot(
-                storm, zk_connected=view.zk_connected, synced_at=view.synced_at
+                storm,
+                zk_connected=view.zk_connected,
+                synced_at=view.synced_at,
+                component_id=self.component_id,
             ),
         )
 

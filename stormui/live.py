@@ -13,6 +13,9 @@ only caller of ``group_send``.
   (the first error of a quiet spell goes at once); every one is sent, in
   the order the mirror reported it.
 - Each payload is encoded to JSON once, here; consumers send the text as is.
+- A storm's page takes the whole storm's update; a component's or task's page takes one
+  narrowed to its component, with its tasks' stats (:func:`component_group`). With the
+  in-memory layer only the components with a page open are built; with Redis every one.
 
 Which process relays: with the in-memory channel layer (``REDIS_URL`` unset)
 nothing outside the serving process can reach its sockets, so daphne relays
@@ -60,6 +63,18 @@ _relay_process = False  # set by `manage.py relay`
 def storm_group(storm_id: str) -> str:
     """A storm's group: group names allow only a few ASCII characters, so the id is hashed."""
     return "storm." + hashlib.sha256(storm_id.encode("utf-8")).hexdigest()[:40]
+
+
+#: (storm id, component id) -> its group, for every component page open in this process
+_component_groups: dict[tuple[str, str], str] = {}
+
+
+def component_group(storm_id: str, component_id: str) -> str:
+    """The group of a component's and its tasks' pages: their narrowed storm updates."""
+    digest = hashlib.sha256(component_id.encode("utf-8")).hexdigest()[:16]
+    group = f"{storm_group(storm_id)}.{digest}"
+    _component_groups[(storm_id, component_id)] = group
+    return group
 
 
 def encode(payload: dict) -> str:
@@ -361,10 +376,31 @@ class Relay:
                 payload = shapes.storm_update(
                     storm, zk_connected=view.zk_connected, synced_at=view.synced_at
                 )
-            events.append(
-                (storm_group(storm_id), {"type": "storm.changed", **head, "text": encode(payload)})
-            )
+            # "whole": the storm page's message; a component's page takes its own instead
+            event = {"type": "storm.changed", **head, "text": encode(payload)}
+            events.append((storm_group(storm_id), {**event, "whole": storm is not None}))
+            for component_id in self._open_components(storm_id, storm):
+                payload = shapes.storm_update(
+                    storm,
+                    zk_connected=view.zk_connected,
+                    synced_at=view.synced_at,
+                    component_id=component_id,
+                )
+                event = {"type": "storm.changed", **head, "text": encode(payload)}
+                events.append((component_group(storm_id, component_id), event))
         self._sent_storms = set(view.storms)
         self.sent["cluster"] += 1
         self.sent["storm"] += len(events) - 1
         return events
+
+    def _open_components(self, storm_id: str, storm) -> list[str]:
+        """The components whose pages may be open: only this process's, when it holds them all."""
+        if storm is None:
+            return []  # the whole storm's message says it is gone
+        if in_process_layer():
+            return sorted(
+                c
+                for (s, c), group in list(_component_groups.items())
+                if s == storm_id and group in local_groups.members
+            )
+        return sorted(storm.components)

@@ -365,9 +365,11 @@ def component_row(comp: ComponentView) -> dict:
     }
 
 
-def task_row(task: TaskView) -> dict:
-    """A task in a socket message: its state, without stats (a storm may have thousands)."""
-    return {
+def task_row(task: TaskView, *, with_stats: bool = False) -> dict:
+    """A task in a socket message: its state; its stats by window and last error only when
+    asked (a component's or task's page asks for its component's tasks: a storm may have
+    thousands)."""
+    out = {
         "id": task.task_id,
         "component_id": task.component_id,
         "node_id": task.node_id,
@@ -381,18 +383,47 @@ def task_row(task: TaskView) -> dict:
         "errors": len(task.errors),
         "unreadable": bool(task.unreadable),
     }
+    if with_stats:
+        last = task.last_error
+        out["stats"] = {w: _window_row(task.window_stats[w]) for w in WINDOWS}
+        out["last_error"] = (
+            {"time_secs": last.time_secs, "error": last.error} if last is not None else None
+        )
+    return out
 
 
-def storm_snapshot(storm: StormView, *, zk_connected: bool, synced_at: float | None = None) -> dict:
-    """What ``/ws/storms/<id>/`` sends on connect (and after any resync)."""
-    return {
+def storm_snapshot(
+    storm: StormView,
+    *,
+    zk_connected: bool,
+    synced_at: float | None = None,
+    component_id: str | None = None,
+) -> dict:
+    """What ``/ws/storms/<id>/`` sends on connect (and after any resync).
+
+    ``component_id``: for a component's or a task's page (``?component=``), the message is
+    narrowed to that component, its tasks and their workers, and each task carries its stats
+    by window and its last error. An empty narrowed message means the component is gone.
+    """
+    if component_id is None:
+        spouts, bolts = storm.spouts, storm.bolts
+        tasks = [task_row(t) for t in storm.tasks.values()]
+        workers = storm.workers
+    else:
+        comps = [storm.components[component_id]] if component_id in storm.components else []
+        spouts = [c for c in comps if c.component_type == "spout"]
+        bolts = [c for c in comps if c.component_type != "spout"]
+        ids = {t for c in comps for t in c.task_ids}
+        tasks = [task_row(storm.tasks[t], with_stats=True) for t in sorted(ids) if t in storm.tasks]
+        workers = [w for w in storm.workers if ids.intersection(w.task_ids)]
+    out = {
         "type": "snapshot",
         "storm_id": storm.id,
         **_status(storm.as_of, zk_connected, synced_at),
         "storm": storm_row(storm),
         "stats": {w: _window_row(storm.window_stats[w]) for w in WINDOWS},
-        "spouts": [component_row(c) for c in storm.spouts],
-        "bolts": [component_row(c) for c in storm.bolts],
+        "spouts": [component_row(c) for c in spouts],
+        "bolts": [component_row(c) for c in bolts],
         "workers": [
             {
                 "node_id": w.node_id,
@@ -400,15 +431,26 @@ def storm_snapshot(storm: StormView, *, zk_connected: bool, synced_at: float | N
                 "port": w.port,
                 "task_ids": list(w.task_ids),
             }
-            for w in storm.workers
+            for w in workers
         ],
-        "tasks": [task_row(t) for t in storm.tasks.values()],
+        "tasks": tasks,
     }
+    if component_id is not None:
+        out["component_id"] = component_id
+    return out
 
 
-def storm_update(storm: StormView, *, zk_connected: bool, synced_at: float | None = None) -> dict:
+def storm_update(
+    storm: StormView,
+    *,
+    zk_connected: bool,
+    synced_at: float | None = None,
+    component_id: str | None = None,
+) -> dict:
     """``/ws/storms/<id>/``'s message after a change: the storm's figures again, coalesced."""
-    snapshot = storm_snapshot(storm, zk_connected=zk_connected, synced_at=synced_at)
+    snapshot = storm_snapshot(
+        storm, zk_connected=zk_connected, synced_at=synced_at, component_id=component_id
+    )
     return {**snapshot, "type": "storm"}
 
 

@@ -132,6 +132,7 @@ def component(request, storm_id, component_id):
             "now": status["as_of"],
             "storm": storm,
             "component": comp,
+            "live_component": comp.component_id,
             "tasks": [storm.tasks[t] for t in sorted(comp.task_ids) if t in storm.tasks],
             "window": _window(request),
             "window_label": WINDOW_LABELS[_window(request)],
@@ -156,6 +157,7 @@ def task(request, storm_id, task_id):
             "now": status["as_of"],
             "storm": storm,
             "task": task,
+            "live_component": task.component_id,
             "errors": list(reversed(task.errors)),  # newest first
             "windows": _windows(),
         },

@@ -15,10 +15,15 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from channels.testing import WebsocketCommunicator
 from django.urls import path
 
-from clusterstate import StormBase, mk_distributed_cluster_state, mk_storm_cluster_state
+from clusterstate import (
+    StormBase,
+    TaskHeartbeat,
+    mk_distributed_cluster_state,
+    mk_storm_cluster_state,
+)
 from stormui import consumers, live
 from stormui.asgi import application
-from tests.stormui.conftest import HEALTHY, PAUSED, TROUBLED
+from tests.stormui.conftest import HEALTHY, PAUSED, TROUBLED, bolt_stats, expected_window
 
 # the ASGI stack (sessions, auth, Channels' connection clean-up) touches the database
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120), pytest.mark.django_db]
@@ -139,6 +144,77 @@ async def test_storm_socket_follows_its_storm(live_cluster, writer):
     await asyncio.to_thread(writer.remove_storm, HEALTHY)
     removed = await receive_until(comm, lambda m: m.get("removed"))
     assert removed["type"] == "storm" and removed["storm_id"] == HEALTHY
+    await comm.disconnect()
+
+
+async def test_component_socket_is_narrowed_to_its_tasks_with_their_stats(live_cluster, writer):
+    whole = connect(f"/ws/storms/{HEALTHY}/")
+    comm = connect(f"/ws/storms/{HEALTHY}/?component=count")
+    assert (await whole.connect())[0] and (await comm.connect())[0]
+    plain = await whole.receive_json_from(timeout=10)
+    assert all("stats" not in t for t in plain["tasks"])  # the storm page's stays lean
+    snapshot = await comm.receive_json_from(timeout=10)
+    assert snapshot["type"] == "snapshot" and snapshot["component_id"] == "count"
+    assert [c["id"] for c in snapshot["bolts"]] == ["count"] and snapshot["spouts"] == []
+    tasks = {t["id"]: t for t in snapshot["tasks"]}
+    assert set(tasks) == {3, 4, 5}
+    assert {(w["node_id"], w["port"]) for w in snapshot["workers"]} == {
+        ("sup-a", 6700),
+        ("sup-b", 6700),
+    }
+    for window in ("600", "10800", "86400", "all-time"):
+        want = expected_window([bolt_stats(2)], window)
+        got = tasks[4]["stats"][window]
+        assert (got["emitted"], got["transferred"], got["acked"], got["failed"]) == (
+            want["emitted"],
+            want["transferred"],
+            want["acked"],
+            want["failed"],
+        )
+        assert got["latency_ms"] == pytest.approx(want["latency"])
+    assert tasks[4]["last_error"]["error"] == "healthy storm's old error"
+    assert tasks[3]["last_error"] is None and tasks[3]["heartbeat_age_secs"] is not None
+
+    # a new heartbeat: the task's figures and age follow
+    beat = TaskHeartbeat(int(time.time()), 100, bolt_stats(9))
+    await asyncio.to_thread(writer.set_task_heartbeat, HEALTHY, 3, beat)
+    want = expected_window([bolt_stats(9)], "600")["emitted"]
+    seen: list = []
+    update = await receive_until(
+        comm,
+        lambda m: (
+            m["type"] == "storm"
+            and {t["id"]: t for t in m["tasks"]}[3]["stats"]["600"]["emitted"] == want
+        ),
+        seen=seen,
+    )
+    assert {t["id"] for t in update["tasks"]} == {3, 4, 5}
+    assert {t["id"]: t for t in update["tasks"]}[3]["uptime_secs"] == 100
+    # only the narrowed messages: the whole storm's never reach this socket
+    assert all(m.get("component_id") == "count" for m in seen if m["type"] == "storm")
+
+    # its errors come as they are reported, and the next update carries the task's last one
+    await asyncio.to_thread(writer.report_task_error, HEALTHY, 5, "count 5 failed")
+    error = await receive_until(comm, lambda m: m["type"] == "error")
+    assert (error["task_id"], error["component_id"], error["error"]) == (
+        5,
+        "count",
+        "count 5 failed",
+    )
+    update = await receive_until(
+        comm,
+        lambda m: m["type"] == "storm" and {t["id"]: t for t in m["tasks"]}[5]["last_error"],
+    )
+    assert {t["id"]: t for t in update["tasks"]}[5]["last_error"]["error"] == "count 5 failed"
+    await comm.disconnect()
+    await whole.disconnect()
+
+
+async def test_unknown_component_gets_the_whole_storm(live_cluster):
+    comm = connect(f"/ws/storms/{HEALTHY}/?component=no-such")
+    assert (await comm.connect())[0]
+    snapshot = await comm.receive_json_from(timeout=10)
+    assert "component_id" not in snapshot and len(snapshot["tasks"]) == 5
     await comm.disconnect()
 
 

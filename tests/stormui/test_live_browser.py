@@ -3,6 +3,7 @@ up on open pages without a reload, and the connection indicator tells the truth.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -19,7 +20,7 @@ from clusterstate import (
     mk_storm_cluster_state,
 )
 from tests.stormui import browser as chromium
-from tests.stormui.conftest import HEALTHY, PAUSED, write_known_cluster
+from tests.stormui.conftest import HEALTHY, PAUSED, bolt_stats, write_known_cluster
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -189,3 +190,56 @@ def test_reconnects_and_resyncs_after_the_server_comes_back(page, served):
     wait_live(page)
     page.locator('#storm-table tr[data-storm-id="while-away-8-8000"]').wait_for(timeout=10_000)
     assert page.watch.errors == []
+
+
+def test_component_and_task_pages_update_in_place(page, served):
+    # the bolt's tasks beat afresh with known stats (other tests change them)
+    for task in (3, 4, 5):
+        beat = TaskHeartbeat(int(time.time()), 50, bolt_stats(1))
+        served.writer.set_task_heartbeat(HEALTHY, task, beat)
+    open_page(page, served.url + f"/storms/{HEALTHY}/components/count/?window=600")
+    wait_live(page)
+    page.evaluate("window.__noReload = 1")
+    row = page.locator('#task-table tr[data-task-id="3"]')
+    emitted = row.locator("[data-field=emitted]")
+    expect(emitted).to_have_text("40", timeout=10_000)  # bolt_stats(1), ten minutes
+
+    # a new heartbeat: the task's numbers for the page's window, its age and the component's
+    served.writer.set_task_heartbeat(
+        HEALTHY, 3, TaskHeartbeat(int(time.time()), 100, bolt_stats(9))
+    )
+    expect(emitted).to_have_text("360", timeout=10_000)
+    expect(row.locator("[data-field=uptime]")).to_have_text("1m 40s")
+    expect(row.locator("[data-field=heartbeat-age]")).to_have_text(
+        re.compile(r"^(just now|\ds ago)$")
+    )
+    comp_600 = page.locator('#component-stats tr[data-window="600"] [data-field=emitted]')
+    expect(comp_600).to_have_text(str(360 + 40 + 40))
+
+    # a new error of the component: on top, highlighted, as text; the task's row follows
+    served.writer.report_task_error(HEALTHY, 3, HOSTILE)
+    first = page.locator("#component-errors > li").first
+    expect(first.locator(".error-text")).to_have_text(HOSTILE, timeout=10_000)
+    assert "live-new" in first.get_attribute("class")
+    assert first.locator(".live-new-badge").text_content() == "new"
+    expect(row.locator("[data-field=last-error] .error-line")).to_have_text(HOSTILE)
+    assert page.locator("main img, main script").count() == 0
+    assert page.evaluate("window.__noReload") == 1
+
+    open_page(page, served.url + f"/storms/{HEALTHY}/tasks/3/")
+    wait_live(page)
+    page.evaluate("window.__noReload = 1")
+    all_time = page.locator('#task-stats tr[data-window="all-time"] [data-field=emitted]')
+    assert all_time.inner_text() == "1,440"  # bolt_stats(9), all time
+    served.writer.set_task_heartbeat(
+        HEALTHY, 3, TaskHeartbeat(int(time.time()), 200, bolt_stats(11))
+    )
+    expect(all_time).to_have_text("1,760", timeout=10_000)
+    expect(page.locator("#task-uptime")).to_have_text("3m 20s")
+    served.writer.report_task_error(HEALTHY, 3, "task three\nsecond line")
+    item = page.locator("#task-errors > li").first
+    expect(item.locator(".error-text")).to_have_text("task three\nsecond line", timeout=10_000)
+    assert "live-new" in item.get_attribute("class")
+    assert page.locator("#task-errors > li").nth(1).locator(".error-text").inner_text() == HOSTILE
+    assert page.evaluate("window.__noReload") == 1
+    assert page.watch.errors == [] and page.watch.dialogs == []

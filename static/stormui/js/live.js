@@ -12,6 +12,8 @@
   if (!kind) return;
 
   var PAGE_STORM = statusEl.getAttribute("data-live-storm") || "";
+  // a component's or task's page: its socket is narrowed to the component, with task stats
+  var PAGE_COMPONENT = statusEl.getAttribute("data-live-component") || "";
   var WINDOW = statusEl.getAttribute("data-window") || "all-time";
   var RECENT_SECS = 30 * 60;
   var MAX_FEED = 1000;
@@ -249,7 +251,10 @@
 
   function socketUrl() {
     var path;
-    if (kind === "storm") path = "/ws/storms/" + seg(PAGE_STORM) + "/";
+    if (kind === "storm") {
+      path = "/ws/storms/" + seg(PAGE_STORM) + "/";
+      if (PAGE_COMPONENT) path += "?component=" + seg(PAGE_COMPONENT);
+    }
     else path = "/ws/" + kind + "/";
     if (kind === "errors") path += "?" + feedFilterQuery();
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
@@ -609,23 +614,32 @@
       alive.classList.toggle("bad", dead > 0);
       alive.setAttribute("data-sort", String(c.tasks_alive));
       setChildren(alive, [String(c.tasks_alive), dead > 0 ? " " : null, dead > 0 ? badge("badge-dead", dead + " dead") : null]);
-      var w = c.stats[WINDOW] || c.stats["all-time"];
-      num(field(row, "emitted"), w.emitted, w.emitted);
-      num(field(row, "transferred"), w.transferred, w.transferred);
-      num(field(row, "latency"), ms(w.latency_ms), w.latency_ms);
-      num(field(row, "acked"), w.acked, w.acked);
-      num(field(row, "failed"), w.failed, w.failed);
-      var cell = field(row, "last-error");
-      var e = c.last_error;
-      if (!cell) return;
-      cell.classList.toggle("recent", !!e && serverNow() - e.time_secs < RECENT_SECS);
-      cell.setAttribute("data-sort", e ? String(e.time_secs) : "");
-      setChildren(cell, e ? [
-        el("span", { class: "error-line" }, [firstLine(e.error)]),
-        " ",
-        el("span", { class: "error-when" }, [when(e.time_secs), " · " + hostport(e.host, e.port)]),
-      ] : []);
+      statCells(row, c.stats[WINDOW] || c.stats["all-time"]);
+      lastErrorCell(field(row, "last-error"), c.last_error, true);
     });
+  }
+
+  // a row's stats for the page's window, as the tables render them
+  function statCells(row, w) {
+    if (!w) return;
+    num(field(row, "emitted"), w.emitted, w.emitted);
+    num(field(row, "transferred"), w.transferred, w.transferred);
+    num(field(row, "latency"), ms(w.latency_ms), w.latency_ms === null ? "" : w.latency_ms);
+    num(field(row, "acked"), w.acked, w.acked);
+    num(field(row, "failed"), w.failed, w.failed);
+  }
+
+  function lastErrorCell(cell, e, withHost) {
+    if (!cell) return;
+    cell.classList.toggle("recent", !!e && serverNow() - e.time_secs < RECENT_SECS);
+    cell.setAttribute("data-sort", e ? String(e.time_secs) : "");
+    var whenPart = [when(e ? e.time_secs : null)];
+    if (e && withHost) whenPart.push(" · " + hostport(e.host, e.port));
+    setChildren(cell, e ? [
+      el("span", { class: "error-line" }, [firstLine(e.error)]),
+      " ",
+      el("span", { class: "error-when" }, whenPart),
+    ] : []);
   }
 
   function workerRows(workers) {
@@ -691,6 +705,8 @@
         age.setAttribute("data-sort", t.heartbeat_age_secs === null ? "" : String(t.heartbeat_age_secs));
         setText(age, t.heartbeat_time_secs === null ? "—" : ago(serverNow() - t.heartbeat_time_secs));
       }
+      if (t.stats) statCells(row, t.stats[WINDOW] || t.stats["all-time"]);
+      if (t.last_error !== undefined) lastErrorCell(field(row, "last-error"), t.last_error, false);
     });
   }
 
@@ -715,6 +731,7 @@
       hb.parentNode.classList.toggle("stat-bad", !t.alive);
       setChildren(hb, [t.heartbeat_time_secs === null ? "none" : stamp(t.heartbeat_time_secs)]);
     }
+    if (t.stats) windowStats("task-stats", t.stats);
   }
 
   function prependTo(listId, emptyId, item, keep) {
@@ -747,7 +764,13 @@
         "data-task-id": String(e.task_id),
         "data-time-secs": String(e.time_secs),
       }, [
-        el("div", { class: "error-meta" }, [stamp(e.time_secs), recent ? " " : null, recent ? badge("badge-recent", "recent") : null]),
+        el("div", { class: "error-meta" }, [
+          stamp(e.time_secs),
+          recent ? " " : null,
+          recent ? badge("badge-recent", "recent") : null,
+          " ",
+          badge("badge-recent live-new-badge", "new"),
+        ]),
         el("pre", { class: "error-text" }, [e.error]),
       ]);
       prependTo("task-errors", "task-errors-empty", item, 10); // a task keeps its newest ten
