@@ -162,8 +162,10 @@ class Outbox:
                             continue
                         else:
                             texts = item.texts
-                    for text in texts:
-                        await asyncio.wait_for(consumer.send(text_data=text), self.timeout)
+                    # one timer for the lot: wait_for would make a task for every message
+                    async with asyncio.timeout(self.timeout):
+                        for text in texts:
+                            await consumer.send(text_data=text)
         except asyncio.CancelledError:
             raise
         except TimeoutError:
