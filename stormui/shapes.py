@@ -298,9 +298,23 @@ def storm_row(storm: StormView) -> dict:
     }
 
 
-def supervisor_row(sup: SupervisorView) -> dict:
-    """A supervisor in a socket message."""
+def supervisor_worker_row(w: WorkerView, storm: StormView | None) -> dict:
+    """A worker of a supervisor in a socket message: which of its tasks are dead, not the
+    tasks themselves (the cluster's message goes to every cluster page)."""
+    tasks = storm.tasks if storm is not None else {}
+    known = [tasks[t] for t in w.task_ids if t in tasks]
     return {
+        "storm_id": w.storm_id,
+        "port": w.port,
+        "task_ids": list(w.task_ids),
+        "tasks_alive": sum(1 for t in known if t.alive),
+        "dead_task_ids": [t.task_id for t in known if not t.alive],
+    }
+
+
+def supervisor_row(sup: SupervisorView, storms: dict[str, StormView] | None = None) -> dict:
+    """A supervisor in a socket message, with its workers when ``storms`` is given."""
+    out = {
         "id": sup.id,
         "host": sup.host,
         "uptime_secs": sup.uptime_secs,
@@ -312,6 +326,10 @@ def supervisor_row(sup: SupervisorView) -> dict:
         "time_secs": sup.time_secs,
         "worker_ports": list(sup.worker_ports),
     }
+    if storms is not None:
+        workers = sorted(sup.workers, key=lambda w: (w.port, w.storm_id))
+        out["workers"] = [supervisor_worker_row(w, storms.get(w.storm_id)) for w in workers]
+    return out
 
 
 def cluster_snapshot(view: ClusterView) -> dict:
@@ -331,7 +349,7 @@ def cluster_snapshot(view: ClusterView) -> dict:
             "errors_last_10m": view.errors_last_10m,
         },
         "storms": [storm_row(s) for s in view.storms.values()],
-        "supervisors": [supervisor_row(s) for s in view.supervisors.values()],
+        "supervisors": [supervisor_row(s, view.storms) for s in view.supervisors.values()],
         "latest_errors": [error_message(e) for e in view.recent_errors[:LATEST_ERRORS]],
     }
 

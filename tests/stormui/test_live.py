@@ -17,6 +17,7 @@ from django.urls import path
 
 from clusterstate import (
     StormBase,
+    SupervisorInfo,
     TaskHeartbeat,
     mk_distributed_cluster_state,
     mk_storm_cluster_state,
@@ -97,6 +98,16 @@ async def test_cluster_socket_sends_snapshot_then_changes(live_cluster, writer):
     )
     assert update["summary"]["storms"] == len(live_cluster.storms)
 
+    # each supervisor comes with its workers, and which of their tasks are dead
+    sups = {s["id"]: s for s in snapshot["supervisors"]}
+    assert sups["sup-stale"]["lost"] is True and sups["sup-a"]["lost"] is False
+    workers = {(w["storm_id"], w["port"]): w for w in sups["sup-a"]["workers"]}
+    assert workers[(HEALTHY, 6700)]["task_ids"] == [1, 3, 5]
+    assert workers[(HEALTHY, 6700)]["tasks_alive"] == 3
+    assert workers[(HEALTHY, 6700)]["dead_task_ids"] == []
+    gone = {(w["storm_id"], w["port"]): w for w in sups["sup-gone"]["workers"]}
+    assert gone[(TROUBLED, 6700)]["dead_task_ids"] == [11, 12]
+
     await asyncio.to_thread(writer.remove_task_heartbeat, HEALTHY, 1)
     update = await receive_until(
         comm, lambda m: m["type"] == "cluster" and m["summary"]["tasks_alive"] < alive_before
@@ -104,6 +115,21 @@ async def test_cluster_socket_sends_snapshot_then_changes(live_cluster, writer):
     assert update["summary"]["tasks_alive"] == alive_before - 1
     healthy = {s["id"]: s for s in update["storms"]}[HEALTHY]
     assert healthy["tasks_alive"] == healthy["tasks_total"] - 1
+    sup_a = {s["id"]: s for s in update["supervisors"]}["sup-a"]
+    worker = {(w["storm_id"], w["port"]): w for w in sup_a["workers"]}[(HEALTHY, 6700)]
+    assert (worker["tasks_alive"], worker["dead_task_ids"]) == (2, [1])
+
+    # a stale supervisor that beats again is no longer lost
+    info = live_cluster.supervisors["sup-stale"]
+    fresh = SupervisorInfo(int(time.time()), info.hostname, info.worker_ports, info.uptime_secs)
+    await asyncio.to_thread(writer.set_supervisor_heartbeat, "sup-stale", fresh)
+    await receive_until(
+        comm,
+        lambda m: (
+            m["type"] == "cluster"
+            and not {s["id"]: s for s in m["supervisors"]}["sup-stale"]["lost"]
+        ),
+    )
     await comm.disconnect()
 
 

@@ -14,6 +14,7 @@ from bench import live_servers
 from clusterstate import (
     Assignment,
     StormBase,
+    SupervisorInfo,
     TaskHeartbeat,
     TaskInfo,
     mk_distributed_cluster_state,
@@ -241,5 +242,58 @@ def test_component_and_task_pages_update_in_place(page, served):
     expect(item.locator(".error-text")).to_have_text("task three\nsecond line", timeout=10_000)
     assert "live-new" in item.get_attribute("class")
     assert page.locator("#task-errors > li").nth(1).locator(".error-text").inner_text() == HOSTILE
+    assert page.evaluate("window.__noReload") == 1
+    assert page.watch.errors == [] and page.watch.dialogs == []
+
+
+def test_supervisor_pages_update_in_place(page, served):
+    for task in (1, 3, 5):  # sup-a's worker of the healthy storm, all beating
+        served.writer.set_task_heartbeat(HEALTHY, task, TaskHeartbeat(int(time.time()), 60, None))
+    open_page(page, served.url + "/supervisors/")
+    wait_live(page)
+    page.evaluate("window.__noReload = 1")
+    section = page.locator('section.supervisor-detail[data-supervisor-id="sup-a"]')
+    row = section.locator(f'tr[data-storm-id="{HEALTHY}"][data-port="6700"]')
+    expect(row.locator("[data-field=alive]")).to_have_text("3", timeout=10_000)
+    chip = row.locator('a.task-chip[data-task-id="3"]')
+    component = chip.locator(".muted").inner_text()
+
+    # a task dies: its worker's count and chip follow, the chip keeps its component
+    served.writer.remove_task_heartbeat(HEALTHY, 3)
+    expect(row.locator("[data-field=alive]")).to_have_text("2", timeout=10_000)
+    expect(chip).to_have_class(re.compile(r"\bdead\b"))
+    assert chip.locator(".badge-dead").count() == 1
+    assert chip.locator(".muted").inner_text() == component == "(count)"
+
+    # a new storm's worker gets a row, its tasks linked
+    served.submit("suplive-7-7000", "suplive")
+    fresh = section.locator('tr[data-storm-id="suplive-7-7000"][data-port="6703"]')
+    expect(fresh.locator("[data-field=storm] a")).to_have_text("suplive", timeout=10_000)
+    assert fresh.locator("a.task-chip").get_attribute("href") == "/storms/suplive-7-7000/tasks/1/"
+
+    # a lost supervisor beats again, then goes quiet: the badge follows both ways
+    stale = served.known.supervisors["sup-stale"]
+    stale_section = page.locator('section.supervisor-detail[data-supervisor-id="sup-stale"]')
+    lost_badge = stale_section.locator("h2 .badge-lost")
+    expect(lost_badge).to_have_count(1)
+
+    def beat(age):
+        info = SupervisorInfo(
+            int(time.time()) - age, stale.hostname, stale.worker_ports, stale.uptime_secs
+        )
+        served.writer.set_supervisor_heartbeat("sup-stale", info)
+
+    beat(0)
+    expect(lost_badge).to_have_count(0, timeout=10_000)
+    expect(stale_section).not_to_have_class(re.compile(r"\blost\b"))
+    assert page.evaluate("window.__noReload") == 1
+
+    open_page(page, served.url + "/supervisors/sup-stale/")
+    wait_live(page)
+    page.evaluate("window.__noReload = 1")
+    assert page.locator("#supervisor-state").inner_text() == "ok"
+    beat(120)
+    expect(page.locator("#supervisor-state")).to_have_text("lost", timeout=10_000)
+    expect(page.locator("h1 .badge-lost")).to_have_count(1)
     assert page.evaluate("window.__noReload") == 1
     assert page.watch.errors == [] and page.watch.dialogs == []

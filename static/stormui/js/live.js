@@ -368,8 +368,13 @@
     setStat("tasks-dead", s.tasks_dead, s.tasks_dead > 0, "stat-bad");
     setStat("errors-10m", s.errors_last_10m, s.errors_last_10m > 0, "stat-warn");
     if ($("storms-heading")) patchStorms(m.storms);
+    var names = {};
+    m.storms.forEach(function (st) {
+      names[st.id] = st.name;
+    });
     patchSupervisors(m.supervisors);
-    patchSupervisorPage(m.supervisors);
+    patchSupervisorPage(m.supervisors, names);
+    patchSupervisorDetails(m.supervisors, names);
     if ($("latest-errors-heading")) patchLatestErrors(m.latest_errors || []);
   }
 
@@ -475,7 +480,124 @@
     });
   }
 
-  function patchSupervisorPage(sups) {
+  // a badge at the end of a heading, there or not
+  function toggleBadge(parent, cls, text, on) {
+    var b = parent.querySelector(".badge." + cls);
+    if (on && !b) {
+      parent.appendChild(document.createTextNode(" "));
+      parent.appendChild(badge(cls, text));
+    } else if (!on && b) {
+      if (b.previousSibling && b.previousSibling.nodeType === 3) parent.removeChild(b.previousSibling);
+      parent.removeChild(b);
+    }
+  }
+
+  // the workers of a supervisor and their tasks, as _worker_tasks.html renders them
+  function workerTasks(holder, workers, names, tableId) {
+    if (!holder || !workers) return;
+    var table = holder.querySelector("table.worker-tasks");
+    if (!table) {
+      if (!workers.length) return;
+      var head = el("tr", null, [["Port", 1], ["Storm"], ["Tasks", 1], ["Alive", 1], ["Tasks (component)"]].map(function (h) {
+        return el("th", { scope: "col", class: h[1] ? "num" : null }, [h[0]]);
+      }));
+      table = el("table", { class: "grid sortable worker-tasks", id: tableId || null }, [el("thead", null, [head]), el("tbody")]);
+      var empty = holder.querySelector("p.empty");
+      var wrap = el("div", { class: "table-wrap" }, [table]);
+      if (empty) holder.replaceChild(wrap, empty);
+      else holder.appendChild(wrap);
+      if (window.stormui) window.stormui.makeSortable(table);
+    }
+    var body = table.tBodies[0];
+    var rows = {};
+    Array.prototype.forEach.call(body.rows, function (r) {
+      rows[r.getAttribute("data-storm-id") + ":" + r.getAttribute("data-port")] = r;
+    });
+    var seen = {};
+    workers.forEach(function (w) {
+      var key = w.storm_id + ":" + w.port;
+      seen[key] = true;
+      var row = rows[key];
+      if (!row) {
+        row = el("tr", { "data-storm-id": w.storm_id, "data-port": String(w.port) });
+        cells(row, [["port", "num"], ["storm"], ["tasks", "num"], ["alive", "num"], ["task-list", "ids"]]);
+        body.appendChild(row);
+        flash(row);
+      }
+      var data = { w: w, name: names[w.storm_id] || w.storm_id };
+      if (!changed(row, data)) return;
+      setText(field(row, "port"), String(w.port));
+      setChildren(field(row, "storm"), [el("a", { href: stormUrl(w.storm_id) }, [data.name])]);
+      setText(field(row, "tasks"), String(w.task_ids.length));
+      setText(field(row, "alive"), String(w.tasks_alive));
+      taskChips(field(row, "task-list"), w);
+    });
+    Object.keys(rows).forEach(function (key) {
+      if (!seen[key]) body.removeChild(rows[key]);
+    });
+  }
+
+  function taskChips(cell, w) {
+    if (!cell) return;
+    var old = {};
+    Array.prototype.forEach.call(cell.querySelectorAll("a.task-chip"), function (a) {
+      old[a.getAttribute("data-task-id")] = a;
+    });
+    var dead = {};
+    w.dead_task_ids.forEach(function (t) {
+      dead[t] = true;
+    });
+    setChildren(cell, w.task_ids.map(function (t) {
+      var chip = old[String(t)];
+      // the component is not in the message: a chip keeps the one the page was rendered with
+      var comp = chip ? chip.querySelector(".muted") : null;
+      var parts = [String(t)];
+      if (comp) parts.push(" ", el("span", { class: "muted" }, [comp.textContent]));
+      if (dead[t]) parts.push(" ", badge("badge-dead", "dead"));
+      return el("a", { href: taskUrl(w.storm_id, t), "data-task-id": String(t), class: "task-chip" + (dead[t] ? " dead" : "") }, parts);
+    }));
+  }
+
+  // the supervisors page: a section per supervisor with its workers
+  function patchSupervisorDetails(sups, names) {
+    var sections = document.querySelectorAll("section.supervisor-detail[data-supervisor-id]");
+    if (!sections.length && !$("supervisors-summary")) return;
+    var byId = {};
+    Array.prototype.forEach.call(sections, function (sec) {
+      byId[sec.getAttribute("data-supervisor-id")] = sec;
+    });
+    var seen = {};
+    var main = document.querySelector("main.page");
+    sups.forEach(function (s) {
+      seen[s.id] = true;
+      var sec = byId[s.id];
+      if (!sec) {
+        var hid = "sup-live-" + s.id.replace(/[^A-Za-z0-9_-]/g, "_");
+        sec = el("section", { class: "supervisor-detail", "data-supervisor-id": s.id, "aria-labelledby": hid }, [
+          el("h2", { id: hid }, [
+            el("a", { href: "/supervisors/" + seg(s.id) + "/" }, [s.host || s.id]),
+            " ",
+            el("span", { class: "sub mono" }, [s.id]),
+          ]),
+          el("p", { class: "empty" }, ["No workers assigned."]),
+        ]);
+        main.appendChild(sec);
+        flash(sec);
+      }
+      sec.classList.toggle("lost", !!s.lost);
+      var h2 = sec.querySelector("h2");
+      if (h2) {
+        toggleBadge(h2, "badge-lost", "lost", !!s.lost);
+        toggleBadge(h2, "badge-unreadable", "unreadable", !!s.unreadable);
+      }
+      workerTasks(sec, s.workers, names, null);
+    });
+    Object.keys(byId).forEach(function (id) {
+      if (!seen[id]) byId[id].parentNode.removeChild(byId[id]);
+    });
+  }
+
+  function patchSupervisorPage(sups, names) {
     var h1 = document.querySelector("h1[data-supervisor-id]");
     if (!h1) return;
     var id = h1.getAttribute("data-supervisor-id");
@@ -487,6 +609,8 @@
       return;
     }
     h1.classList.toggle("lost", !!s.lost);
+    toggleBadge(h1, "badge-lost", "lost", !!s.lost);
+    toggleBadge(h1, "badge-unreadable", "unreadable", !!s.unreadable);
     setText($("supervisor-state"), s.unreadable ? "unreadable" : s.lost ? "lost" : "ok");
     var stateDd = $("supervisor-state");
     if (stateDd) stateDd.parentNode.classList.toggle("stat-bad", !!(s.lost || s.unreadable));
@@ -494,6 +618,8 @@
     setChildren($("supervisor-heartbeat"), [when(s.time_secs)]);
     setText($("supervisor-slots-total"), String(s.slots_total));
     setText($("supervisor-slots-used"), String(s.slots_used));
+    setText($("supervisor-ports"), s.worker_ports.length ? s.worker_ports.join(", ") : "—");
+    workerTasks($("supervisor-workers"), s.workers, names, "worker-table");
   }
 
   function patchLatestErrors(errors) {
