@@ -297,3 +297,44 @@ def test_supervisor_pages_update_in_place(page, served):
     expect(page.locator("h1 .badge-lost")).to_have_count(1)
     assert page.evaluate("window.__noReload") == 1
     assert page.watch.errors == [] and page.watch.dialogs == []
+
+
+def test_storm_page_adds_and_removes_component_rows(page, served):
+    storm_id = "grow-6-6000"
+    served.submit(storm_id, "grow")
+    open_page(page, served.url + f"/storms/{storm_id}/")
+    wait_live(page)
+    page.evaluate("window.__noReload = 1")
+    assert page.locator("#spout-table tr[data-component-id]").count() == 1
+    expect(page.locator("#bolt-table-empty")).to_be_visible()
+
+    def assign(tasks):
+        now = int(time.time())
+        served.writer.set_assignment(
+            storm_id,
+            Assignment(
+                f"/nimbus/{storm_id}",
+                {"sup-a": "host-a.example"},
+                {t: ["sup-a", 6703] for t in tasks},
+                dict.fromkeys(tasks, now),
+            ),
+        )
+
+    # a bolt appears: the bolts table is made, with its row linking to it
+    served.writer.set_task(storm_id, 2, TaskInfo("adder", "bolt"))
+    assign([1, 2])
+    row = page.locator('#bolt-table tr[data-component-id="adder"]')
+    expect(row.locator("[data-field=id] a")).to_have_attribute(
+        "href", f"/storms/{storm_id}/components/adder/", timeout=10_000
+    )
+    assert row.locator("[data-field=tasks]").inner_text() == "1"
+    expect(page.locator("#bolt-table-empty")).to_be_hidden()
+
+    # and vanishes again
+    assign([1])
+    served.state.delete_node(f"/tasks/{storm_id}/2")
+    expect(row).to_have_count(0, timeout=10_000)
+    expect(page.locator("#bolt-table-empty")).to_be_visible()
+    assert page.locator("#spout-table tr[data-component-id]").count() == 1
+    assert page.evaluate("window.__noReload") == 1
+    assert page.watch.errors == [] and page.watch.dialogs == []

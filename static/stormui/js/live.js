@@ -726,13 +726,38 @@
     });
   }
 
+  // a storm's spouts or bolts: rows come and go with the components, as the table renders them
   function componentRows(id, comps) {
     var table = $(id);
-    if (!table) return;
-    var rows = rowsBy(table.tBodies[0], "data-component-id");
+    var empty = $(id + "-empty");
+    if (!table) {
+      if (!comps.length || !empty) return;
+      var latency = id === "spout-table" ? "Complete latency (ms)" : "Process latency (ms)";
+      table = makeTable(id, [["Id"], ["Tasks", 1], ["Alive", 1], ["Emitted", 1], ["Transferred", 1], [latency, 1], ["Acked", 1], ["Failed", 1], ["Last error"]], empty);
+      empty.hidden = true;
+    }
+    if (empty) empty.hidden = comps.length > 0;
+    var body = table.tBodies[0];
+    var rows = rowsBy(body, "data-component-id");
+    var seen = {};
     comps.forEach(function (c) {
+      seen[c.id] = true;
       var row = rows[c.id];
-      if (!row || !changed(row, c)) return;
+      if (!row) {
+        row = el("tr", { "data-storm-id": PAGE_STORM, "data-component-id": c.id });
+        cells(row, [["id"], ["tasks", "num"], ["alive", "num"], ["emitted", "num"], ["transferred", "num"], ["latency", "num"], ["acked", "num"], ["failed", "num"], ["last-error", "last-error"]]);
+        insertSorted(body, row, c.id, function (r) {
+          return r.getAttribute("data-component-id");
+        });
+        flash(row);
+      }
+      if (!changed(row, c)) return;
+      var href = componentUrl(PAGE_STORM, c.id);
+      setChildren(field(row, "id"), [
+        href ? el("a", { href: href }, [c.id]) : c.id,
+        c.type === "unknown" ? " " : null,
+        c.type === "unknown" ? badge("badge-muted", "unknown type") : null,
+      ]);
       var dead = c.tasks - c.tasks_alive;
       row.classList.toggle("has-dead", dead > 0);
       num(field(row, "tasks"), c.tasks);
@@ -743,6 +768,15 @@
       statCells(row, c.stats[WINDOW] || c.stats["all-time"]);
       lastErrorCell(field(row, "last-error"), c.last_error, true);
     });
+    Object.keys(rows).forEach(function (cid) {
+      if (!seen[cid]) body.removeChild(rows[cid]);
+    });
+    table.parentNode.hidden = !comps.length;
+    if (!comps.length && !empty) {
+      var kindName = id === "spout-table" ? "spouts" : "bolts";
+      empty = el("p", { class: "empty", id: id + "-empty" }, ["No " + kindName + "."]);
+      table.parentNode.parentNode.insertBefore(empty, table.parentNode.nextSibling);
+    }
   }
 
   // a row's stats for the page's window, as the tables render them
