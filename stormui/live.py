@@ -17,6 +17,13 @@ only caller of ``group_send``.
   narrowed to its component, with its tasks' stats (:func:`component_group`). With the
   in-memory layer only the components with a page open are built; with Redis every one.
 
+Without the mirror (``STORMUI_MIRROR=off``) nothing tells of changes: the
+relay polls instead. Every :data:`TICK_SECS` it rebuilds the view and sends
+every update, as it does anyway; it finds new errors by comparing each storm's
+errors (each task's newest ten) with the previous poll's, and ZooKeeper's
+connection state with the last one sent. So changes arrive up to a tick late,
+and an error reported just before a socket's snapshot may reach it twice.
+
 Which process relays: with the in-memory channel layer (``REDIS_URL`` unset)
 nothing outside the serving process can reach its sockets, so daphne relays
 itself, starting when the first socket connects (it needs the running loop).
@@ -32,6 +39,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -186,7 +194,7 @@ class Relay:
         *,
         update_secs: float = UPDATE_SECS,
         error_window: float = ERROR_WINDOW_SECS,
-        tick_secs: float = TICK_SECS,
+        tick_secs: float | None = None,
     ):
         self.source = source
         self.layer = layer
@@ -194,12 +202,16 @@ class Relay:
         self.token = source_token(source)
         self.update_secs = update_secs
         self.error_window = error_window
-        self.tick_secs = tick_secs
+        self.tick_secs = tick_secs if tick_secs is not None else TICK_SECS
+        # no mirror, no change notifications: poll (see the module's docstring)
+        self.polling = not source.mirrored
+        self._polls = 0
+        self._seen_errors: dict[str, Counter] | None = None  # by storm, as of the last poll
         # touched on the loop only
         self._errors: list[tuple[int, str, int, object]] = []
-        self._cluster_dirty = False
+        # without the mirror the first poll comes at once: it learns which errors are there
+        self._cluster_dirty = self._all_storms = self.polling
         self._storms_dirty: set[str] = set()
-        self._all_storms = False
         self._status_dirty = False
         self._sent_storms: set[str] = set()
         self._was_connected = source.zk_connected
@@ -260,6 +272,8 @@ class Relay:
             if now >= next_tick:
                 self._cluster_dirty = self._all_storms = True
                 next_tick = now + self.tick_secs
+                if self.source.zk_connected != self._was_connected:
+                    self._status_dirty = True  # without the mirror, nothing else tells
             errors_due = self._last_errors + self.error_window if self._errors else None
             update_due = (
                 self._last_update + self.update_secs
@@ -312,7 +326,10 @@ class Relay:
         everything = []
         by_storm: dict[str, list] = {}
         for version, storm_id, task_id, record in batch:
-            view = self._error_view(storm_id, task_id, record)
+            if isinstance(record, ErrorView):  # found by a poll, complete already
+                view = record
+            else:
+                view = self._error_view(storm_id, task_id, record)
             item = [version, encode(shapes.error_message(view))]
             everything.append(item)
             by_storm.setdefault(storm_id, []).append(item)
@@ -353,13 +370,17 @@ class Relay:
         self._cluster_dirty = self._all_storms = False
         self._storms_dirty = set()
         # building a large cluster's view takes a while: not on the loop
-        events = await asyncio.to_thread(self._build_updates, all_storms, dirty)
+        events, errors = await asyncio.to_thread(self._build_updates, all_storms, dirty)
         for group, event in events:
             await self._send(group, event)
+        if errors:
+            self._errors.extend(errors)
+            await self._send_errors()
 
-    def _build_updates(self, all_storms: bool, dirty: set[str]) -> list[tuple[str, dict]]:
+    def _build_updates(self, all_storms: bool, dirty: set[str]) -> tuple[list, list]:
         version = source_version(self.source)
         view = self.source.cluster_view()
+        errors = self._poll_errors(view) if self.polling else []
         head = {"source": self.token, "version": version}
         events = [
             (
@@ -391,7 +412,27 @@ class Relay:
         self._sent_storms = set(view.storms)
         self.sent["cluster"] += 1
         self.sent["storm"] += len(events) - 1
-        return events
+        return events, errors
+
+    def _poll_errors(self, view) -> list:
+        """The errors in ``view`` that the previous poll's did not hold, oldest first."""
+        self._polls += 1
+        seen = {}
+        new = []
+        for storm_id, storm in view.storms.items():
+            keys = Counter((e.task_id, e.time_secs, e.error) for e in storm.errors)
+            before = (self._seen_errors or {}).get(storm_id, Counter())
+            fresh = keys - before
+            for e in reversed(storm.errors):  # oldest first, as the mirror reports them
+                key = (e.task_id, e.time_secs, e.error)
+                if fresh[key] > 0:
+                    fresh[key] -= 1
+                    # the poll count orders them after any snapshot's version (0 without a mirror)
+                    new.append((self._polls, storm_id, e.task_id, e))
+            seen[storm_id] = keys
+        first = self._seen_errors is None
+        self._seen_errors = seen
+        return [] if first else new  # the first poll only learns what is there
 
     def _open_components(self, storm_id: str, storm) -> list[str]:
         """The components whose pages may be open: only this process's, when it holds them all."""

@@ -244,6 +244,44 @@ async def test_unknown_component_gets_the_whole_storm(live_cluster):
     await comm.disconnect()
 
 
+@pytest.mark.parametrize("stormui_mirror", [False])
+async def test_without_the_mirror_the_relay_polls(live_cluster, writer, monkeypatch):
+    monkeypatch.setattr(live, "TICK_SECS", 0.5)
+    errors = connect("/ws/errors/")
+    storm = connect(f"/ws/storms/{HEALTHY}/?component=count")
+    assert (await errors.connect())[0] and (await storm.connect())[0]
+    assert (await errors.receive_json_from(timeout=10))["type"] == "snapshot"
+    assert (await storm.receive_json_from(timeout=10))["type"] == "snapshot"
+    assert live.current_relay().polling
+    # the first poll only learns the errors there are: none of them comes as new
+    while not await errors.receive_nothing(timeout=1.5):
+        assert (await errors.receive_json_from())["type"] != "error"
+
+    # a new error is found by the next poll, and comes once
+    await asyncio.to_thread(writer.report_task_error, HEALTHY, 3, "polled error")
+    await asyncio.to_thread(writer.report_task_error, HEALTHY, 3, "polled error")
+    first = await receive_until(errors, lambda m: m["type"] == "error")
+    second = await receive_until(errors, lambda m: m["type"] == "error")
+    assert (first["error"], first["component_id"], first["port"]) == ("polled error", "count", 6700)
+    assert second["error"] == "polled error"  # the same text twice is two errors
+    while not await errors.receive_nothing(timeout=1.5):
+        assert (await errors.receive_json_from())["type"] != "error"
+    got = await receive_until(storm, lambda m: m["type"] == "error")
+    assert got["task_id"] == 3
+
+    # and heartbeats: the task's figures follow with no change notification
+    beat = TaskHeartbeat(int(time.time()), 77, bolt_stats(5))
+    await asyncio.to_thread(writer.set_task_heartbeat, HEALTHY, 3, beat)
+    update = await receive_until(
+        storm,
+        lambda m: m["type"] == "storm" and {t["id"]: t for t in m["tasks"]}[3]["uptime_secs"] == 77,
+    )
+    emitted = {t["id"]: t for t in update["tasks"]}[3]["stats"]["all-time"]["emitted"]
+    assert emitted == expected_window([bolt_stats(5)], "all-time")["emitted"]
+    await errors.disconnect()
+    await storm.disconnect()
+
+
 async def test_errors_arrive_in_order_each_once(live_cluster, writer):
     comm = connect("/ws/errors/")
     assert (await comm.connect())[0]
