@@ -6,14 +6,12 @@ policy violation (which an injected handler would cause)."""
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 
-from bench import live_servers
-from clusterstate import mk_distributed_cluster_state, mk_storm_cluster_state
 from tests.stormui import browser as chromium
-from tests.stormui.conftest import HEALTHY, write_known_cluster
+from tests.stormui.conftest import HEALTHY
+from tests.stormui.served import Served
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -32,42 +30,11 @@ document.addEventListener('securitypolicyviolation', e => window.__csp.push(e.vi
 INJECTED = "document.querySelectorAll('img, svg, b, main script, .error-text *').length"
 
 
-class Served:
-    """The known cluster with hostile errors on task 1 of the healthy storm, served by daphne."""
-
-    def __init__(self, zk_server, folder):
-        host, _, port = zk_server.connect_string.rpartition(":")
-        self.root = f"/t/{uuid.uuid4().hex}"
-        self.conf = {
-            "storm.zookeeper.servers": [host],
-            "storm.zookeeper.port": int(port),
-            "storm.zookeeper.root": self.root,
-            "storm.zookeeper.session.timeout": 6000,
-        }
-        self.known = write_known_cluster(self.conf)
-        self.state = mk_distributed_cluster_state(self.conf)
-        self.writer = mk_storm_cluster_state(self.state)
-        self.writer.report_task_error(HEALTHY, 1, HOSTILE)
-        env = live_servers.server_env(zk_server.connect_string, self.root, folder / "db.sqlite3")
-        live_servers.migrate(env)
-        self.proc, self.url = live_servers.start_daphne(env, folder)
-
-    def close(self):
-        live_servers.stop(self.proc)
-        self.writer.disconnect()
-        self.state.close()
-        self.known.writer.disconnect()
-        self.known.writer.cluster_state.close()
-        cleaner = mk_distributed_cluster_state({**self.conf, "storm.zookeeper.root": "/"})
-        try:
-            cleaner.delete_node(self.root)
-        finally:
-            cleaner.close()
-
-
 @pytest.fixture(scope="module")
 def served(zk_server, tmp_path_factory):
     s = Served(zk_server, tmp_path_factory.mktemp("xss"))
+    # hostile errors on task 1 of the healthy storm
+    s.writer.report_task_error(HEALTHY, 1, HOSTILE)
     yield s
     s.close()
 

@@ -1,0 +1,76 @@
+"""The known cluster in a real ZooKeeper, served by a real daphne, for browser tests that
+need live sockets (pytest-django's live server has none)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from bench import live_servers
+from clusterstate import (
+    Assignment,
+    StormBase,
+    TaskInfo,
+    mk_distributed_cluster_state,
+    mk_storm_cluster_state,
+)
+from tests.stormui.conftest import write_known_cluster
+
+
+class Served:
+    """The known cluster in ZooKeeper, a daphne serving it, and a writer with the real clock."""
+
+    def __init__(self, zk_server, folder):
+        self.folder = folder
+        host, _, port = zk_server.connect_string.rpartition(":")
+        self.root = f"/t/{uuid.uuid4().hex}"
+        self.conf = {
+            "storm.zookeeper.servers": [host],
+            "storm.zookeeper.port": int(port),
+            "storm.zookeeper.root": self.root,
+            "storm.zookeeper.session.timeout": 6000,
+        }
+        self.known = write_known_cluster(self.conf)
+        self.state = mk_distributed_cluster_state(self.conf)
+        self.writer = mk_storm_cluster_state(self.state)
+        self.env = live_servers.server_env(
+            zk_server.connect_string, self.root, folder / "db.sqlite3"
+        )
+        live_servers.migrate(self.env)
+        self.port = live_servers.free_port()
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.proc, _ = live_servers.start_daphne(self.env, self.folder, self.port)
+
+    def stop(self):
+        live_servers.stop(self.proc)
+
+    def submit(self, storm_id: str, name: str):
+        """A new active storm of one task on sup-a."""
+        now = int(time.time())
+        self.writer.activate_storm(storm_id, StormBase(name, now))
+        self.writer.set_task(storm_id, 1, TaskInfo("spout-x", "spout"))
+        self.writer.set_assignment(
+            storm_id,
+            Assignment(
+                f"/nimbus/{storm_id}", {"sup-a": "host-a.example"}, {1: ["sup-a", 6703]}, {1: now}
+            ),
+        )
+
+    def close(self):
+        self.stop()
+        self.writer.disconnect()
+        self.state.close()
+        self.known.writer.disconnect()
+        self.known.writer.cluster_state.close()
+        cleaner = mk_distributed_cluster_state({**self.conf, "storm.zookeeper.root": "/"})
+        try:
+            cleaner.delete_node(self.root)
+        finally:
+            cleaner.close()
