@@ -12,12 +12,11 @@ import threading
 
 import pytest
 
-from clusterstate import mk_distributed_cluster_state, mk_storm_cluster_state
+from clusterstate import mk_storm_cluster_state
 from clusterstate.mirror import ClusterMirror
-from clusterstate.simulate import Simulator
 from clusterstate.zkserver import four_letter_word
 from tests.clusterstate.mirror_helpers import ChangeLog
-from tests.faults.conftest import report, wait_converged
+from tests.faults.conftest import fault_simulator, report, wait_converged
 from tests.helpers import expire_session, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
@@ -69,25 +68,15 @@ def shut_socket(state) -> None:
             pass
 
 
-def churning_simulator(conf) -> Simulator:
-    return Simulator(
-        lambda: mk_distributed_cluster_state(conf, timeout=30),
-        supervisors=3,
-        storms=3,
-        tasks_per_storm=4,
-        heartbeat_secs=0.5,
+def test_hundred_faults_under_churn(own_zk, fault_conf, sessions):
+    sim = fault_simulator(
+        fault_conf,
         error_rate=3.0,
-        error_task_fraction=0.5,
         churn_secs=2.0,  # a storm deactivated, one removed and one submitted every 2 s
         task_death_rate=1.0,
         supervisor_loss_rate=0.05,
-        workers=4,
         seed=11,
     )
-
-
-def test_hundred_faults_under_churn(own_zk, fault_conf, sessions):
-    sim = churning_simulator(fault_conf)
     mirror = None
     try:
         sim.start()

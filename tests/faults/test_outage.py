@@ -12,10 +12,9 @@ import pytest
 from clusterstate import mk_distributed_cluster_state, mk_storm_cluster_state
 from clusterstate.mirror import ClusterMirror
 from clusterstate.protocol import LOST
-from clusterstate.simulate import Simulator
 from stormui.source import reset_source
 from tests.clusterstate.mirror_helpers import ChangeLog, mirror_diff
-from tests.faults.conftest import SESSION_TIMEOUT_MS, report
+from tests.faults.conftest import SESSION_TIMEOUT_MS, fault_simulator, report
 from tests.helpers import Recorder, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.timeout(180)]
@@ -23,24 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.timeout(180)]
 #: the goals (seconds)
 DOWN_WITHIN = 2.0
 SYNCED_WITHIN = 5.0
-
-
-def small_simulator(conf) -> Simulator:
-    """3 supervisors, 3 storms of 4 tasks, beating every 0.5 s, an error a second."""
-    return Simulator(
-        lambda: mk_distributed_cluster_state(conf, timeout=30),
-        supervisors=3,
-        storms=3,
-        tasks_per_storm=4,
-        heartbeat_secs=0.5,
-        error_rate=1.0,
-        error_task_fraction=0.5,
-        churn_secs=0,
-        task_death_rate=0,
-        supervisor_loss_rate=0,
-        workers=4,
-        seed=7,
-    )
 
 
 def api_connected(client) -> bool:
@@ -86,7 +67,7 @@ def wait_equal(mirror, conf, timeout: float) -> float:
 
 @pytest.mark.parametrize("pause", [0.0, 2.0 * SESSION_TIMEOUT_MS / 1000], ids=["shorter", "longer"])
 def test_zookeeper_restart_under_load(pause, own_zk, fault_conf, sessions, settings, client):
-    sim = small_simulator(fault_conf)
+    sim = fault_simulator(fault_conf)
     mirror = None
     settings.STORMUI_ZK_SERVERS = [own_zk.connect_string]
     settings.STORMUI_ZK_ROOT = fault_conf["storm.zookeeper.root"]
