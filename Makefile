@@ -6,13 +6,16 @@ VENV := .venv
 # extra arguments for pytest: make test PYTEST_ARGS='-x -k storm'
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-test demo demo-detached stop test lint format clean
+.PHONY: help setup setup-test demo demo-detached stop test test-fast lock lint format clean
 
 help:
 	@echo "make demo           set up, then run the dashboard on a simulated cluster (Ctrl-C stops)"
 	@echo "make demo-detached  the same, left running in the background"
 	@echo "make stop           stop what the demo started"
-	@echo "make test           set up, then ruff check and the whole pytest suite"
+	@echo "make test           set up, then ruff and the whole suite: on SQLite, then its"
+	@echo "                    database tests again on PostgreSQL"
+	@echo "make test-fast      the inner loop: no slow, no browser tests, SQLite only"
+	@echo "make lock           refresh requirements/constraints.txt, the tested set"
 	@echo "make lint           ruff check and ruff format --check"
 	@echo "make format         ruff format and ruff check --fix"
 	@echo "make clean          stop, then remove var/ and $(VENV)"
@@ -21,9 +24,9 @@ help:
 setup:
 	@bash scripts/bootstrap.sh zookeeper
 
-# ... and what the tests drive: Chromium and Redis.
+# ... and what the tests drive: Chromium, Redis and PostgreSQL.
 setup-test:
-	@bash scripts/bootstrap.sh zookeeper chromium redis
+	@bash scripts/bootstrap.sh zookeeper chromium redis postgresql
 
 demo: setup
 	@bash scripts/demo.sh
@@ -35,9 +38,21 @@ stop:
 	@bash scripts/stop.sh
 
 # pytest's status 5 means it collected no test: not a failure of the code.
+# The whole suite runs on SQLite; then every test that touches the database
+# (marked `db` by tests/conftest.py) runs again on a throwaway PostgreSQL.
 test: setup-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS) || { rc=$$?; [[ $$rc == 5 ]] || exit $$rc; }
+	STORMUI_TEST_DATABASE=postgres $(VENV)/bin/pytest -m db $(PYTEST_ARGS) \
+		|| { rc=$$?; [[ $$rc == 5 ]] || exit $$rc; }
+
+test-fast: setup-test
+	$(VENV)/bin/pytest -m 'not slow and not browser' $(PYTEST_ARGS) \
+		|| { rc=$$?; [[ $$rc == 5 ]] || exit $$rc; }
+
+lock:
+	@bash scripts/lock.sh
 
 lint:
 	@bash scripts/bootstrap.sh

@@ -2,12 +2,14 @@
 # Set up a checkout: the virtualenv in .venv with the project and its test
 # tools, and the Debian packages that the demo and the tests need.
 #
-#   scripts/bootstrap.sh [zookeeper] [chromium] [redis]
+#   scripts/bootstrap.sh [zookeeper] [chromium] [redis] [postgresql]
 #
 # With no argument only the virtualenv is made. Each step is skipped when it
 # is already done, so a second run takes seconds: pip runs only when
-# pyproject.toml changed since the last successful install, apt only when a
-# program is missing.
+# pyproject.toml or requirements/constraints.txt changed since the last
+# successful install, apt only when a program is missing. pip installs the
+# locked set (requirements/constraints.txt, refreshed by `make lock`), so
+# every machine gets what the suite passed with.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -35,8 +37,11 @@ for want in "$@"; do
     redis)
       command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
       ;;
+    postgresql)
+      compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+      ;;
     *)
-      say "usage: $0 [zookeeper] [chromium] [redis]" >&2
+      say "usage: $0 [zookeeper] [chromium] [redis] [postgresql]" >&2
       exit 2
       ;;
   esac
@@ -88,11 +93,13 @@ if [[ ! -e $VENV ]]; then
   "$PYTHON" -m venv "$VENV"
 fi
 
-# The stamp holds the hash of pyproject.toml as of the last good install.
-want_stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
+# The stamp holds the hash of pyproject.toml and the lock as of the last good
+# install.
+LOCK=requirements/constraints.txt
+want_stamp=$(cat pyproject.toml "$LOCK" | sha256sum | cut -d' ' -f1)
 if [[ ! -f $STAMP || $(<"$STAMP") != "$want_stamp" ]]; then
-  say "Installing the project and its test tools into $VENV (pip install -e '.[test]')"
+  say "Installing the project and its test tools into $VENV (pip install -c $LOCK -e '.[test]')"
   rm -f "$STAMP"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c "$LOCK" -e '.[test]'
   printf '%s\n' "$want_stamp" >"$STAMP"
 fi

@@ -36,8 +36,12 @@ def browser(tmp_path_factory):
     tests across modules, so it lives no longer than its module's run of tests.
     """
     if not CHROMIUM.exists():
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+        pytest.skip("chromium is not installed (apt-get install chromium, or make setup-test)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="Playwright is not installed (pip install -c requirements/constraints.txt "
+        "-e '.[test]', or make setup-test)",
+    )
     with sync_api.sync_playwright() as playwright:
         instance = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS

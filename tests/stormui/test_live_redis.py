@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(180)
 def farm(zk_server, tmp_path_factory):
     """Redis, two daphnes and a relay, all on the known cluster."""
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server, or make setup-test)")
     folder = tmp_path_factory.mktemp("live-redis")
     host, _, port = zk_server.connect_string.rpartition(":")
     root = f"/t/{uuid.uuid4().hex}"
