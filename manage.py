@@ -1,14 +1,9 @@
 #!/usr/bin/env python
-import os
+"""Django's manage.py for a checkout; an installed stormui has the ``stormui`` command."""
+
 import sys
 
-
-def main():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stormui.settings")
-    from django.core.management import execute_from_command_line
-
-    execute_from_command_line(sys.argv)
-
+from stormui.cli import main
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv)

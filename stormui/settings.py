@@ -1,5 +1,6 @@
 """Settings for stormui, read from the environment (and a .env file), as the contract lists."""
 
+import os
 import secrets
 import warnings
 from pathlib import Path
@@ -19,26 +20,64 @@ from stormui.env import (
     env_zk_servers,
 )
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
+# pytest sets PYTEST_VERSION for the length of its run: a test run reads no .env and keeps
+# its secret key in memory, so that neither the developer's set-up nor the checkout is involved
+UNDER_TESTS = bool(os.environ.get("PYTEST_VERSION"))
+
+
+def _dotenv() -> Path | None:
+    """The .env file to read: ``STORMUI_DOTENV`` (``off``: none), else ``.env`` here."""
+    raw = os.environ.get("STORMUI_DOTENV")
+    if raw is None:
+        return None if UNDER_TESTS else Path(".env")
+    if raw.strip().lower() in ("", "off"):
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise ImproperlyConfigured(f"STORMUI_DOTENV names no file: {raw!r}")
+    return path
+
 
 # real environment variables win over the .env file
-load_dotenv(BASE_DIR / ".env", override=False)
+_DOTENV = _dotenv()
+if _DOTENV is not None:
+    load_dotenv(_DOTENV, override=False)
+
+# everything the server writes (secret key, default database, collected static files) goes
+# here, in the working folder by default: never into the installed package
+VAR_DIR = Path(env_str("STORMUI_VAR_DIR", "") or "var").resolve()
+_PERSIST = not UNDER_TESTS or bool(os.environ.get("STORMUI_VAR_DIR"))
+if _PERSIST:
+    try:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"STORMUI_VAR_DIR {str(VAR_DIR)!r} cannot be made: {exc}"
+        ) from None
 
 
 def _secret_key() -> str:
     key = env_str("DJANGO_SECRET_KEY", "")
     if key:
         return key
-    # a fresh checkout gets its own persistent random key rather than a shared default
+    if not _PERSIST:
+        return secrets.token_urlsafe(50)
+    # each installation gets its own persistent random key rather than a shared default
     path = VAR_DIR / "secret-key"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        VAR_DIR.mkdir(exist_ok=True)
-        key = secrets.token_urlsafe(50)
-        path.write_text(key)
-        return key
+    if not path.exists():
+        # made whole under another name, then linked: a process starting alongside reads
+        # either no key or the whole of the one that wins
+        scratch = VAR_DIR / f".secret-key.{os.getpid()}"
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(50))
+        try:
+            os.link(scratch, path)
+        except FileExistsError:
+            pass
+        finally:
+            scratch.unlink()
+    return path.read_text().strip()
 
 
 SECRET_KEY = _secret_key()
@@ -92,7 +131,7 @@ WSGI_APPLICATION = "stormui.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -104,10 +143,12 @@ TEMPLATES = [
     },
 ]
 
+# conn_max_age=0: under ASGI every request runs in a worker thread of its own, so a
+# connection kept per thread would stay open for each thread that ever served one
 try:
     DATABASES = {
         "default": dj_database_url.parse(
-            env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), conn_max_age=60
+            env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=0
         )
     }
 except (ValueError, KeyError) as exc:
@@ -140,8 +181,8 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# the templates and static files are the stormui app's own (package data)
+STATIC_ROOT = VAR_DIR / "static"
 # serve straight from the finders so that `migrate` alone is enough to render pages
 WHITENOISE_USE_FINDERS = True
 if not STATIC_ROOT.is_dir():

@@ -1,0 +1,5 @@
+"""``python -m stormui``: the same as the ``stormui`` command."""
+
+from stormui.cli import main
+
+main()
