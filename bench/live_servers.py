@@ -6,6 +6,7 @@ for until it serves, and stopped (terminate, then kill) by :func:`stop`.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -28,10 +29,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: what a server started here takes from the caller's environment; the rest is given
+INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ")
+_shared_var: Path | None = None
+
+
+def _var_dir(database) -> Path:
+    """STORMUI_VAR_DIR for a server: the SQLite file's folder, else one for this process."""
+    global _shared_var
+    if "://" not in str(database):
+        return Path(database).parent
+    if _shared_var is None:
+        _shared_var = Path(tempfile.mkdtemp(prefix="stormui-var-"))
+        atexit.register(shutil.rmtree, _shared_var, True)
+    return _shared_var
+
+
 def server_env(zk_connect: str, zk_root: str, database: Path, **extra) -> dict:
     """The environment of a dashboard process reading ``zk_root`` on ``zk_connect``."""
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "STORMUI_RELAY")}
+    # nothing of the caller's environment beyond these (no STORMUI_*, DJANGO_*, DATABASE_URL)
+    env = {k: v for k, v in os.environ.items() if k in INHERITED}
     env.update(
+        STORMUI_DOTENV="off",
+        STORMUI_VAR_DIR=str(_var_dir(database)),
         DJANGO_SETTINGS_MODULE="stormui.settings",
         STORMUI_ZK_SERVERS=zk_connect,
         STORMUI_ZK_ROOT=zk_root,
