@@ -17,6 +17,25 @@ import pytest
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = Path("/usr/bin/chromium")
+
+# A change travels ZooKeeper -> mirror -> relay -> socket -> page, on a machine that may be
+# busy with other work: every wait on the page (Playwright's expect and its actions) is
+# bounded by this, never by Playwright's 5 s default. A wait ends as soon as its condition
+# holds; the bound only decides when a broken page fails.
+WAIT_MS = 30_000
+
+# Records every element that gets the live-new highlight, so a test can check that an
+# element was highlighted whenever it looks: the class is taken off again on a timer.
+RECORD_HIGHLIGHTS = """
+window.__highlighted = [];
+new MutationObserver(function (mutations) {
+  mutations.forEach(function (m) {
+    if (m.target.classList && m.target.classList.contains("live-new")) {
+      window.__highlighted.push(m.target);
+    }
+  });
+}).observe(document, { subtree: true, attributes: true, attributeFilter: ["class"] });
+"""
 CHROMIUM_ARGS = [
     "--no-sandbox",  # tests run as root
     "--disable-gpu",
@@ -42,6 +61,7 @@ def browser(tmp_path_factory):
         reason="Playwright is not installed (pip install -c requirements/constraints.txt "
         "-e '.[test]', or make setup-test)",
     )
+    sync_api.expect.set_options(timeout=WAIT_MS)
     with sync_api.sync_playwright() as playwright:
         instance = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
@@ -62,8 +82,9 @@ class PageWatch:
 def page(browser):
     """A new page in its own context; dialogs are recorded (and dismissed) on ``page.watch``."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    context.add_init_script(RECORD_HIGHLIGHTS)
     tab = context.new_page()
-    tab.set_default_timeout(10_000)
     watch = PageWatch()
 
     def on_dialog(dialog):
@@ -75,6 +96,12 @@ def page(browser):
     tab.watch = watch
     yield tab
     context.close()
+
+
+def was_highlighted(locator) -> bool:
+    """Whether the element ``locator`` points at got the ``live-new`` highlight (at any time
+    since its page loaded)."""
+    return locator.evaluate("el => window.__highlighted.includes(el)")
 
 
 def open_page(page, url: str, status: int = 200):

@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 browser = chromium.browser
 page = chromium.page
 open_page = chromium.open_page
+was_highlighted = chromium.was_highlighted
 
 HOSTILE = '<img src=x onerror="alert(1)"> & <script>alert(2)</script>'
 
@@ -37,7 +38,7 @@ def served(zk_server, tmp_path_factory):
 
 
 def wait_live(page):
-    page.wait_for_selector("#live-status[data-state=live]", timeout=15_000)
+    page.wait_for_selector("#live-status[data-state=live]")
     assert page.locator("#live-indicator").is_visible()
     assert page.locator("#live-status").inner_text() == "Live"
 
@@ -51,15 +52,15 @@ def test_cluster_page_updates_in_place(page, served):
     storms_before = int(page.locator("#storms-count").inner_text())
 
     served.writer.activate_storm(PAUSED, StormBase("paused", int(time.time())))
-    expect(row).to_have_text("ACTIVE", timeout=10_000)
+    expect(row).to_have_text("ACTIVE")
 
     # a new storm gets a row of its own, and the counts follow
     served.submit("fresh-9-9000", "fresh")
     fresh = page.locator('#storm-table tr[data-storm-id="fresh-9-9000"]')
-    fresh.wait_for(timeout=10_000)
+    fresh.wait_for()
     assert fresh.locator("[data-field=name] a").inner_text() == "fresh"
     assert fresh.locator("[data-field=name] a").get_attribute("href") == "/storms/fresh-9-9000/"
-    expect(page.locator("#storms-count")).to_have_text(str(storms_before + 1), timeout=10_000)
+    expect(page.locator("#storms-count")).to_have_text(str(storms_before + 1))
 
     # a heartbeat gone: a task dies (the known cluster's beats are refreshed first, since
     # they age out by the clock alone)
@@ -67,9 +68,9 @@ def test_cluster_page_updates_in_place(page, served):
     for task in range(1, 6):
         served.writer.set_task_heartbeat(HEALTHY, task, TaskHeartbeat(now, 100, None))
     healthy_alive = page.locator(f'#storm-table tr[data-storm-id="{HEALTHY}"] [data-field=alive]')
-    expect(healthy_alive).to_have_text("5", timeout=15_000)
+    expect(healthy_alive).to_have_text("5")
     served.writer.remove_task_heartbeat(HEALTHY, 5)
-    expect(healthy_alive).to_have_text("4 1 dead", timeout=10_000)
+    expect(healthy_alive).to_have_text("4 1 dead")
     assert page.evaluate("window.__noReload") == 1  # all of it without a reload
     assert page.watch.errors == [] and page.watch.dialogs == []
 
@@ -90,7 +91,7 @@ def test_error_feed_streams_filters_and_pauses(page, served):
     assert first.locator("a", has_text="task 3").get_attribute("href") == (
         f"/storms/{HEALTHY}/tasks/3/"
     )
-    assert "live-new" in first.get_attribute("class")
+    assert was_highlighted(first)
     assert page.locator("#error-feed img, #error-feed script").count() == 0
 
     # filters apply to what is there and to what streams in
@@ -121,13 +122,13 @@ def test_reconnects_and_resyncs_after_the_server_comes_back(page, served):
     open_page(page, served.url + "/")
     wait_live(page)
     served.stop()
-    page.wait_for_selector("#live-status[data-state=reconnecting]", timeout=10_000)
+    page.wait_for_selector("#live-status[data-state=reconnecting]")
     assert "stale" in page.locator("#live-status").inner_text()
     # what changes while the page is cut off arrives with the fresh snapshot
     served.submit("while-away-8-8000", "while-away")
     served.start()
     wait_live(page)
-    page.locator('#storm-table tr[data-storm-id="while-away-8-8000"]').wait_for(timeout=10_000)
+    page.locator('#storm-table tr[data-storm-id="while-away-8-8000"]').wait_for()
     assert page.watch.errors == []
 
 
@@ -141,16 +142,17 @@ def test_component_and_task_pages_update_in_place(page, served):
     page.evaluate("window.__noReload = 1")
     row = page.locator('#task-table tr[data-task-id="3"]')
     emitted = row.locator("[data-field=emitted]")
-    expect(emitted).to_have_text("40", timeout=10_000)  # bolt_stats(1), ten minutes
+    expect(emitted).to_have_text("40")  # bolt_stats(1), ten minutes
 
     # a new heartbeat: the task's numbers for the page's window, its age and the component's
     served.writer.set_task_heartbeat(
         HEALTHY, 3, TaskHeartbeat(int(time.time()), 100, bolt_stats(9))
     )
-    expect(emitted).to_have_text("360", timeout=10_000)
+    expect(emitted).to_have_text("360")
     expect(row.locator("[data-field=uptime]")).to_have_text("1m 40s")
+    # an age in seconds: the heartbeat just written (a busy machine may take a while to show it)
     expect(row.locator("[data-field=heartbeat-age]")).to_have_text(
-        re.compile(r"^(just now|\ds ago)$")
+        re.compile(r"^(just now|\d+s ago)$")
     )
     comp_600 = page.locator('#component-stats tr[data-window="600"] [data-field=emitted]')
     expect(comp_600).to_have_text(str(360 + 40 + 40))
@@ -158,8 +160,8 @@ def test_component_and_task_pages_update_in_place(page, served):
     # a new error of the component: on top, highlighted, as text; the task's row follows
     served.writer.report_task_error(HEALTHY, 3, HOSTILE)
     first = page.locator("#component-errors > li").first
-    expect(first.locator(".error-text")).to_have_text(HOSTILE, timeout=10_000)
-    assert "live-new" in first.get_attribute("class")
+    expect(first.locator(".error-text")).to_have_text(HOSTILE)
+    assert was_highlighted(first)
     assert first.locator(".live-new-badge").text_content() == "new"
     expect(row.locator("[data-field=last-error] .error-line")).to_have_text(HOSTILE)
     assert page.locator("main img, main script").count() == 0
@@ -173,12 +175,12 @@ def test_component_and_task_pages_update_in_place(page, served):
     served.writer.set_task_heartbeat(
         HEALTHY, 3, TaskHeartbeat(int(time.time()), 200, bolt_stats(11))
     )
-    expect(all_time).to_have_text("1,760", timeout=10_000)
+    expect(all_time).to_have_text("1,760")
     expect(page.locator("#task-uptime")).to_have_text("3m 20s")
     served.writer.report_task_error(HEALTHY, 3, "task three\nsecond line")
     item = page.locator("#task-errors > li").first
-    expect(item.locator(".error-text")).to_have_text("task three\nsecond line", timeout=10_000)
-    assert "live-new" in item.get_attribute("class")
+    expect(item.locator(".error-text")).to_have_text("task three\nsecond line")
+    assert was_highlighted(item)
     assert page.locator("#task-errors > li").nth(1).locator(".error-text").inner_text() == HOSTILE
     assert page.evaluate("window.__noReload") == 1
     assert page.watch.errors == [] and page.watch.dialogs == []
@@ -192,13 +194,13 @@ def test_supervisor_pages_update_in_place(page, served):
     page.evaluate("window.__noReload = 1")
     section = page.locator('section.supervisor-detail[data-supervisor-id="sup-a"]')
     row = section.locator(f'tr[data-storm-id="{HEALTHY}"][data-port="6700"]')
-    expect(row.locator("[data-field=alive]")).to_have_text("3", timeout=10_000)
+    expect(row.locator("[data-field=alive]")).to_have_text("3")
     chip = row.locator('a.task-chip[data-task-id="3"]')
     component = chip.locator(".muted").inner_text()
 
     # a task dies: its worker's count and chip follow, the chip keeps its component
     served.writer.remove_task_heartbeat(HEALTHY, 3)
-    expect(row.locator("[data-field=alive]")).to_have_text("2", timeout=10_000)
+    expect(row.locator("[data-field=alive]")).to_have_text("2")
     expect(chip).to_have_class(re.compile(r"\bdead\b"))
     assert chip.locator(".badge-dead").count() == 1
     assert chip.locator(".muted").inner_text() == component == "(count)"
@@ -206,7 +208,7 @@ def test_supervisor_pages_update_in_place(page, served):
     # a new storm's worker gets a row, its tasks linked
     served.submit("suplive-7-7000", "suplive")
     fresh = section.locator('tr[data-storm-id="suplive-7-7000"][data-port="6703"]')
-    expect(fresh.locator("[data-field=storm] a")).to_have_text("suplive", timeout=10_000)
+    expect(fresh.locator("[data-field=storm] a")).to_have_text("suplive")
     assert fresh.locator("a.task-chip").get_attribute("href") == "/storms/suplive-7-7000/tasks/1/"
 
     # a lost supervisor beats again, then goes quiet: the badge follows both ways
@@ -222,7 +224,7 @@ def test_supervisor_pages_update_in_place(page, served):
         served.writer.set_supervisor_heartbeat("sup-stale", info)
 
     beat(0)
-    expect(lost_badge).to_have_count(0, timeout=10_000)
+    expect(lost_badge).to_have_count(0)
     expect(stale_section).not_to_have_class(re.compile(r"\blost\b"))
     assert page.evaluate("window.__noReload") == 1
 
@@ -231,7 +233,7 @@ def test_supervisor_pages_update_in_place(page, served):
     page.evaluate("window.__noReload = 1")
     assert page.locator("#supervisor-state").inner_text() == "ok"
     beat(120)
-    expect(page.locator("#supervisor-state")).to_have_text("lost", timeout=10_000)
+    expect(page.locator("#supervisor-state")).to_have_text("lost")
     expect(page.locator("h1 .badge-lost")).to_have_count(1)
     assert page.evaluate("window.__noReload") == 1
     assert page.watch.errors == [] and page.watch.dialogs == []
@@ -263,7 +265,7 @@ def test_storm_page_adds_and_removes_component_rows(page, served):
     assign([1, 2])
     row = page.locator('#bolt-table tr[data-component-id="adder"]')
     expect(row.locator("[data-field=id] a")).to_have_attribute(
-        "href", f"/storms/{storm_id}/components/adder/", timeout=10_000
+        "href", f"/storms/{storm_id}/components/adder/"
     )
     assert row.locator("[data-field=tasks]").inner_text() == "1"
     expect(page.locator("#bolt-table-empty")).to_be_hidden()
@@ -271,7 +273,7 @@ def test_storm_page_adds_and_removes_component_rows(page, served):
     # and vanishes again
     assign([1])
     served.state.delete_node(f"/tasks/{storm_id}/2")
-    expect(row).to_have_count(0, timeout=10_000)
+    expect(row).to_have_count(0)
     expect(page.locator("#bolt-table-empty")).to_be_visible()
     assert page.locator("#spout-table tr[data-component-id]").count() == 1
     assert page.evaluate("window.__noReload") == 1
