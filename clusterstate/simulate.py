@@ -10,7 +10,9 @@ never through raw paths, in the roles that the closing comments of Storm's
   a while onto live slots, and, every ``churn_secs``, removes the storms it
   deactivated last time (``remove_storm``, ``teardown_heartbeats``,
   ``teardown_task_errors``), deactivates one more and submits new ones to keep
-  ``storms`` active;
+  ``storms`` active; and it takes down what an earlier run left behind, as
+  nimbus does on start-up ("if a storm exists but is not taken down fully,
+  ensure that storm takedown is launched"), see :meth:`Simulator._take_down_leftovers`;
 - each **supervisor** heartbeats its ``SupervisorInfo`` on its own session, so
   that losing one (its session closed) makes its ephemeral node vanish for
   real; it comes back later under the same id;
@@ -544,6 +546,7 @@ class Simulator:
         self._master_busy = False
         self._next_churn: float | None = None
         self._missing_since: dict = {}
+        self._swept = False  # leftovers of an earlier run looked for at least once
         self._worker_sessions: dict = {}
         self._task_list: list | None = None
         self._failure_log: dict = {}
@@ -560,6 +563,7 @@ class Simulator:
                 "deactivated",
                 "removed",
                 "reassigned",
+                "leftovers_taken_down",
                 "failures",
             ),
             0,
@@ -1017,6 +1021,8 @@ class Simulator:
             now = self._time()
             with self.master.use() as scs:
                 slots, hosts = self._live_slots(scs)
+                if not self._swept or self._shard[1] == 1:
+                    self._take_down_leftovers(scs)
                 self._forget_missing(hosts, now)
                 if self._next_churn is not None and now >= self._next_churn:
                     self._next_churn = now + self.churn_secs
@@ -1087,6 +1093,65 @@ class Simulator:
         for session in sessions:
             session.close()
         log.info("removed %s", storm.id)
+
+    def _take_down_leftovers(self, scs) -> None:
+        """Take down the storms in the store that no live supervisor runs and that are not ours.
+
+        The simulator plays the whole of a cluster: a storm it did not submit
+        is one an earlier run left (its master stopped between deactivating
+        and removing, or was stopped while the storm ran, the storm staying
+        ACTIVE with every task dead). A storm is such a leftover when it has a
+        storm node or an assignment, is not one of this simulator's, and none
+        of the supervisors its assignment names is alive, leaving out this
+        simulator's own: they run nothing of an earlier run, even when a seed
+        gives them its ids. Its tasks can never beat again, so the master
+        takes it down as it removes its own storms: deactivate, remove, tear
+        down heartbeats and errors. On its first tick it also tears down the
+        remains of takedowns cut short (heartbeats, errors or tasks of a storm
+        with neither storm node nor assignment).
+
+        A simulator playing the whole cluster looks on every tick, so that a
+        storm whose supervisors outlived a killed run by a session timeout is
+        taken down once they are gone; a shard looks on its first tick only,
+        before the other shards' supervisors could be lost, and leaves
+        remains alone, which may be another shard's submission under way.
+        """
+        whole = self._shard[1] == 1
+        first = not self._swept
+        with self._lock:
+            ours = set(self.storms)
+        found = (set(scs.active_storms()) | set(scs.assignments())) - ours
+        doomed = []
+        if found:
+            alive = set(scs.supervisors()) - set(self.supervisors)
+            for storm_id in sorted(found):
+                try:
+                    assignment = scs.assignment_info(storm_id)
+                except ValueError:
+                    continue  # unreadable: not ours to judge, as nimbus would skip it
+                nodes = {n for n, _ in assignment.task_node_port.values()} if assignment else ()
+                if not alive.intersection(nodes):
+                    doomed.append(storm_id)
+        if first and whole:
+            rest = set(scs.heartbeat_storms()) | set(scs.task_error_storms())
+            doomed += sorted((rest | set(scs.task_storms())) - ours - found)
+        if doomed:
+            self._take_down(scs, doomed)
+        self._swept = True  # not before: a failed look is made again on the next tick
+
+    def _take_down(self, scs, doomed: list) -> None:
+        """Take storms down in Storm's order, side by side; absent nodes are no error."""
+
+        def take_down(storm_id):
+            scs.deactivate_storm(storm_id)
+            scs.remove_storm(storm_id)
+            scs.teardown_heartbeats(storm_id)
+            scs.teardown_task_errors(storm_id)
+
+        list((self._fanout.map if self._fanout else map)(take_down, doomed))
+        with self._lock:
+            self._counts["leftovers_taken_down"] += len(doomed)
+        log.info("took down %d storms left by an earlier run: %s", len(doomed), ", ".join(doomed))
 
     def _remove_storm_now(self, storm: _Storm) -> None:
         with self.master.use() as scs:
