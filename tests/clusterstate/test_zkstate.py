@@ -6,8 +6,6 @@ server other tests use is never disturbed.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from clusterstate.errors import NotConnectedError
@@ -47,11 +45,24 @@ def opened():
         state.close()
 
 
-def assert_refused_quickly(operation, limit=2.0):
-    started = time.monotonic()
-    with pytest.raises(NotConnectedError):
-        operation()
-    assert time.monotonic() - started < limit
+def assert_refused_at_once(state, operation):
+    """``operation`` raises NotConnectedError without handing kazoo a request: it waits for
+    no reconnect, and nothing is queued to run after one."""
+    client = state.client
+    call = client._call
+    sent = []
+
+    def spy(request, async_object):
+        sent.append(request)
+        return call(request, async_object)
+
+    client._call = spy  # every kazoo request goes through KazooClient._call
+    try:
+        with pytest.raises(NotConnectedError):
+            operation()
+    finally:
+        del client._call
+    assert sent == []
 
 
 def test_outage_reports_suspended_then_connected_and_ops_fail_fast(own_server, opened):
@@ -66,13 +77,13 @@ def test_outage_reports_suspended_then_connected_and_ops_fail_fast(own_server, o
     own_server.stop()
     listener.wait_for_event(SUSPENDED)
     wait_for(lambda: not state.connected)
-    assert_refused_quickly(lambda: state.get_data("/storms/s1"))
-    assert_refused_quickly(lambda: state.get_children("/storms"))
-    assert_refused_quickly(lambda: state.get_data_many(["/storms/s1", "/x"]))
-    assert_refused_quickly(lambda: state.set_data("/storms/s2", b"during"))
-    assert_refused_quickly(lambda: state.set_ephemeral_node("/supervisors/sup", b"x"))
-    assert_refused_quickly(lambda: state.delete_node("/storms"))
-    assert_refused_quickly(lambda: state.create_sequential("/e/n-", b""))
+    assert_refused_at_once(state, lambda: state.get_data("/storms/s1"))
+    assert_refused_at_once(state, lambda: state.get_children("/storms"))
+    assert_refused_at_once(state, lambda: state.get_data_many(["/storms/s1", "/x"]))
+    assert_refused_at_once(state, lambda: state.set_data("/storms/s2", b"during"))
+    assert_refused_at_once(state, lambda: state.set_ephemeral_node("/supervisors/sup", b"x"))
+    assert_refused_at_once(state, lambda: state.delete_node("/storms"))
+    assert_refused_at_once(state, lambda: state.create_sequential("/e/n-", b""))
 
     own_server.restart()
     states = listener.wait_for(lambda ev: CONNECTED in ev[ev.index(SUSPENDED) :], timeout=20)
@@ -94,10 +105,8 @@ def test_outage_reports_suspended_then_connected_and_ops_fail_fast(own_server, o
 
 def test_unreachable_server_raises_not_connected(opened):
     dead = {"storm.zookeeper.servers": ["127.0.0.1"], "storm.zookeeper.port": free_port()}
-    started = time.monotonic()
-    with pytest.raises(NotConnectedError):
+    with pytest.raises(NotConnectedError):  # gives up after its timeout, never retries for ever
         opened(dead, timeout=1)
-    assert time.monotonic() - started < 5
 
 
 def test_nested_root_is_created_and_used_as_chroot(own_server, opened):
@@ -149,8 +158,7 @@ def test_close_during_an_outage_returns_promptly(own_server, opened):
     state.add_connection_listener(listener)
     own_server.stop()
     listener.wait_for_event(SUSPENDED)
-    started = time.monotonic()
+    # returns with ZooKeeper still down: a close that waited for it would never return
     state.close()
     state.close()
-    assert time.monotonic() - started < 5
     assert not state.connected
