@@ -45,8 +45,11 @@ def _var_dir(database) -> Path:
     return _shared_var
 
 
-def server_env(zk_connect: str, zk_root: str, database: Path, **extra) -> dict:
-    """The environment of a dashboard process reading ``zk_root`` on ``zk_connect``."""
+def server_env(zk_connect: str, zk_root: str, database: Path | str, **extra) -> dict:
+    """The environment of a dashboard process reading ``zk_root`` on ``zk_connect``.
+
+    ``database`` is a SQLite file, or a ``DATABASE_URL`` (``postgres://...``).
+    """
     # nothing of the caller's environment beyond these (no STORMUI_*, DJANGO_*, DATABASE_URL)
     env = {k: v for k, v in os.environ.items() if k in INHERITED}
     env.update(
@@ -57,7 +60,7 @@ def server_env(zk_connect: str, zk_root: str, database: Path, **extra) -> dict:
         STORMUI_ZK_ROOT=zk_root,
         STORMUI_STORE="zookeeper",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-        DATABASE_URL=f"sqlite:///{database}",
+        DATABASE_URL=database if "://" in str(database) else f"sqlite:///{database}",
         DJANGO_DEBUG="false",
         PYTHONUNBUFFERED="1",
     )

@@ -56,6 +56,12 @@ class Result:
         return self.outcome == Outcome.SUCCESS
 
 
+def _storable(text) -> str:
+    """``text`` with NUL characters written out as ``\\x00``: PostgreSQL's text columns
+    cannot hold them, and a storm id from a URL may carry one."""
+    return str(text).replace("\x00", "\\x00")
+
+
 def record(user, action, storm_id, via, remote_addr, outcome, detail="") -> AuditEntry:
     """Write one audit entry."""
     authenticated = user is not None and user.is_authenticated
@@ -63,9 +69,9 @@ def record(user, action, storm_id, via, remote_addr, outcome, detail="") -> Audi
         user=user if authenticated else None,
         username=user.get_username() if authenticated else "",
         action=action,
-        storm_id=str(storm_id)[:255],
+        storm_id=_storable(storm_id)[:255],
         outcome=outcome,
-        detail=detail,
+        detail=_storable(detail),
         via=via,
         remote_addr=remote_addr or None,
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 
 from clusterstate.zkserver import ZooKeeperServer, ZooKeeperUnavailable
 from tests.helpers import StateFactory, expire_session, wait_for
+from tests.pgserver import PostgresServer, PostgresUnavailable
 
 __all__ = ["expire_session", "wait_for"]
 
@@ -53,6 +55,107 @@ def zk_server(tmp_path_factory):
         pytest.fail(f"ZooKeeper is not installed ({exc}); set STORMUI_ALLOW_NO_ZK=1 to skip")
     yield server
     server.stop()
+
+
+# -- the database lane -----------------------------------------------------------------------
+# The suite runs on SQLite; with STORMUI_TEST_DATABASE=postgres every test that touches the
+# database (marked `db` below, so `pytest -m db` picks them) runs on a throwaway PostgreSQL.
+
+DATABASE_LANES = ("sqlite", "postgres")
+# what makes a test touch the database, besides the django_db marker
+DATABASE_FIXTURES = frozenset(
+    {
+        "db",
+        "transactional_db",
+        "django_db_setup",
+        "django_db_reset_sequences",
+        "django_db_serialized_rollback",
+        "live_server",
+        "admin_user",
+        "admin_client",
+        "django_user_model",
+        "server_database_factory",
+    }
+)
+
+
+def database_lane() -> str:
+    """``"sqlite"`` or ``"postgres"``, from ``STORMUI_TEST_DATABASE`` (default ``sqlite``)."""
+    return os.environ.get("STORMUI_TEST_DATABASE", "").strip().lower() or "sqlite"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "db: touches the database (runs on both lanes)")
+    if database_lane() not in DATABASE_LANES:
+        raise pytest.UsageError(
+            f"STORMUI_TEST_DATABASE={database_lane()!r}: use one of {', '.join(DATABASE_LANES)}"
+        )
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("django_db") or DATABASE_FIXTURES.intersection(
+            getattr(item, "fixturenames", ())
+        ):
+            item.add_marker(pytest.mark.db)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The PostgreSQL lane's server: a throwaway cluster on a free loopback port.
+
+    Fails (never skips) if PostgreSQL is not installed.
+    """
+    server = PostgresServer()
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        pytest.fail(
+            f"PostgreSQL is not installed ({exc}); STORMUI_TEST_DATABASE=postgres needs it",
+            pytrace=False,
+        )
+    yield server
+    server.stop()
+
+
+def _use_database(url: str) -> None:
+    """Point the default database at ``url``, before pytest-django makes its test database.
+
+    The dict is changed in place: ``django.db.connections`` holds that same dict, and a
+    connection already made from it is dropped so the next one is of the new kind.
+    """
+    import dj_database_url
+    from django.conf import settings
+    from django.db import connections
+
+    parsed = dj_database_url.parse(url, conn_max_age=0)
+    for default in {
+        id(d): d for d in (settings.DATABASES["default"], connections.settings["default"])
+    }.values():
+        default.update(parsed)
+        default["OPTIONS"] = dict(parsed.get("OPTIONS", {}))
+    for conn in connections.all(initialized_only=True):
+        if conn.alias == "default":
+            conn.close()
+            del connections["default"]
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(request, django_db_modify_db_settings_parallel_suffix):
+    """pytest-django's hook to change the database settings: the lane's database."""
+    if database_lane() == "postgres":
+        _use_database(request.getfixturevalue("postgres_server").url("stormui"))
+
+
+@pytest.fixture(scope="session")
+def server_database_factory(request):
+    """``server_database_factory(folder)``: a ``DATABASE_URL`` of a new empty database of this
+    lane, for the servers a test starts in subprocesses (SQLite in ``folder``, or a new
+    database on the lane's PostgreSQL)."""
+    if database_lane() == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        return lambda folder: server.create_database()
+    return lambda folder: f"sqlite:///{Path(folder) / 'db.sqlite3'}"
 
 
 @pytest.fixture(autouse=True)

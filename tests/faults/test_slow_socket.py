@@ -154,7 +154,9 @@ def p50(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def test_stuck_reader_does_not_hold_up_the_others(own_zk, fault_conf, sessions, tmp_path):
+def test_stuck_reader_does_not_hold_up_the_others(
+    own_zk, fault_conf, sessions, tmp_path, server_database_factory
+):
     writer = sessions.storm()
     for t in TASKS:
         writer.set_task(STORM, t, TaskInfo("bolt-s", "bolt"))
@@ -164,7 +166,7 @@ def test_stuck_reader_does_not_hold_up_the_others(own_zk, fault_conf, sessions, 
     )
     writer.activate_storm(STORM, StormBase("slow", int(time.time())))
     env = live_servers.server_env(
-        own_zk.connect_string, fault_conf["storm.zookeeper.root"], tmp_path / "db.sqlite3"
+        own_zk.connect_string, fault_conf["storm.zookeeper.root"], server_database_factory(tmp_path)
     )
     live_servers.migrate(env)
     daphne = stream = stuck = None

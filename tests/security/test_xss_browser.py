@@ -31,8 +31,9 @@ INJECTED = "document.querySelectorAll('img, svg, b, main script, .error-text *')
 
 
 @pytest.fixture(scope="module")
-def served(zk_server, tmp_path_factory):
-    s = Served(zk_server, tmp_path_factory.mktemp("xss"))
+def served(zk_server, tmp_path_factory, server_database_factory):
+    folder = tmp_path_factory.mktemp("xss")
+    s = Served(zk_server, folder, server_database_factory(folder))
     # hostile errors on task 1 of the healthy storm
     s.writer.report_task_error(HEALTHY, 1, HOSTILE)
     yield s

@@ -20,7 +20,9 @@ from tests.stormui.conftest import write_known_cluster
 class Served:
     """The known cluster in ZooKeeper, a daphne serving it, and a writer with the real clock."""
 
-    def __init__(self, zk_server, folder):
+    def __init__(self, zk_server, folder, database_url: str | None = None):
+        """``database_url``: the daphne's database (``server_database_factory``'s); default
+        a SQLite file in ``folder``."""
         self.folder = folder
         host, _, port = zk_server.connect_string.rpartition(":")
         self.root = f"/t/{uuid.uuid4().hex}"
@@ -34,7 +36,7 @@ class Served:
         self.state = mk_distributed_cluster_state(self.conf)
         self.writer = mk_storm_cluster_state(self.state)
         self.env = live_servers.server_env(
-            zk_server.connect_string, self.root, folder / "db.sqlite3"
+            zk_server.connect_string, self.root, database_url or folder / "db.sqlite3"
         )
         live_servers.migrate(self.env)
         self.port = live_servers.free_port()

@@ -467,6 +467,8 @@ def test_unknown_or_bad_storm_is_404(cluster, zk, token):
     assert dump(zk) == before
     assert not ScheduledRemoval.objects.exists()
     assert set(AuditEntry.objects.values_list("outcome", flat=True)) == {"not-found"}
+    # PostgreSQL's text holds no NUL: the log writes it out
+    assert AuditEntry.objects.filter(storm_id="a\\x00b").count() == 3
 
 
 def test_page_remove_goes_back_to_the_cluster(cluster, zk, operator):

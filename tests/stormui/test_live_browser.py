@@ -31,8 +31,9 @@ HOSTILE = '<img src=x onerror="alert(1)"> & <script>alert(2)</script>'
 
 
 @pytest.fixture(scope="module")
-def served(zk_server, tmp_path_factory):
-    s = Served(zk_server, tmp_path_factory.mktemp("live-browser"))
+def served(zk_server, tmp_path_factory, server_database_factory):
+    folder = tmp_path_factory.mktemp("live-browser")
+    s = Served(zk_server, folder, server_database_factory(folder))
     yield s
     s.close()
 
