@@ -19,12 +19,18 @@ websockets_sync = pytest.importorskip("websockets.sync.client")
 
 pytestmark = pytest.mark.timeout(180)
 
+# the bound of a socket's wait, on a machine that may be busy with other work: a wait ends
+# as soon as the message comes; the bound only decides when a test fails
+WAIT = 30
+
 
 @pytest.fixture(scope="module")
 def farm(zk_server, tmp_path_factory, server_database_factory):
     """Redis, two daphnes and a relay, all on the known cluster."""
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server, or make setup-test)")
+        pytest.skip(
+            "redis-server is not installed (apt-get install redis-server, or make setup-test)"
+        )
     folder = tmp_path_factory.mktemp("live-redis")
     host, _, port = zk_server.connect_string.rpartition(":")
     root = f"/t/{uuid.uuid4().hex}"
@@ -74,10 +80,10 @@ def writer(farm):
 
 def open_socket(base_url: str, path: str):
     ws_url = base_url.replace("http://", "ws://") + path
-    return websockets_sync.connect(ws_url, origin=base_url, open_timeout=15)
+    return websockets_sync.connect(ws_url, origin=base_url, open_timeout=WAIT)
 
 
-def receive_until(ws, predicate, timeout: float = 15.0):
+def receive_until(ws, predicate, timeout: float = WAIT):
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
@@ -94,19 +100,18 @@ def test_a_change_reaches_sockets_on_both_daphnes_once(farm, writer):
         feeds = [stack.enter_context(open_socket(url, "/ws/errors/")) for url in urls]
         clusters = [stack.enter_context(open_socket(url, "/ws/cluster/")) for url in urls]
         for ws in feeds + clusters:
-            assert json.loads(ws.recv(timeout=15))["type"] == "snapshot"
+            assert json.loads(ws.recv(timeout=WAIT))["type"] == "snapshot"
 
         writer.report_task_error(HEALTHY, 3, "seen by every daphne")
         for ws in feeds:
             error = receive_until(ws, lambda m: m["type"] == "error")
             assert error["error"] == "seen by every daphne"
             assert error["component_id"] == "count" and error["host"] == "host-a.example"
-        # once: the daphnes do not relay as well
+        # once: the daphnes do not relay as well (a repeat would come before the next error)
+        writer.report_task_error(HEALTHY, 3, "the next one")
         for ws in feeds:
-            with pytest.raises(TimeoutError):
-                while True:
-                    extra = json.loads(ws.recv(timeout=1.5))
-                    assert extra["type"] != "error", extra
+            error = receive_until(ws, lambda m: m["type"] == "error")
+            assert error["error"] == "the next one"
 
         writer.activate_storm(PAUSED, StormBase("paused", int(time.time())))
         for ws in clusters:
@@ -124,7 +129,7 @@ def test_storm_sockets_on_both_daphnes(farm, writer):
     with contextlib.ExitStack() as stack:
         sockets = [stack.enter_context(open_socket(url, f"/ws/storms/{HEALTHY}/")) for url in urls]
         for ws in sockets:
-            assert json.loads(ws.recv(timeout=15))["type"] == "snapshot"
+            assert json.loads(ws.recv(timeout=WAIT))["type"] == "snapshot"
         writer.remove_task_heartbeat(HEALTHY, 4)
         for ws in sockets:
             receive_until(
