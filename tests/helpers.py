@@ -8,8 +8,12 @@ import time
 from clusterstate.memstate import MemoryClusterState, MemoryStore, mk_memory_cluster_state
 from clusterstate.protocol import CONNECTED, LOST
 
+# The default bound of every wait: long enough for a machine busy with other work (a wait
+# ends as soon as its condition holds; the bound only decides when a test fails).
+WAIT = 30
 
-def wait_for(predicate, timeout: float = 10, interval: float = 0.02, message: str = ""):
+
+def wait_for(predicate, timeout: float = WAIT, interval: float = 0.02, message: str = ""):
     """Poll ``predicate()`` until it returns something truthy; return that.
 
     :raises AssertionError: if it is still falsy after ``timeout`` seconds.
@@ -40,14 +44,14 @@ class Recorder:
             self.events.append(args if len(args) != 1 else args[0])
             self._cond.notify_all()
 
-    def wait_for(self, predicate, timeout: float = 10):
+    def wait_for(self, predicate, timeout: float = WAIT):
         """Wait until ``predicate(events)`` is truthy; returns a copy of the events."""
         with self._cond:
             if not self._cond.wait_for(lambda: predicate(self.events), timeout):
                 raise AssertionError(f"timed out after {timeout}s; events: {self.events}")
             return list(self.events)
 
-    def wait_for_event(self, event, timeout: float = 10):
+    def wait_for_event(self, event, timeout: float = WAIT):
         """Wait until ``event`` has been recorded; returns a copy of the events."""
         return self.wait_for(lambda events: event in events, timeout)
 
@@ -56,7 +60,7 @@ class Recorder:
             self.events.clear()
 
 
-def expire_session(state, timeout: float = 20) -> None:
+def expire_session(state, timeout: float = WAIT) -> None:
     """Force ``state``'s session to expire and wait until a new session is connected.
 
     For ZooKeeper this is the ZooKeeper FAQ's way: a second client joins the
@@ -82,7 +86,7 @@ def expire_session(state, timeout: float = 20) -> None:
                     raise AssertionError("could not expire the ZooKeeper session")
                 other = KazooClient(hosts=state.hosts, client_id=client_id)
                 try:
-                    other.start(timeout=5)
+                    other.start(timeout=timeout)
                 finally:
                     other.stop()  # sends closeSession: the server ends the session
                     other.close()

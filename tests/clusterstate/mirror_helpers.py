@@ -11,7 +11,7 @@ import threading
 
 from clusterstate import paths
 from clusterstate.errors import UnreadableNodeError
-from tests.helpers import wait_for
+from tests.helpers import WAIT, wait_for
 
 
 def _read(fn, *args):
@@ -115,7 +115,7 @@ def assert_mirror_equals(mirror, storm_state, *, heartbeats: bool = True) -> Non
     assert not diffs, "mirror differs from ZooKeeper:\n" + "\n".join(diffs)
 
 
-def wait_mirror_equals(mirror, storm_state, timeout: float = 10, *, heartbeats=True) -> None:
+def wait_mirror_equals(mirror, storm_state, timeout: float = WAIT, *, heartbeats=True) -> None:
     """Wait until :func:`assert_mirror_equals` passes; fail with the last differences."""
     last = []
 
@@ -152,7 +152,7 @@ class ChangeLog:
                 if c.kind == kind and all(getattr(c, k) == v for k, v in fields.items())
             ]
 
-    def wait(self, kind: str, timeout: float = 10, **fields):
+    def wait(self, kind: str, timeout: float = WAIT, **fields):
         """Wait for a change of ``kind`` matching ``fields``; returns the first such."""
         with self._cond:
             if not self._cond.wait_for(lambda: self.of(kind, **fields), timeout):

@@ -20,7 +20,7 @@ from clusterstate.records import parse_error_name
 from clusterstate.storm import MAX_TASK_ERRORS, StormClusterState, mk_storm_cluster_state
 from tests.helpers import expire_session, wait_for
 
-TIMEOUT = 10
+TIMEOUT = 30  # the bound of a wait on a session or a watch, on a busy machine
 
 ASSIGNMENT = Assignment(
     master_code_dir="/nimbus/stormdist/wordcount-1-1",

@@ -334,7 +334,7 @@ def known_cluster(settings, zk_server, zk_conf, stormui_mirror):
                 and view.supervisors_present == len(known.supervisors)
             )
 
-        wait_for(synced, timeout=20, interval=0.05, message="the source never synced")
+        wait_for(synced, timeout=30, interval=0.05, message="the source never synced")
         yield known
     finally:
         reset_source()

@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from stormui.models import AuditEntry
+from tests.helpers import wait_for
 from tests.stormui import browser as chromium
 from tests.stormui.conftest import HEALTHY, PAUSED
 from tests.stormui.test_actions import (
@@ -47,13 +48,17 @@ def log_in(page, base_url, next_path="/"):
     page.wait_for_load_state("load")
 
 
-def reload_until(page, selector, text, tries=50):
-    for _ in range(tries):
-        if page.locator(selector).inner_text() == text:
-            return
-        page.wait_for_timeout(200)
+def reload_until(page, shown):
+    """Reload until ``shown()``: pages are rendered from the mirror, which follows ZooKeeper
+    on its own thread, so an action's effect shows on some later load."""
+
+    def reloaded():
+        if shown():
+            return True
         page.reload()
-    assert page.locator(selector).inner_text() == text
+        return False
+
+    wait_for(reloaded, timeout=chromium.WAIT_MS / 1000, interval=0.2)
 
 
 def test_operator_deactivates_then_removes_a_storm(page, live_server, known_cluster, operator):
@@ -73,7 +78,7 @@ def test_operator_deactivates_then_removes_a_storm(page, live_server, known_clus
     page.click("#deactivate-button")
     page.wait_for_load_state("load")
     assert page.url == f"{base}/storms/{HEALTHY}/"
-    reload_until(page, "#storm-status", "INACTIVE")
+    reload_until(page, lambda: page.locator("#storm-status").inner_text() == "INACTIVE")
     assert known_cluster.writer.storm_base(HEALTHY) is None
     assert not page.locator("#deactivate-form").count()
 
@@ -83,12 +88,9 @@ def test_operator_deactivates_then_removes_a_storm(page, live_server, known_clus
     page.click("#remove-button")
     page.wait_for_load_state("load")
     assert page.url == f"{base}/"
-    for _ in range(50):
-        if not page.locator(f"#storm-table tr[data-storm-id='{HEALTHY}']").count():
-            break
-        page.wait_for_timeout(200)
-        page.reload()
-    assert not page.locator(f"#storm-table tr[data-storm-id='{HEALTHY}']").count()
+    reload_until(
+        page, lambda: not page.locator(f"#storm-table tr[data-storm-id='{HEALTHY}']").count()
+    )
     assert page.locator(f"#storm-table tr[data-storm-id='{PAUSED}']").count() == 1
     assert known_cluster.writer.assignment_info(HEALTHY) is None
     assert page.watch.errors == []

@@ -47,7 +47,7 @@ def test_pages_serve_before_zookeeper_is_reachable_then_catch_up(client, late_zo
     try:
         writer.activate_storm("late-1", StormBase("late", 1_700_000_000))
         wait_for(lambda: get_source().zk_connected, timeout=30)
-        wait_for(lambda: "late-1" in get_source().cluster_view().storms, timeout=15)
+        wait_for(lambda: "late-1" in get_source().cluster_view().storms, timeout=30)
     finally:
         writer.disconnect()
         writer_state.close()
