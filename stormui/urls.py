@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from . import action_urls, api, views
 
@@ -21,6 +23,8 @@ urlpatterns = [
     path("api/", include(api.urlpatterns)),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    # for what asks the old way (pages without our <link rel="icon">: the admin's, the API's)
+    path("favicon.ico", RedirectView.as_view(url=static("stormui/img/favicon.svg"))),
 ]
 
 handler404 = "stormui.views.not_found"
