@@ -1,7 +1,12 @@
-"""100 connection faults on the mirror's session while a simulator churns the cluster:
-session expiries (most), forced disconnects (the client's socket shut under it) and a
-few ZooKeeper restarts. After each the mirror must converge to a fresh read; threads,
-watches and memory must stay flat between the 10th and the 100th round."""
+"""At least 100 connection faults on the mirror's session while a simulator churns the
+cluster: session expiries (most), forced disconnects (the client's socket shut under it)
+and a few ZooKeeper restarts. Faults go on past the 100th until the simulator has churned
+enough (storms removed, tasks died), however fast the machine runs the rounds. After each
+the mirror must converge to a fresh read; threads, watches and memory must stay flat
+between the 10th and the last round.
+
+How long convergence takes is reported (``pytest -s``), not asserted: the wait for it is
+bounded only to name what is stuck."""
 
 from __future__ import annotations
 
@@ -19,13 +24,17 @@ from tests.clusterstate.mirror_helpers import ChangeLog
 from tests.faults.conftest import fault_simulator, report, wait_converged
 from tests.helpers import expire_session, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-ROUNDS = 100
+ROUNDS = 100  # faults at least; more while the churn is short of its counts
+MAX_ROUNDS = 400  # a simulator that has not churned enough by then is stuck
 RESTART_ROUNDS = {30, 60, 90}  # ZooKeeper stopped and started (slow: a few only)
 DISCONNECT_EVERY = 8  # otherwise the socket is shut under the client; the rest expire
-#: the goal: converged within this many seconds of the fault's end
-CONVERGE_WITHIN = 10.0
+#: "under churn": at least this many storms removed and tasks died during the faults
+MIN_REMOVED = 5
+MIN_DEATHS = 20
+#: a wait on the mirror longer than this is stuck, however loaded the machine (seconds)
+STUCK_SECS = 90.0
 
 
 def rss_bytes() -> int:
@@ -68,6 +77,22 @@ def shut_socket(state) -> None:
             pass
 
 
+def churned(counts: dict) -> bool:
+    return counts["removed"] >= MIN_REMOVED and counts["task_deaths"] >= MIN_DEATHS
+
+
+def flatness_sample(own_zk, state, mirror) -> dict:
+    gc.collect()
+    return {
+        "threads": threading.active_count(),
+        "server_watches": server_watches(own_zk),
+        "client_watchers": client_watchers(state),
+        "mirror_paths": mirror_watch_paths(mirror),
+        "rss": rss_bytes(),
+        "objects": len(gc.get_objects()),
+    }
+
+
 def test_hundred_faults_under_churn(own_zk, fault_conf, sessions):
     sim = fault_simulator(
         fault_conf,
@@ -89,60 +114,84 @@ def test_hundred_faults_under_churn(own_zk, fault_conf, sessions):
         mirror.start(wait=30)
 
         kinds = {"expiry": [], "disconnect": [], "restart": []}
-        samples = {}
-        for n in range(1, ROUNDS + 1):
+        first = None
+        n = 0
+        # the simulator churns on its own clock, the faults as fast as the machine allows:
+        # go on until both have done their share
+        while n < ROUNDS or not churned(sim.counts()):
+            n += 1
+            if n > MAX_ROUNDS:
+                raise AssertionError(
+                    f"the simulator did not churn enough in {MAX_ROUNDS} fault rounds "
+                    f"(wanted {MIN_REMOVED} storms removed and {MIN_DEATHS} task deaths): "
+                    f"{sim.counts()}"
+                )
             if n in RESTART_ROUNDS:
                 kind = "restart"
                 own_zk.stop()
-                wait_for(lambda: not mirror.connected, timeout=10)
+                wait_for(lambda: not mirror.connected, timeout=STUCK_SECS)
                 own_zk.start()
             elif n % DISCONNECT_EVERY == 0:
                 kind = "disconnect"
                 resyncs = len(changes.changes)
                 shut_socket(state)
                 # the mirror resyncs after the reconnect
-                wait_for(lambda r=resyncs: len(changes.changes) > r, timeout=CONVERGE_WITHIN)
+                wait_for(lambda r=resyncs: len(changes.changes) > r, timeout=STUCK_SECS)
             else:
                 kind = "expiry"
-                expire_session(state)
+                expire_session(state, timeout=STUCK_SECS)
             try:
-                kinds[kind].append(wait_converged(mirror, reader, CONVERGE_WITHIN))
+                kinds[kind].append(wait_converged(mirror, reader, STUCK_SECS))
             except AssertionError as exc:
                 raise AssertionError(f"round {n} ({kind}): {exc}") from None
-            if n in (10, ROUNDS):
-                gc.collect()
-                samples[n] = {
-                    "threads": threading.active_count(),
-                    "server_watches": server_watches(own_zk),
-                    "client_watchers": client_watchers(state),
-                    "mirror_paths": mirror_watch_paths(mirror),
-                    "rss": rss_bytes(),
-                    "objects": len(gc.get_objects()),
-                }
-        first, last = samples[10], samples[ROUNDS]
+            if n == 10:
+                first = flatness_sample(own_zk, state, mirror)
+        last = flatness_sample(own_zk, state, mirror)
         counts = sim.counts()
         report(
             "churn",
+            rounds=n,
             **{f"{k}_n": len(v) for k, v in kinds.items()},
             **{f"{k}_max": max(v) for k, v in kinds.items()},
             **{f"{k}_mean": sum(v) / len(v) for k, v in kinds.items()},
             **{f"{k}_10": v for k, v in first.items()},
-            **{f"{k}_100": v for k, v in last.items()},
+            **{f"{k}_last": v for k, v in last.items()},
             sim_submitted=counts["submitted"],
             sim_removed=counts["removed"],
             sim_errors=counts["errors"],
             sim_deaths=counts["task_deaths"],
             sim_losses=counts["supervisor_losses"],
         )
-        assert counts["removed"] >= 5 and counts["task_deaths"] >= 20  # it did churn
-        # flat: a leak of one thread, watch or a few hundred KB per round would show
-        assert last["threads"] <= first["threads"] + 5, (first, last)
-        # the cluster's size moves with the churn: the mirror's paths say by how much
-        allowed = max(first["mirror_paths"], last["mirror_paths"]) * 2 + 50
-        assert last["server_watches"] <= allowed, (first, last)
-        assert last["client_watchers"] <= allowed, (first, last)
-        assert last["rss"] - first["rss"] <= 40 * 2**20, (first, last)
-        assert last["objects"] <= first["objects"] * 1.3 + 20_000, (first, last)
+
+        # flat: a leak of one thread, watch or a few hundred KB per round would show. What a
+        # fault left closing (a thread, an old session's watches) goes on its own: sample
+        # again until flat; a leak never is
+        def flat(sample: dict) -> list[str]:
+            # the cluster's size moves with the churn: the mirror's paths say by how much
+            allowed = max(first["mirror_paths"], sample["mirror_paths"]) * 2 + 50
+            bounds = {
+                "threads": first["threads"] + 5,
+                "server_watches": allowed,
+                "client_watchers": allowed,
+                "rss": first["rss"] + 40 * 2**20,
+                "objects": first["objects"] * 1.3 + 20_000,
+            }
+            return [
+                f"{k}: {sample[k]} > {bound}" for k, bound in bounds.items() if sample[k] > bound
+            ]
+
+        if flat(last):
+            try:
+                wait_for(
+                    lambda: not flat(flatness_sample(own_zk, state, mirror)),
+                    timeout=STUCK_SECS,
+                    interval=1.0,
+                )
+            except AssertionError:
+                last = flatness_sample(own_zk, state, mirror)
+                raise AssertionError(
+                    f"not flat: {flat(last)}; first {first}, last {last}"
+                ) from None
     finally:
         if not own_zk.is_running():
             own_zk.start()
