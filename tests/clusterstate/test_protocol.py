@@ -16,7 +16,7 @@ from clusterstate.protocol import (
     NODE_DELETED,
     ClusterState,
 )
-from tests.helpers import Recorder, expire_session, wait_for
+from tests.helpers import WAIT, Recorder, expire_session, wait_for
 
 
 def watched(state):
@@ -386,7 +386,7 @@ def test_callbacks_run_off_the_writers_thread(state_factory):
     state.register(callback)
     state.get_data("/self", watch=True)
     state.set_data("/self", b"")  # this session's own write fires its own watch
-    assert done.wait(10)
+    assert done.wait(WAIT)
     assert threads[0] is not threading.current_thread()
 
 

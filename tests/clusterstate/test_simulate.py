@@ -386,15 +386,12 @@ def test_threaded_run_and_stop(state_factory, reader):
     sim = Simulator(state_factory, **{**QUIET, "heartbeat_secs": 0.3, "error_rate": 2})
     sim.start()
     try:
-        wait_for(lambda: len(reader.active_storms()) == 4, timeout=20)
-        wait_for(
-            lambda: all(len(reader.heartbeat_tasks(s)) == 15 for s in reader.active_storms()),
-            timeout=20,
-        )
+        wait_for(lambda: len(reader.active_storms()) == 4)
+        wait_for(lambda: all(len(reader.heartbeat_tasks(s)) == 15 for s in reader.active_storms()))
         check_consistent(reader)
         first = all_time_emitted(reader)
-        wait_for(lambda: all(all_time_emitted(reader)[k] > v for k, v in first.items()), 20)
-        wait_for(lambda: reader.task_error_storms(), timeout=20)
+        wait_for(lambda: all(all_time_emitted(reader)[k] > v for k, v in first.items()))
+        wait_for(lambda: reader.task_error_storms())
     finally:
         sim.stop()
     assert reader.supervisors() == []

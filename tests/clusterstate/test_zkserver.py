@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from clusterstate.zkserver import ZooKeeperServer, four_letter_word, is_ok, read_pidfile
+from tests.helpers import WAIT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,10 +33,12 @@ def test_restart_keeps_port_and_data(tmp_path, zk_server):
     try:
         server.start()
         assert server.is_running()
-        assert "Mode: standalone" in four_letter_word(server.host, server.port, "srvr")
+        assert "Mode: standalone" in four_letter_word(
+            server.host, server.port, "srvr", timeout=WAIT
+        )
         address = server.connect_string
         client = KazooClient(address)
-        client.start(timeout=10)
+        client.start(timeout=WAIT)
         client.create("/kept", b"data")
         client.stop()
         client.close()
@@ -44,7 +47,7 @@ def test_restart_keeps_port_and_data(tmp_path, zk_server):
         assert server.connect_string == address
 
         client = KazooClient(address)
-        client.start(timeout=10)
+        client.start(timeout=WAIT)
         assert client.get("/kept")[0] == b"data"
         client.stop()
         client.close()

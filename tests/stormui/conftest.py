@@ -27,8 +27,11 @@ from clusterstate.records import WINDOWS
 from stormui.source import get_source, reset_source
 from tests.helpers import wait_for
 
-TASK_TIMEOUT = 30
-SUPERVISOR_TIMEOUT = 60
+# Liveness goes by the clock: the known cluster's live beats are at most 5 s old when written,
+# its stale ones 100 s (a task) and 120 s (a supervisor). These leave a test nearly a minute
+# after the writes before a live task or supervisor would age out, on however busy a machine.
+TASK_TIMEOUT = 60
+SUPERVISOR_TIMEOUT = 90
 
 HEALTHY = "healthy-1-1000"
 TROUBLED = "troubled-2-2000"
