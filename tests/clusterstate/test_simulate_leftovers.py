@@ -3,6 +3,8 @@ in-memory store and ZooKeeper."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -10,6 +12,7 @@ import pytest
 
 from clusterstate.storm import mk_storm_cluster_state
 from tests.clusterstate.test_simulate import REPO, START, advance, make
+from tests.helpers import wait_for
 
 
 @pytest.fixture
@@ -141,4 +144,36 @@ def test_a_second_cli_run_on_zookeeper_shows_no_ghosts(zk_server, zk_conf):
         assert len(second) == 4 and not second & first
         assert set(reader.assignments()) == second
     finally:
+        reader.disconnect()
+
+
+def test_manage_py_simulate_stops_cleanly_on_sigterm(zk_server, zk_conf, tmp_path):
+    # as make stop stops it: its supervisors must vanish at once, not a session timeout later
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STORMUI_", "DJANGO_"))}
+    env.update(
+        STORMUI_ZK_SERVERS=zk_server.connect_string,
+        STORMUI_ZK_ROOT=zk_conf["storm.zookeeper.root"],
+        STORMUI_VAR_DIR=str(tmp_path),
+    )
+    log_path = tmp_path / "simulate.log"
+    reader = mk_storm_cluster_state(zk_conf)
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "simulate", "--heartbeat-secs", "0.5"],
+            cwd=REPO,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: len(reader.supervisors()) == 3, timeout=60)
+        wait_for(lambda: len(reader.active_storms()) == 4, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log_path.read_text()
+        assert reader.supervisors() == [], log_path.read_text()
+        assert len(reader.active_storms()) == 4
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         reader.disconnect()

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from clusterstate import MemoryStore, mk_distributed_cluster_state, mk_memory_cluster_state
-from clusterstate.simulate import add_arguments, simulator_from_args
+from clusterstate.simulate import add_arguments, simulator_from_args, stop_on_signals
 from stormui.source import storm_conf
 
 
@@ -27,6 +27,9 @@ class Command(BaseCommand):
 
         simulator = simulator_from_args(_Namespace(options), factory)
         self.stdout.write(f"simulating against {settings.STORMUI_STORE} {settings.STORMUI_ZK_ROOT}")
+        # SIGTERM (make stop) stops it as Ctrl-C does: its sessions close, so its supervisors
+        # and their tasks vanish at once rather than a session timeout later
+        stop_on_signals()
         try:
             simulator.run(options.get("duration") or None)
         except KeyboardInterrupt:
