@@ -32,8 +32,8 @@ pytestmark = [
 ]
 
 SOCKETS = ("/ws/cluster/", "/ws/errors/", f"/ws/storms/{HEALTHY}/")
-#: how soon a socket must close once its user can no longer log in
-SESSION_END_BOUND_SECS = 10
+#: a wait longer than this is stuck, however loaded the machine (seconds)
+STUCK_SECS = 90
 
 
 def connect(path: str, origin: bytes | None = b"http://localhost", host=b"localhost", cookie=None):
@@ -48,10 +48,10 @@ def connect(path: str, origin: bytes | None = b"http://localhost", host=b"localh
 async def refused(comm) -> bool:
     """True if the handshake is refused, or accepted and closed with nothing sent first."""
     try:
-        connected, _ = await comm.connect(timeout=10)
+        connected, _ = await comm.connect(timeout=STUCK_SECS)
         if not connected:
             return await comm.receive_nothing(timeout=0.2)
-        first = await comm.receive_output(timeout=10)
+        first = await comm.receive_output(timeout=STUCK_SECS)
         return first["type"] == "websocket.close"
     finally:
         await comm.disconnect()
@@ -92,8 +92,8 @@ async def test_other_origins_are_refused(live_cluster):
         assert await refused(connect(path, origin=None)), path  # no Origin at all
         # the page's own origin is let in
         comm = connect(path)
-        assert (await comm.connect(timeout=10))[0], path
-        assert (await comm.receive_json_from(timeout=10))["type"] == "snapshot"
+        assert (await comm.connect(timeout=STUCK_SECS))[0], path
+        assert (await comm.receive_json_from(timeout=STUCK_SECS))["type"] == "snapshot"
         await comm.disconnect()
 
 
@@ -104,7 +104,7 @@ async def test_anonymous_sockets_are_refused_when_login_is_required(
     for path in (*SOCKETS, "/ws/storms/no-such-storm-1-1/"):
         # the same refusal whether the storm exists or not: nothing to probe
         comm = connect(path)
-        connected, _ = await comm.connect(timeout=10)
+        connected, _ = await comm.connect(timeout=STUCK_SECS)
         assert not connected, path
         assert await comm.receive_nothing(timeout=0.2)
         await comm.disconnect()
@@ -112,22 +112,23 @@ async def test_anonymous_sockets_are_refused_when_login_is_required(
     # with a session, the same sockets open
     _, _, cookie = operator_cookie
     comm = connect(SOCKETS[0], cookie=cookie)
-    assert (await comm.connect(timeout=10))[0]
-    assert (await comm.receive_json_from(timeout=10))["type"] == "snapshot"
+    assert (await comm.connect(timeout=STUCK_SECS))[0]
+    assert (await comm.receive_json_from(timeout=STUCK_SECS))["type"] == "snapshot"
     await comm.disconnect()
 
 
-async def _closed_within(comm, bound: float) -> bool:
-    """True if the server closes ``comm`` within ``bound`` seconds, as a refusal (messages
-    before are fine: they were in flight). A close for failing or being slow does not count."""
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        if await comm.receive_nothing(timeout=0.5, interval=0.02):
-            continue
-        message = await comm.receive_output(timeout=1)
+async def _close_code(comm, timeout: float) -> int | None:
+    """The code the server closes ``comm`` with (messages before are fine: they were in
+    flight); fails if it is still open after ``timeout`` seconds, which only a socket that
+    never closes takes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            message = await comm.receive_output(timeout=max(deadline - time.monotonic(), 0.1))
+        except TimeoutError:
+            raise AssertionError(f"still open after {timeout}s") from None
         if message["type"] == "websocket.close":
-            return message.get("code") not in (1011, consumers.CLOSE_TOO_SLOW)
-    return False
+            return message.get("code")
 
 
 def _deactivate(user):
@@ -148,12 +149,12 @@ async def test_a_socket_closes_when_its_session_ends(
     settings.STORMUI_LOGIN_REQUIRED = True
     user, session_key, cookie = operator_cookie
     comm = connect("/ws/errors/", cookie=cookie)
-    assert (await comm.connect(timeout=10))[0]
-    assert (await comm.receive_json_from(timeout=10))["type"] == "snapshot"
+    assert (await comm.connect(timeout=STUCK_SECS))[0]
+    assert (await comm.receive_json_from(timeout=STUCK_SECS))["type"] == "snapshot"
     # the socket is live: an error reaches it while the session holds
     writer = live_cluster.writer
     await asyncio.to_thread(writer.report_task_error, HEALTHY, 1, "before the end")
-    while (message := await comm.receive_json_from(timeout=10))["type"] != "error":
+    while (message := await comm.receive_json_from(timeout=STUCK_SECS))["type"] != "error":
         pass
     assert message["error"] == "before the end"
     if ending == "deactivated":
@@ -164,7 +165,8 @@ async def test_a_socket_closes_when_its_session_ends(
     for i in range(3):
         await asyncio.to_thread(writer.report_task_error, HEALTHY, 1, f"after the end {i}")
     try:
-        assert await _closed_within(comm, SESSION_END_BOUND_SECS)
+        # closed for the login, not for failing or being slow
+        assert await _close_code(comm, STUCK_SECS) == consumers.CLOSE_LOGGED_OUT
     finally:
         await comm.disconnect()
 
