@@ -1289,6 +1289,17 @@ class Simulator:
         # hundreds of tasks: write them side by side (ZooKeeper commits them together)
         list((self._fanout.map if self._fanout else map)(set_task, storm.tasks.values()))
         scs.set_assignment(storm.id, self._assignment(storm, hosts))
+        # each task's first heartbeat comes with the submission, so that a new storm (the
+        # first ones of a demo too) shows alive at once; the later beats spread over the interval
+        for task in storm.tasks.values():
+            task.started = now
+
+        def first_beat(task):
+            session = self._task_session(task)
+            if session is not None:
+                self._guarded(self._beat_task, task, session)
+
+        list((self._fanout.map if self._fanout else map)(first_beat, storm.tasks.values()))
         scs.activate_storm(storm.id, StormBase(storm.name, storm.launch_time_secs))
         n = len(storm.tasks)
         with self._lock:
@@ -1296,7 +1307,6 @@ class Simulator:
             self._task_list = None
             self._counts["submitted"] += 1
             for i, task in enumerate(storm.tasks.values()):
-                task.started = now
                 offset = (i + self._rng.random()) / n * self.heartbeat_secs
                 self._at(now + offset, self._on_task_beat, task)
         workers = len({t.slot for t in storm.tasks.values()})

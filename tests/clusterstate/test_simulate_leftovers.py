@@ -177,3 +177,17 @@ def test_manage_py_simulate_stops_cleanly_on_sigterm(zk_server, zk_conf, tmp_pat
             proc.kill()
             proc.wait()
         reader.disconnect()
+
+
+def test_a_new_storm_shows_every_task_alive_at_once(state_factory, reader):
+    sim, clock = make(state_factory, heartbeat_secs=3.0)
+    try:
+        for _ in range(200):  # the first master tick: within a tenth of a beat
+            if reader.active_storms():
+                break
+            advance(sim, clock, 0.01, tick=0.01)
+        # activated with every task's first heartbeat already written
+        assert_alive(reader, set(reader.active_storms()))
+        assert len(reader.active_storms()) == 4
+    finally:
+        sim.stop()
