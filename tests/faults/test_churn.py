@@ -105,13 +105,13 @@ def test_hundred_faults_under_churn(own_zk, fault_conf, sessions):
     mirror = None
     try:
         sim.start()
-        wait_for(lambda: sim.counts()["storms"] == 3, timeout=30)
+        wait_for(lambda: sim.counts()["storms"] == 3, timeout=STUCK_SECS)
         state = sessions()
         reader = mk_storm_cluster_state(sessions())
         mirror = ClusterMirror(state, heartbeat_secs=0.5, resync_secs=30)
         changes = ChangeLog()
         mirror.subscribe(lambda change: changes(change) if change.kind == "resync" else None)
-        mirror.start(wait=30)
+        mirror.start(wait=STUCK_SECS)
 
         kinds = {"expiry": [], "disconnect": [], "restart": []}
         first = None

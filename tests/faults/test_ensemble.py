@@ -236,7 +236,7 @@ def test_killing_the_connected_server_is_only_a_reconnect(ensemble):
         mirror = ClusterMirror(state, heartbeat_secs=0.5, resync_secs=60)
         changes = ChangeLog()
         mirror.subscribe(changes)
-        mirror.start(wait=30)
+        mirror.start(wait=STUCK_SECS)
         assert mirror.connected
         connection = Recorder()
         state.add_connection_listener(connection)

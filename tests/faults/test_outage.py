@@ -79,14 +79,18 @@ def test_zookeeper_restart_under_load(pause, own_zk, fault_conf, sessions, setti
     try:
         sim.start()
         state = sessions()
-        wait_for(lambda: sim.counts()["storms"] == 3 and sim.counts()["tasks"] == 12, timeout=30)
-        wait_for(lambda: sim.counts()["errors"] >= 2, timeout=30)  # running: beating, failing
+        wait_for(
+            lambda: sim.counts()["storms"] == 3 and sim.counts()["tasks"] == 12, timeout=STUCK_SECS
+        )
+        wait_for(
+            lambda: sim.counts()["errors"] >= 2, timeout=STUCK_SECS
+        )  # running: beating, failing
         mirror = ClusterMirror(state, heartbeat_secs=0.5, resync_secs=30)
         changes = ChangeLog()
         mirror.subscribe(changes)
-        mirror.start(wait=30)
+        mirror.start(wait=STUCK_SECS)
         assert mirror.connected
-        wait_for(lambda: len(mirror.active_storms()) == 3, timeout=30)
+        wait_for(lambda: len(mirror.active_storms()) == 3, timeout=STUCK_SECS)
         assert api_connected(client) and page_connected(client)
         states = Recorder()
         state.add_connection_listener(states)
