@@ -73,11 +73,17 @@ def settings_in(cwd: Path, env: dict) -> dict:
 
 
 def checkout_files() -> set[str]:
-    skip = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis"}
-    found = set()
-    for folder, dirs, files in os.walk(ROOT):
-        dirs[:] = [d for d in dirs if d not in skip]
-        found.update(os.path.relpath(os.path.join(folder, f), ROOT) for f in files)
+    """Where settings could write: the checkout's top level and var/, and the packages.
+
+    (Not the data of a demo's ZooKeeper, which changes on its own under var/zookeeper.)
+    """
+    found = {p.name for p in ROOT.iterdir()}
+    if (ROOT / "var").is_dir():
+        found |= {f"var/{p.name}" for p in (ROOT / "var").iterdir()}
+    for package in ("stormui", "clusterstate"):
+        for folder, dirs, files in os.walk(ROOT / package):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            found.update(os.path.relpath(os.path.join(folder, f), ROOT) for f in files)
     return found
 
 
