@@ -1,5 +1,7 @@
 """``python -m stormui``: the same as the ``stormui`` command."""
 
+import sys
+
 from stormui.cli import main
 
-main()
+main(["python -m stormui", *sys.argv[1:]])
