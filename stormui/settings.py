@@ -26,7 +26,7 @@ UNDER_TESTS = bool(os.environ.get("PYTEST_VERSION"))
 
 
 def _dotenv() -> Path | None:
-    """The .env file to read: ``STORMUI_DOTENV`` (``off``: none), else ``.env`` here."""
+    """The .env file to read: ``STORMUI_DOTENV`` (``off``: none), else the working folder's."""
     raw = os.environ.get("STORMUI_DOTENV")
     if raw is None:
         return None if UNDER_TESTS else Path(".env")

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench import live_servers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,3 +171,20 @@ def test_servers_get_a_clean_environment(monkeypatch, tmp_path):
     assert env["STORMUI_DOTENV"] == "off" and env["STORMUI_VAR_DIR"] == str(tmp_path)
     assert env["DATABASE_URL"] == f"sqlite:///{tmp_path / 'db.sqlite3'}"
     assert env["DJANGO_DEBUG"] == "false" and env["PATH"] == os.environ["PATH"]
+
+
+@pytest.mark.parametrize("name", ["STORMUI_DOTENV", "STORMUI_VAR_DIR"])
+def test_a_bad_dotenv_or_var_dir_stops_start_up_naming_it(tmp_path, name):
+    (tmp_path / "a-file").write_text("")
+    bad = {"STORMUI_DOTENV": str(tmp_path / "missing.env"), "STORMUI_VAR_DIR": "a-file/var"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "check"],
+        cwd=tmp_path,
+        env=outside_env(**{name: bad[name]}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert "ImproperlyConfigured" in last and name in last, last
