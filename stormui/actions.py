@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from clusterstate import NotConnectedError, paths
 
-from .models import Action, AuditEntry, Outcome, ScheduledRemoval, Via
+from .models import Action, AuditEntry, Outcome, ScheduledRemoval, StormLock, Via
 from .source import get_source
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ PERMISSIONS = {
 }
 
 READ_ONLY = "this dashboard is read-only: admin actions are turned off"
+BUSY = "another action on this storm is still running"
 ZK_UNREACHABLE = "ZooKeeper unreachable: nothing was changed, try again later"
 # how long an action waits for another one on the same storm before giving up
 BUSY_WAIT_SECS = 5.0
@@ -159,17 +161,20 @@ def _attempt(action, storm_id, *, user=None, wait_secs=None) -> Result:
         return answer(Outcome.NOT_FOUND, 404, "no such storm")
     lock = _storm_lock(storm_id)
     if not lock.acquire(timeout=BUSY_WAIT_SECS):
-        return answer(Outcome.FAILED, 409, "another action on this storm is still running")
+        return answer(Outcome.FAILED, 409, BUSY)
     try:
-        source = get_source()
-        # a disconnected client would queue the write and run it after the reconnect
-        if not source.state.connected:
-            raise NotConnectedError("not connected")
-        if action == Action.DEACTIVATE:
-            return answer(*_deactivate(source.storm_state, storm_id))
-        if action == Action.REMOVE:
-            return answer(*_remove(source.storm_state, storm_id))
-        return answer(*_kill(source.storm_state, storm_id, user, wait_secs))
+        with transaction.atomic():
+            if not _lock_row(storm_id):
+                return answer(Outcome.FAILED, 409, BUSY)
+            source = get_source()
+            # a disconnected client would queue the write and run it after the reconnect
+            if not source.state.connected:
+                raise NotConnectedError("not connected")
+            if action == Action.DEACTIVATE:
+                return answer(*_deactivate(source.storm_state, storm_id))
+            if action == Action.REMOVE:
+                return answer(*_remove(source.storm_state, storm_id))
+            return answer(*_kill(source.storm_state, storm_id, user, wait_secs))
     except NotConnectedError:
         log.warning("%s %s: ZooKeeper unreachable", action, storm_id)
         return answer(Outcome.FAILED, 503, ZK_UNREACHABLE)
@@ -178,6 +183,28 @@ def _attempt(action, storm_id, *, user=None, wait_secs=None) -> Result:
         return answer(Outcome.FAILED, 500, f"{action} failed: {exc}")
     finally:
         lock.release()
+
+
+def _lock_row(storm_id: str) -> bool:
+    """Take the storm's :class:`StormLock` row until the transaction ends, waiting up to
+    ``BUSY_WAIT_SECS`` for another process's action on it; ``False`` if that did not end.
+
+    Updating the row locks it on PostgreSQL and takes the database's write lock on SQLite.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = {int(BUSY_WAIT_SECS * 1000)}")
+    try:
+        with transaction.atomic():  # a savepoint: a wait that timed out leaves the rest usable
+            if not StormLock.objects.filter(storm_id=storm_id).update(taken_at=timezone.now()):
+                # the first action on this storm: a second process inserting it at the same
+                # time waits for this transaction, then finds the row
+                StormLock.objects.get_or_create(storm_id=storm_id)
+                StormLock.objects.filter(storm_id=storm_id).update(taken_at=timezone.now())
+    except OperationalError as exc:  # lock_timeout, or SQLite's "database is locked"
+        log.warning("%s: another process's action did not end in time: %s", storm_id, exc)
+        return False
+    return True
 
 
 def _present(storm_state, storm_id) -> list[str]:
@@ -245,5 +272,5 @@ def _kill(storm_state, storm_id, user, wait_secs):
     )
     from .scheduler import wake_scheduler
 
-    wake_scheduler()
+    transaction.on_commit(wake_scheduler)  # it sees the entry once this action's row is free
     return Outcome.SUCCESS, 200, f"deactivated; removal scheduled in {wait_secs} s"

@@ -91,3 +91,19 @@ class ScheduledRemoval(models.Model):
     @property
     def pending(self) -> bool:
         return self.done_at is None
+
+
+class StormLock(models.Model):
+    """A storm's row for serialising admin actions across processes.
+
+    An action updates its storm's row inside the transaction that lasts while it reads
+    and writes ZooKeeper, so a second action on that storm, from any process sharing the
+    database, waits until the first is done (a row lock on PostgreSQL, the write lock on
+    SQLite), then reads what the first left.
+    """
+
+    storm_id = models.CharField(max_length=255, primary_key=True)
+    taken_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"{self.storm_id} (last taken {self.taken_at:%Y-%m-%d %H:%M:%S})"
