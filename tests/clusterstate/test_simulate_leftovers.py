@@ -159,7 +159,18 @@ def test_manage_py_simulate_stops_cleanly_on_sigterm(zk_server, zk_conf, tmp_pat
     reader = mk_storm_cluster_state(zk_conf)
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "manage.py", "simulate", "--heartbeat-secs", "0.5"],
+            # no churn and no losses: the storms and supervisors counted are the ones it began with
+            [
+                sys.executable,
+                "manage.py",
+                "simulate",
+                "--heartbeat-secs",
+                "0.5",
+                "--churn-secs",
+                "0",
+                "--supervisor-loss-rate",
+                "0",
+            ],
             cwd=REPO,
             env=env,
             stdout=log_file,
