@@ -100,7 +100,7 @@ def test_two_processes_removing_one_storm_give_one_success_one_not_found(
         finally:
             for remover in removers:
                 live_servers.stop(remover)
-        for storm_id, pair in zip(STORMS, zip(*outcomes)):
+        for storm_id, pair in zip(STORMS, zip(*outcomes, strict=True), strict=True):
             assert sorted(pair) == ["not-found", "success"], storm_id
             assert state.get_data(f"/storms/{storm_id}") is None
     finally:
