@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from clusterstate.zkserver import ZooKeeperServer, ZooKeeperUnavailable
-from tests.helpers import StateFactory, expire_session, wait_for
+from tests.helpers import StateFactory, expire_session, storm_conf, wait_for
 from tests.pgserver import PostgresServer, PostgresUnavailable
 
 __all__ = ["expire_session", "wait_for"]
@@ -174,13 +174,7 @@ def zk_root():
 @pytest.fixture
 def zk_conf(zk_server, zk_root):
     """A Storm conf pointing at the test ZooKeeper and this test's root."""
-    host, _, port = zk_server.connect_string.rpartition(":")
-    return {
-        "storm.zookeeper.servers": [host],
-        "storm.zookeeper.port": int(port),
-        "storm.zookeeper.root": zk_root,
-        "storm.zookeeper.session.timeout": 6000,
-    }
+    return storm_conf(zk_server, zk_root)
 
 
 @pytest.fixture(params=["memory", "zookeeper"])

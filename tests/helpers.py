@@ -7,6 +7,7 @@ import time
 
 from clusterstate.memstate import MemoryClusterState, MemoryStore, mk_memory_cluster_state
 from clusterstate.protocol import CONNECTED, LOST
+from clusterstate.zkserver import ZooKeeperServer
 
 # The default bound of every wait: long enough for a machine busy with other work (a wait
 # ends as soon as its condition holds; the bound only decides when a test fails).
@@ -131,3 +132,22 @@ class StateFactory:
         for state in self.states:
             state.close()
         self.states.clear()
+
+
+def storm_conf(zk_server, root: str) -> dict:
+    """A Storm conf pointing at ``zk_server`` (a :class:`ZooKeeperServer`) and ``root``."""
+    host, _, port = zk_server.connect_string.rpartition(":")
+    return {
+        "storm.zookeeper.servers": [host],
+        "storm.zookeeper.port": int(port),
+        "storm.zookeeper.root": root,
+        "storm.zookeeper.session.timeout": 6000,
+    }
+
+
+def own_zookeeper(tmp_path_factory, name: str):
+    """A ZooKeeper of a module's own, for tests that stop it (no other module's tests may
+    see that outage): ``yield from`` it in a module-scoped ``zk_server`` fixture."""
+    server = ZooKeeperServer(tmp_path_factory.mktemp(f"{name}-zookeeper")).start()
+    yield server
+    server.stop()

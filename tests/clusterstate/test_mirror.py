@@ -21,13 +21,12 @@ from clusterstate import (
 )
 from clusterstate.mirror import ClusterMirror, MirrorChange
 from clusterstate.storm import MAX_TASK_ERRORS, mk_storm_cluster_state
-from clusterstate.zkserver import ZooKeeperServer
 from tests.clusterstate.mirror_helpers import (
     ChangeLog,
     assert_mirror_equals,
     wait_mirror_equals,
 )
-from tests.helpers import expire_session, wait_for
+from tests.helpers import expire_session, own_zookeeper, wait_for
 
 # the bound of every wait on the mirror, on a machine that may be busy with other work: a
 # wait ends as soon as its condition holds; the bound only decides when a test fails
@@ -86,9 +85,7 @@ class Clock:
 def zk_server(zk_server, tmp_path_factory):
     """A ZooKeeper of this module's own: the outage test stops it, and no other module's
     tests may see that. (The shared one is asked for to fail or skip as it does.)"""
-    server = ZooKeeperServer(tmp_path_factory.mktemp("mirror-zookeeper")).start()
-    yield server
-    server.stop()
+    yield from own_zookeeper(tmp_path_factory, "mirror")
 
 
 @pytest.fixture

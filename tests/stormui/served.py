@@ -14,6 +14,7 @@ from clusterstate import (
     mk_distributed_cluster_state,
     mk_storm_cluster_state,
 )
+from tests.helpers import storm_conf
 from tests.stormui.conftest import write_known_cluster
 
 
@@ -24,14 +25,8 @@ class Served:
         """``database_url``: the daphne's database (``server_database_factory``'s); default
         a SQLite file in ``folder``."""
         self.folder = folder
-        host, _, port = zk_server.connect_string.rpartition(":")
         self.root = f"/t/{uuid.uuid4().hex}"
-        self.conf = {
-            "storm.zookeeper.servers": [host],
-            "storm.zookeeper.port": int(port),
-            "storm.zookeeper.root": self.root,
-            "storm.zookeeper.session.timeout": 6000,
-        }
+        self.conf = storm_conf(zk_server, self.root)
         self.known = write_known_cluster(self.conf)
         self.state = mk_distributed_cluster_state(self.conf)
         self.writer = mk_storm_cluster_state(self.state)

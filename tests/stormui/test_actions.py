@@ -19,13 +19,12 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from clusterstate.zkserver import ZooKeeperServer
 from stormui import action_urls, actions
 from stormui import urls as site_urls
 from stormui.models import AuditEntry, ScheduledRemoval
 from stormui.scheduler import Scheduler, run_due
 from stormui.source import get_source
-from tests.helpers import wait_for
+from tests.helpers import own_zookeeper, wait_for
 from tests.stormui.conftest import BROKEN, HEALTHY, PAUSED, TROUBLED
 
 # this module is its own urlconf until stormui.urls includes the action URLs
@@ -108,9 +107,7 @@ def no_scheduler_thread(settings):
 def zk_server(zk_server, tmp_path_factory):
     """A ZooKeeper of this module's own: the outage tests stop it, and no other module's
     tests may see that. (The shared one is asked for to fail or skip as it does.)"""
-    server = ZooKeeperServer(tmp_path_factory.mktemp("actions-zookeeper")).start()
-    yield server
-    server.stop()
+    yield from own_zookeeper(tmp_path_factory, "actions")
 
 
 @pytest.fixture

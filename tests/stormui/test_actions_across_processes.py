@@ -23,7 +23,7 @@ from clusterstate import (
     mk_distributed_cluster_state,
     mk_storm_cluster_state,
 )
-from tests.helpers import wait_for
+from tests.helpers import storm_conf, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -50,13 +50,8 @@ print(json.dumps([actions._attempt(actions.Action.REMOVE, s).outcome for s in st
 def test_two_processes_removing_one_storm_give_one_success_one_not_found(
     zk_server, server_database_factory, tmp_path
 ):
-    host, _, port = zk_server.connect_string.rpartition(":")
     root = f"/t/{uuid.uuid4().hex}"
-    conf = {
-        "storm.zookeeper.servers": [host],
-        "storm.zookeeper.port": int(port),
-        "storm.zookeeper.root": root,
-    }
+    conf = storm_conf(zk_server, root)
     state = mk_distributed_cluster_state(conf)
     writer = mk_storm_cluster_state(state)
     try:

@@ -13,6 +13,7 @@ import pytest
 
 from bench import live_servers
 from clusterstate import StormBase, mk_distributed_cluster_state, mk_storm_cluster_state
+from tests.helpers import storm_conf
 from tests.stormui.conftest import HEALTHY, PAUSED, write_known_cluster
 
 websockets_sync = pytest.importorskip("websockets.sync.client")
@@ -32,14 +33,8 @@ def farm(zk_server, tmp_path_factory, server_database_factory):
             "redis-server is not installed (apt-get install redis-server, or make setup-test)"
         )
     folder = tmp_path_factory.mktemp("live-redis")
-    host, _, port = zk_server.connect_string.rpartition(":")
     root = f"/t/{uuid.uuid4().hex}"
-    conf = {
-        "storm.zookeeper.servers": [host],
-        "storm.zookeeper.port": int(port),
-        "storm.zookeeper.root": root,
-        "storm.zookeeper.session.timeout": 6000,
-    }
+    conf = storm_conf(zk_server, root)
     known = write_known_cluster(conf)
     procs = []
     try:
