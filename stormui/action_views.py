@@ -30,7 +30,6 @@ from clusterstate.paths import check_id
 from . import actions
 from .decorators import json_error, json_errors, require_methods
 from .models import Action, AuditEntry, Outcome, ScheduledRemoval, Via
-from .scheduler import ensure_scheduler_started
 from .source import get_source
 
 AUDIT_PAGE_SIZE = 100
@@ -104,7 +103,6 @@ def remove(request, storm_id):
 def _page_action(request, storm_id, action):
     if request.method not in ("GET", "POST"):
         return HttpResponseNotAllowed(["GET", "POST"])
-    ensure_scheduler_started()
     posted = request.method == "POST"
     user, remote = request.user, _remote_addr(request)
     if not user.is_authenticated:
@@ -232,7 +230,6 @@ def _has_parameters(request) -> bool:
 
 
 def _api_action(request, storm_id, action, wait_secs=None):
-    ensure_scheduler_started()
     remote = _remote_addr(request)
     try:
         authenticated = TokenAuthentication().authenticate(request)

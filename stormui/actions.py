@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from clusterstate import NotConnectedError, paths
@@ -40,6 +41,10 @@ BUSY = "another action on this storm is still running"
 ZK_UNREACHABLE = "ZooKeeper unreachable: nothing was changed, try again later"
 # how long an action waits for another one on the same storm before giving up
 BUSY_WAIT_SECS = 5.0
+
+# sent once a kill/<wait-secs> has stored its removal; the scheduler listens (it imports us, we
+# never import it)
+removal_scheduled = Signal()
 
 # what remove deletes, in the order it deletes them
 STORM_NODES = ("/storms", "/assignments", "/tasks", "/taskbeats", "/taskerrors")
@@ -270,7 +275,6 @@ def _kill(storm_state, storm_id, user, wait_secs):
         created_by=user,
         created_by_username=user.get_username() if user is not None else "",
     )
-    from .scheduler import wake_scheduler
-
-    transaction.on_commit(wake_scheduler)  # it sees the entry once this action's row is free
+    # the scheduler sees the entry once this action's row is free
+    transaction.on_commit(lambda: removal_scheduled.send(sender=ScheduledRemoval))
     return Outcome.SUCCESS, 200, f"deactivated; removal scheduled in {wait_secs} s"

@@ -12,21 +12,24 @@ from channels.security.websocket import WebsocketDenier  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from stormui.routing import websocket_urlpatterns  # noqa: E402
+from stormui.scheduler import StartsScheduler  # noqa: E402
 from stormui.security import SameOriginValidator  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": SameOriginValidator(
-            AuthMiddlewareStack(
-                URLRouter(
-                    [
-                        *websocket_urlpatterns,
-                        # any other path is refused, never left to raise "No route found"
-                        re_path(r"", WebsocketDenier.as_asgi()),
-                    ]
+application = StartsScheduler(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": SameOriginValidator(
+                AuthMiddlewareStack(
+                    URLRouter(
+                        [
+                            *websocket_urlpatterns,
+                            # any other path is refused, never left to raise "No route found"
+                            re_path(r"", WebsocketDenier.as_asgi()),
+                        ]
+                    )
                 )
-            )
-        ),
-    }
+            ),
+        }
+    )
 )

@@ -1,9 +1,10 @@
 """Runs the removals that ``kill/<wait-secs>`` scheduled.
 
 The schedule lives in the database (:class:`ScheduledRemoval`), so a restart
-loses nothing: a small thread in the serving process, started lazily by the
-action views (:func:`ensure_scheduler_started`), runs what is due, first
-thing on start and then whenever the next entry falls due. Several processes
+loses nothing: a small thread in the serving process, started by the ASGI
+application on its first connection (:class:`StartsScheduler`, the one place
+that starts it), runs what is due, first thing on start and then whenever
+the next entry falls due. Several processes
 may each run one: an entry is claimed by moving its ``due_at`` forward by a
 lease, and only the process whose update took runs it. ``manage.py
 run_scheduled`` runs what is due once (or, with ``--loop``, keeps running).
@@ -20,6 +21,7 @@ from django.db import close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
 
+from .actions import removal_scheduled, run_scheduled_removal
 from .models import Outcome, ScheduledRemoval
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,6 @@ IDLE_SECS = 5.0
 
 def run_due(now=None) -> list:
     """Run every pending removal due by ``now``; returns their :class:`~stormui.actions.Result`."""
-    from .actions import run_scheduled_removal
-
     now = now or timezone.now()
     results = []
     due = ScheduledRemoval.objects.filter(done_at=None, due_at__lte=now)
@@ -147,6 +147,28 @@ def wake_scheduler() -> None:
     scheduler = _scheduler
     if scheduler is not None:
         scheduler.wake()
+
+
+def _on_removal_scheduled(sender, **kwargs) -> None:
+    wake_scheduler()
+
+
+removal_scheduled.connect(_on_removal_scheduled)
+
+
+class StartsScheduler:
+    """ASGI middleware: makes sure this process's scheduler runs before it serves.
+
+    Removals scheduled before a restart run once the process serves again.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if _scheduler is None or not _scheduler.running:
+            ensure_scheduler_started()
+        return await self.app(scope, receive, send)
 
 
 def stop_scheduler() -> None:

@@ -78,11 +78,6 @@ class Source:
         self._changed = threading.Event()
         self._closing = threading.Event()
         self._builder = None
-        if settings.STORMUI_SCHEDULER_THREAD:
-            # removals that kill/<wait-secs> scheduled before a restart run once this process serves
-            from .scheduler import ensure_scheduler_started
-
-            ensure_scheduler_started()
         if settings.STORMUI_STORE == "memory":
             from clusterstate import MemoryStore, mk_memory_cluster_state
             from clusterstate.simulate import Simulator
