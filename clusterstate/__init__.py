@@ -4,6 +4,7 @@ from importlib import import_module
 
 from .errors import NotConnectedError, UnreadableNodeError
 from .protocol import ClusterState
+from .reader import StormReader
 from .records import (
     Assignment,
     StormBase,
@@ -28,6 +29,7 @@ __all__ = [
     "ClusterState",
     "NotConnectedError",
     "StormBase",
+    "StormReader",
     "SupervisorInfo",
     "TaskError",
     "TaskHeartbeat",

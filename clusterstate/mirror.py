@@ -2,8 +2,9 @@
 
 Storm's own UI read ZooKeeper on every page view and timed out on large
 clusters. :class:`ClusterMirror` reads everything once (pipelined), keeps it
-in memory and serves :class:`~clusterstate.storm.StormClusterState`'s read
-interface from there, so a page never waits on ZooKeeper.
+in memory and answers the reads of :class:`~clusterstate.reader.StormReader`
+(the contract :class:`~clusterstate.storm.StormClusterState` implements too)
+from there, so a page never waits on ZooKeeper.
 
 How it stays in sync:
 
@@ -47,6 +48,7 @@ from .protocol import (
     NODE_DELETED,
     ClusterState,
 )
+from .reader import StormReader
 from .records import (
     Assignment,
     StormBase,
@@ -159,9 +161,6 @@ _CHANGE_KIND = {
 
 _ROOTS = tuple("/" + root for root in _LAYOUT)
 
-# where reads take callbacks that a change of a record fires
-_CALLBACK_ROOTS = (paths.STORMS_ROOT, paths.ASSIGNMENTS_ROOT)
-
 
 def _tokens(path: str) -> list[str]:
     # paths here are ZooKeeper's own, normalised: faster than paths.tokenize_path
@@ -227,12 +226,10 @@ class _Entry:
 
 
 class _Changes:
-    """What one step changed: paths touched, for callbacks, and the changes to report."""
+    """What one step changed: the changes to report."""
 
     def __init__(self):
         self.keys: dict[tuple, list[TaskError]] = {}
-        self.lists: set[str] = set()  # folders whose children changed
-        self.nodes: set[str] = set()  # storms and assignments added, changed or removed
 
     def add(self, kind, storm_id=None, task_id=None, supervisor_id=None, errors=()):
         self.keys.setdefault((kind, storm_id, task_id, supervisor_id), []).extend(errors)
@@ -245,8 +242,6 @@ class _Changes:
         if tokens is None:
             tokens = _tokens(path)
         root, rest = tokens[0], tokens[1:]
-        if root in _CALLBACK_ROOTS:
-            self.nodes.add(path)
         kind = _CHANGE_KIND[root]
         storm_id = rest[0] if rest else None
         if root == paths.SUPERVISORS_ROOT:
@@ -278,11 +273,11 @@ class _Changes:
         return bool(self.keys)
 
 
-class ClusterMirror:
+class ClusterMirror(StormReader):
     """The whole cluster state in memory, kept in sync with ZooKeeper by watches.
 
-    Reads have :class:`~clusterstate.storm.StormClusterState`'s names, return
-    types and errors, and never touch ZooKeeper: they are dict lookups under
+    Reads are :class:`~clusterstate.reader.StormReader`'s (names, return
+    types and errors), and never touch ZooKeeper: they are dict lookups under
     a lock, safe from any thread. Records returned are shared: treat them
     as read-only.
 
@@ -316,12 +311,6 @@ class ClusterMirror:
         self._listing: dict[str, tuple] = {}
         self._data: dict[str, _Entry] = {}
         self._errors: dict[str, tuple[tuple[str, TaskError], ...]] = {}
-
-        # one-shot callbacks of reads, in slots as StormClusterState keeps them
-        self._assignments_callback = None
-        self._supervisors_callback = None
-        self._assignment_info_callbacks: dict[str, Callable] = {}
-        self._storm_base_callbacks: dict[str, Callable] = {}
 
         self._subscribers: tuple[Callable[[MirrorChange], None], ...] = ()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -428,124 +417,51 @@ class ClusterMirror:
 
         return unsubscribe
 
-    # -- reads: StormClusterState's, from memory ---------------------------------
+    # -- reads: the StormReader contract, from memory ---------------------------
+    # (documented once, on StormReader; only what differs is noted here)
 
-    def assignments(self, callback: Callable[[], None] | None = None) -> list[str]:
-        """The ids of the storms that have an assignment, sorted.
+    def assignments(self) -> list[str]:
+        return self._list(paths.ASSIGNMENTS_SUBTREE)
 
-        :param callback: if given, called once with no argument, on the
-            mirror's thread, on the next change of that list.
-        """
-        with self._lock:
-            if callback is not None:
-                self._assignments_callback = callback
-            return list(self._listing.get(paths.ASSIGNMENTS_SUBTREE, ()))
-
-    def assignment_info(
-        self, storm_id: str, callback: Callable[[str], None] | None = None
-    ) -> Assignment | None:
-        """A storm's :class:`Assignment`, or ``None`` if it has none.
-
-        :param callback: if given, called once as ``callback(storm_id)`` on the
-            mirror's thread, on the next change of that assignment.
-        :raises ValueError: if ``storm_id`` is not a valid id.
-        :raises UnreadableNodeError: if the node's data is not an Assignment.
-        """
-        path = f"{paths.ASSIGNMENTS_SUBTREE}/{_check_id(storm_id)}"
-        with self._lock:
-            if callback is not None:
-                self._assignment_info_callbacks[storm_id] = callback
-            entry = self._data.get(path)
-        return self._value(entry, path)
+    def assignment_info(self, storm_id: str) -> Assignment | None:
+        return self._read(f"{paths.ASSIGNMENTS_SUBTREE}/{_check_id(storm_id)}")
 
     def active_storms(self) -> list[str]:
-        """The ids of the active storms (children of ``/storms``), sorted."""
         return self._list(paths.STORMS_SUBTREE)
 
-    def storm_base(
-        self, storm_id: str, callback: Callable[[str], None] | None = None
-    ) -> StormBase | None:
-        """A storm's :class:`StormBase`, or ``None`` if the storm is not active.
-
-        :param callback: if given, called once as ``callback(storm_id)`` on the
-            mirror's thread, on the next change of that node.
-        :raises ValueError: if ``storm_id`` is not a valid id.
-        :raises UnreadableNodeError: if the node's data is not a StormBase.
-        """
-        path = f"{paths.STORMS_SUBTREE}/{_check_id(storm_id)}"
-        with self._lock:
-            if callback is not None:
-                self._storm_base_callbacks[storm_id] = callback
-            entry = self._data.get(path)
-        return self._value(entry, path)
+    def storm_base(self, storm_id: str) -> StormBase | None:
+        return self._read(f"{paths.STORMS_SUBTREE}/{_check_id(storm_id)}")
 
     def task_storms(self) -> list[str]:
-        """The ids of the storms that have tasks (children of ``/tasks``), sorted."""
         return self._list(paths.TASKS_SUBTREE)
 
     def task_ids(self, storm_id: str) -> list[int]:
-        """A storm's task ids as sorted ints; ``[]`` if none.
-
-        :raises ValueError: if ``storm_id`` is not a valid id.
-        """
         return self._list(f"{paths.TASKS_SUBTREE}/{_check_id(storm_id)}")
 
     def task_info(self, storm_id: str, task_id: int) -> TaskInfo | None:
-        """A task's :class:`TaskInfo`, or ``None`` if absent.
-
-        :raises ValueError: if an id is not valid.
-        :raises UnreadableNodeError: if the node's data is not a TaskInfo.
-        """
         return self._read(self._task_path(paths.TASKS_SUBTREE, storm_id, task_id))
 
     def task_heartbeat(self, storm_id: str, task_id: int) -> TaskHeartbeat | None:
-        """A task's last :class:`TaskHeartbeat` (at most ``heartbeat_secs`` old), or ``None``.
-
-        :raises ValueError: if an id is not valid.
-        :raises UnreadableNodeError: if the node's data is not a TaskHeartbeat.
-        """
+        """As :meth:`StormReader.task_heartbeat`, at most ``heartbeat_secs`` old."""
         return self._read(self._task_path(paths.TASKBEATS_SUBTREE, storm_id, task_id))
 
-    def supervisors(self, callback: Callable[[], None] | None = None) -> list[str]:
-        """The ids of the live supervisors, sorted.
-
-        :param callback: if given, called once with no argument, on the
-            mirror's thread, on the next change of that list.
-        """
-        with self._lock:
-            if callback is not None:
-                self._supervisors_callback = callback
-            return list(self._listing.get(paths.SUPERVISORS_SUBTREE, ()))
+    def supervisors(self) -> list[str]:
+        return self._list(paths.SUPERVISORS_SUBTREE)
 
     def supervisor_info(self, supervisor_id: str) -> SupervisorInfo | None:
-        """A supervisor's :class:`SupervisorInfo`, or ``None`` if absent.
-
-        :raises ValueError: if ``supervisor_id`` is not a valid id.
-        :raises UnreadableNodeError: if the node's data is not a SupervisorInfo.
-        """
         path = f"{paths.SUPERVISORS_SUBTREE}/{_check_id(supervisor_id, 'supervisor id')}"
         return self._read(path)
 
     def heartbeat_storms(self) -> list[str]:
-        """The ids of the storms with a heartbeat node, sorted."""
         return self._list(paths.TASKBEATS_SUBTREE)
 
     def heartbeat_tasks(self, storm_id: str) -> list[int]:
-        """The tasks of a storm that have a heartbeat node, as sorted ints.
-
-        :raises ValueError: if ``storm_id`` is not a valid id.
-        """
         return self._list(f"{paths.TASKBEATS_SUBTREE}/{_check_id(storm_id)}")
 
     def task_error_storms(self) -> list[str]:
-        """The ids of the storms with an error node, sorted."""
         return self._list(paths.TASKERRORS_SUBTREE)
 
     def task_errors(self, storm_id: str, task_id: int) -> list[TaskError]:
-        """A task's errors: at most the newest ten, oldest first; ``[]`` if none.
-
-        :raises ValueError: if an id is not valid.
-        """
         path = self._task_path(paths.TASKERRORS_SUBTREE, storm_id, task_id)
         with self._lock:
             errors = self._errors.get(path, ())
@@ -554,10 +470,6 @@ class ClusterMirror:
     def task_errors_many(
         self, pairs: Iterable[tuple[str, int]]
     ) -> dict[tuple[str, int], list[TaskError]]:
-        """Several tasks' errors, as :meth:`StormClusterState.task_errors_many` gives them.
-
-        :raises ValueError: if an id is not valid.
-        """
         return {pair: self.task_errors(*pair) for pair in pairs}
 
     @staticmethod
@@ -924,7 +836,6 @@ class ClusterMirror:
             for name in new - old:
                 changes.touch(_child(path, name))
         self._set_children(path, new)
-        changes.lists.add(path)
 
     def _set_children(self, path: str, names: frozenset[str]) -> None:
         self._children[path] = names
@@ -991,35 +902,13 @@ class ClusterMirror:
         names = self._children.get(parent)
         if names is not None and name in names:
             self._set_children(parent, names - {name})
-            changes.lists.add(parent)
 
     # -- telling others --------------------------------------------------------------
 
     def _report(self, changes: _Changes) -> None:
-        """Report ``changes`` to subscribers and fire the read callbacks they concern."""
-        if not changes and not changes.lists and not changes.nodes:
-            return
+        """Report ``changes`` to the subscribers."""
         for kind, storm_id, task_id, supervisor_id, errors in changes.ordered():
             self._emit(MirrorChange(kind, storm_id, task_id, errors, 0, supervisor_id))
-        fire = []
-        with self._lock:
-            if paths.ASSIGNMENTS_SUBTREE in changes.lists and self._assignments_callback:
-                fire.append((self._assignments_callback, ()))
-                self._assignments_callback = None
-            if paths.SUPERVISORS_SUBTREE in changes.lists and self._supervisors_callback:
-                fire.append((self._supervisors_callback, ()))
-                self._supervisors_callback = None
-            for slots, subtree in (
-                (self._assignment_info_callbacks, paths.ASSIGNMENTS_SUBTREE),
-                (self._storm_base_callbacks, paths.STORMS_SUBTREE),
-            ):
-                for storm_id in [s for s in slots if _child(subtree, s) in changes.nodes]:
-                    fire.append((slots.pop(storm_id), (storm_id,)))
-        for callback, args in fire:
-            try:
-                callback(*args)
-            except Exception:
-                logger.exception("mirror read callback %r failed", callback)
 
     def _emit(self, change: MirrorChange) -> None:
         self._version += 1

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from . import paths
 from .protocol import ClusterState
+from .reader import StormReader
 from .records import (
     Assignment,
     StormBase,
@@ -125,7 +126,7 @@ def mk_storm_cluster_state(state_or_conf, time_fn: Callable[[], float] = time.ti
     return StormClusterState(state_or_conf, time_fn=time_fn)
 
 
-class StormClusterState:
+class StormClusterState(StormReader):
     """Storm's cluster state: storms, assignments, tasks, supervisors, heartbeats, errors.
 
     Construct it with :func:`mk_storm_cluster_state` (same arguments). It

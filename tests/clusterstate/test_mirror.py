@@ -200,15 +200,13 @@ def test_start_waits_for_nothing_when_told(writer, make_mirror):
 
 def test_storm_activation_and_deactivation(writer, make_mirror):
     mirror, _state, changes = make_mirror()
-    fired = []
-    assert mirror.storm_base("s1", callback=fired.append) is None
+    assert mirror.storm_base("s1") is None
 
     writer.activate_storm("s1", base("s1"))
     change = changes.wait("storm", storm_id="s1")
     assert mirror.storm_base("s1") == base("s1")
     assert mirror.active_storms() == ["s1"]
     assert change.version <= mirror.version
-    wait_for(lambda: fired == ["s1"], TIMEOUT)
 
     changes.clear()
     writer.activate_storm("s1", base("renamed"))
@@ -220,20 +218,17 @@ def test_storm_activation_and_deactivation(writer, make_mirror):
     changes.wait("storm", storm_id="s1")
     wait_for(lambda: mirror.active_storms() == [], TIMEOUT)
     assert mirror.storm_base("s1") is None
-    assert fired == ["s1"]  # one shot: not re-armed by reading without a callback
 
 
 def test_assignment_set_and_removed(writer, make_mirror):
     mirror, _state, changes = make_mirror()
-    fired = []
-    mirror.assignment_info("s1", callback=fired.append)
+    assert mirror.assignment_info("s1") is None
 
     writer.set_task("s1", 1, TaskInfo(component_id="spout"))
     writer.set_assignment("s1", assignment([1]))
     changes.wait("assignment", storm_id="s1")
     assert mirror.assignments() == ["s1"]
     assert mirror.assignment_info("s1") == assignment([1])
-    wait_for(lambda: fired == ["s1"], TIMEOUT)
 
     changes.clear()
     writer.set_assignment("s1", assignment([1], node="node-b"))
@@ -248,23 +243,6 @@ def test_assignment_set_and_removed(writer, make_mirror):
     assert mirror.task_ids("s1") == []
     assert changes.of("tasks", storm_id="s1")
     wait_mirror_equals(mirror, writer)
-
-
-def test_assignments_callback_fires_once(writer, make_mirror):
-    mirror, _state, _changes = make_mirror()
-    calls = []
-    assert mirror.assignments(callback=lambda: calls.append(threading.current_thread())) == []
-
-    writer.set_assignment("s1", assignment([1]))
-    wait_for(lambda: mirror.assignments() == ["s1"], TIMEOUT)
-    writer.set_assignment("s2", assignment([1]))
-    wait_for(lambda: mirror.assignments() == ["s1", "s2"], TIMEOUT)
-    assert len(calls) == 1
-    assert calls[0].name == "cluster-mirror"  # on the mirror's thread
-
-    mirror.assignments(callback=lambda: calls.append(threading.current_thread()))
-    writer.remove_storm("s2")
-    wait_for(lambda: len(calls) == 2, TIMEOUT)
 
 
 def test_set_task(writer, make_mirror):
@@ -289,8 +267,6 @@ def test_set_task(writer, make_mirror):
 
 def test_supervisor_appears_and_vanishes(state_factory, writer, make_mirror):
     mirror, _state, changes = make_mirror()
-    fired = []
-    mirror.supervisors(callback=lambda: fired.append(1))
     sup_state = state_factory()
     sup = mk_storm_cluster_state(sup_state)
 
@@ -298,7 +274,6 @@ def test_supervisor_appears_and_vanishes(state_factory, writer, make_mirror):
     changes.wait("supervisor", supervisor_id="sup-a")
     assert mirror.supervisors() == ["sup-a"]
     assert mirror.supervisor_info("sup-a") == supervisor(1)
-    wait_for(lambda: fired == [1], TIMEOUT)
 
     changes.clear()
     sup.set_supervisor_heartbeat("sup-a", supervisor(1, time_secs=1_300_000_200))
@@ -310,7 +285,6 @@ def test_supervisor_appears_and_vanishes(state_factory, writer, make_mirror):
     changes.wait("supervisor", supervisor_id="sup-a")
     wait_for(lambda: mirror.supervisors() == [], TIMEOUT)
     assert mirror.supervisor_info("sup-a") is None
-    assert fired == [1]
 
 
 def test_heartbeats_appear_change_and_vanish(state_factory, writer, make_mirror):
@@ -429,14 +403,13 @@ def test_an_unreadable_node_fails_only_its_own_read(writer, make_mirror):
     wait_for(lambda: reads_as(mirror.task_info, "storm-0", 3, fixed), TIMEOUT)
 
 
-def test_a_failing_subscriber_or_callback_does_not_stop_the_mirror(writer, make_mirror):
+def test_a_failing_subscriber_does_not_stop_the_mirror(writer, make_mirror):
     mirror, _state, changes = make_mirror()
 
     def bad(change):
         raise RuntimeError("subscriber bug")
 
     mirror.subscribe(bad)
-    mirror.assignments(callback=lambda: 1 / 0)
     writer.set_assignment("s1", assignment([1]))
     changes.wait("assignment", storm_id="s1")
     writer.activate_storm("s1", base())
@@ -562,9 +535,6 @@ def test_suspended_connection_serves_stale_data_then_resyncs(
     clock = Clock()
     mirror, state, changes = make_mirror(time_fn=clock)
     synced = mirror.synced_at
-    fired = []
-    mirror.assignments(callback=lambda: fired.append("assignments"))
-    mirror.storm_base("storm-0", callback=fired.append)
     changes.clear()
 
     if state_factory.kind == "memory":
@@ -593,7 +563,8 @@ def test_suspended_connection_serves_stale_data_then_resyncs(
     wait_for(lambda: mirror.connected, TIMEOUT)
     wait_mirror_equals(mirror, writer)
     assert mirror.synced_at == clock.now
-    wait_for(lambda: sorted(map(str, fired)) == ["assignments", "storm-0"], TIMEOUT)
+    changes.wait("storm", storm_id="storm-0")
+    changes.wait("assignment", storm_id="new")
     errors = [
         e.error for c in changes.of("errors", storm_id="storm-1", task_id=1) for e in c.errors
     ]
@@ -608,8 +579,6 @@ def test_suspended_connection_serves_stale_data_then_resyncs(
 def test_session_expiry_resyncs_and_rearms(state_factory, writer, make_mirror):
     populate(writer, storms=1)
     mirror, state, changes = make_mirror()
-    fired = []
-    mirror.supervisors(callback=lambda: fired.append(1))
     changes.clear()
 
     expire_session(state)
@@ -621,7 +590,6 @@ def test_session_expiry_resyncs_and_rearms(state_factory, writer, make_mirror):
     # every kind of watch works in the new session
     writer.set_supervisor_heartbeat("sup-new", supervisor(9))
     changes.wait("supervisor", supervisor_id="sup-new")
-    wait_for(lambda: fired == [1], TIMEOUT)
     writer.set_task("storm-0", 9, TaskInfo(component_id="c9"))
     wait_for(lambda: 9 in mirror.task_ids("storm-0"), TIMEOUT)
     writer.report_task_error("storm-0", 9, "after expiry")
