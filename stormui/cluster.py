@@ -1,4 +1,4 @@
-"""What the pages show, derived once from a StormClusterState reader.
+"""What the pages show, derived once from a :class:`~clusterstate.reader.StormReader`.
 
 Views never compute figures themselves: they take a :class:`ClusterView` (or a
 :class:`StormView` for one storm) built here, from the mirror or, with
@@ -13,9 +13,18 @@ import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import islice
+from typing import NamedTuple
 
 from clusterstate.errors import UnreadableNodeError
 from clusterstate.paths import is_valid_id
+from clusterstate.reader import StormReader
+from clusterstate.records import (
+    Assignment,
+    StormBase,
+    TaskError,
+    TaskHeartbeat,
+    TaskInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -337,19 +346,18 @@ def _read(fn, *args, bad: list):
         return None
 
 
-def _bulk(reader, name: str, pairs: list):
-    """A reader's optional bulk read (``name(pairs) -> {pair: value}``), or ``None`` without one.
+def _errors_many(reader, pairs: list) -> dict | None:
+    """Every task's errors in one call, or ``None`` to read them task by task.
 
-    Values that are exceptions stand for unreadable nodes. The mirror and
-    ``StormClusterState`` may offer these to spare one call per task.
+    An unreadable error node fails the whole call; read one by one, it is
+    recorded on its own task.
     """
-    method = getattr(reader, name, None)
-    if method is None or not pairs:
+    if not pairs:
         return None
     try:
-        return method(pairs)
+        return reader.task_errors_many(pairs)
     except ValueError:
-        log.warning("bulk read %s failed; reading task by task", name, exc_info=True)
+        log.warning("reading errors at once failed; reading task by task", exc_info=True)
         return None
 
 
@@ -358,9 +366,33 @@ def _newest_first(errors: list[ErrorView]) -> tuple[ErrorView, ...]:
     return tuple(sorted(errors, key=lambda e: -e.time_secs))
 
 
-def _read_storm(
-    reader, storm_id: str, now: float, task_timeout: float, sums_cache: dict, fresh_sums: dict
-) -> StormView | None:
+class TaskRecords(NamedTuple):
+    """A task's raw records, as read."""
+
+    task_id: int
+    info: TaskInfo | None
+    heartbeat: TaskHeartbeat | None
+    errors: tuple[TaskError, ...]  # oldest first
+    unreadable: tuple[str, ...] = ()  # paths of its nodes that could not be read
+
+
+@dataclass(frozen=True)
+class StormRecords:
+    """A storm's raw records, as read: everything :func:`derive_storm` needs."""
+
+    storm_id: str
+    base: StormBase | None
+    assignment: Assignment | None
+    tasks: tuple[TaskRecords, ...]  # by task id, ascending
+    unreadable: bool = False  # its /storms or /assignments node could not be read
+    unreadable_paths: tuple[str, ...] = ()  # those, and its /tasks node if unreadable
+
+
+def read_storm(reader: StormReader, storm_id: str) -> StormRecords | None:
+    """A storm's records, or ``None`` when neither its /storms nor its /assignments node exists.
+
+    Reads only: an unreadable node is recorded, never raised.
+    """
     storm_bad: list[str] = []
     base = _read(reader.storm_base, storm_id, bad=storm_bad)
     assignment = _read(reader.assignment_info, storm_id, bad=storm_bad)
@@ -368,42 +400,18 @@ def _read_storm(
     if base is None and assignment is None and not unreadable:
         return None  # neither node exists (any more)
 
-    if assignment is not None:
-        task_node_port = assignment.task_node_port
-        node_host = assignment.node_host
-        start_times = assignment.task_start_time_secs
-    else:
-        task_node_port, node_host, start_times = {}, {}, {}
     # the assignment names the tasks; /tasks fills in while it is being written or is unreadable
-    task_ids = set(task_node_port)
+    task_ids = set(assignment.task_node_port) if assignment is not None else set()
     task_ids.update(_read(reader.task_ids, storm_id, bad=storm_bad) or ())
-    task_ids = sorted(task_ids)
+    pairs = [(storm_id, t) for t in sorted(task_ids)]
+    all_errors = _errors_many(reader, pairs)
 
-    pairs = [(storm_id, t) for t in task_ids]
-    infos = _bulk(reader, "task_infos_many", pairs)
-    beats = _bulk(reader, "task_heartbeats_many", pairs)
-    all_errors = _bulk(reader, "task_errors_many", pairs)
-
-    # first pass: read each task, group by component
-    rows = []
-    by_component: dict[str, list] = {}
+    tasks = []
     for pair in pairs:
         t = pair[1]
         bad: list[str] = []
-        if infos is None:
-            info = _read(reader.task_info, storm_id, t, bad=bad)
-        else:
-            info = infos.get(pair)
-            if isinstance(info, Exception):
-                bad.append(getattr(info, "path", repr(info)))
-                info = None
-        if beats is None:
-            beat = _read(reader.task_heartbeat, storm_id, t, bad=bad)
-        else:
-            beat = beats.get(pair)
-            if isinstance(beat, Exception):
-                bad.append(getattr(beat, "path", repr(beat)))
-                beat = None
+        info = _read(reader.task_info, storm_id, t, bad=bad)
+        beat = _read(reader.task_heartbeat, storm_id, t, bad=bad)
         if all_errors is None:
             try:
                 errors = reader.task_errors(storm_id, t)
@@ -412,23 +420,59 @@ def _read_storm(
                 errors = ()
         else:
             errors = all_errors.get(pair) or ()
-            if isinstance(errors, Exception):
-                bad.append(getattr(errors, "path", repr(errors)))
-                errors = ()
-        row = (t, info, beat, tuple(errors), tuple(bad))
-        rows.append(row)
-        if info is not None:
-            by_component.setdefault(info.component_id, []).append(row)
+        tasks.append(TaskRecords(t, info, beat, tuple(errors), tuple(bad)))
+    return StormRecords(
+        storm_id=storm_id,
+        base=base,
+        assignment=assignment,
+        tasks=tuple(tasks),
+        unreadable=unreadable,
+        unreadable_paths=tuple(storm_bad),
+    )
+
+
+def derive_storm(
+    records: StormRecords,
+    *,
+    now: float,
+    task_timeout: float,
+    sums_cache: dict | None = None,
+    fresh_sums: dict | None = None,
+) -> StormView:
+    """A storm's figures, computed from its records alone (reads nothing).
+
+    :param now: the time the figures are for (epoch seconds): ages, uptimes, liveness.
+    :param task_timeout: a task whose heartbeat is older than this is dead.
+    :param sums_cache: sums of stats already computed, by the stats' id (see
+        :func:`_cached_sums`); ``fresh_sums`` collects those used now.
+    """
+    sums_cache = {} if sums_cache is None else sums_cache
+    fresh_sums = {} if fresh_sums is None else fresh_sums
+    storm_id, base, assignment = records.storm_id, records.base, records.assignment
+    if assignment is not None:
+        task_node_port = assignment.task_node_port
+        node_host = assignment.node_host
+        start_times = assignment.task_start_time_secs
+    else:
+        task_node_port, node_host, start_times = {}, {}, {}
+
+    by_component: dict[str, list[TaskRecords]] = {}
+    for row in records.tasks:
+        if row.info is not None:
+            by_component.setdefault(row.info.component_id, []).append(row)
 
     # a component's type: its tasks' component_type, else their stats' type, else unknown
     component_types = {}
     for cid, crows in by_component.items():
-        kind = next((r[1].component_type for r in crows if r[1].component_type), None)
+        kind = next((r.info.component_type for r in crows if r.info.component_type), None)
         if kind is None:
-            kind = next((r[2].stats["type"] for r in crows if r[2] and r[2].stats), None)
+            kind = next(
+                (r.heartbeat.stats["type"] for r in crows if r.heartbeat and r.heartbeat.stats),
+                None,
+            )
         component_types[cid] = kind or UNKNOWN
 
-    # second pass: the task views and everything summed from them
+    # the task views and everything summed from them
     tasks: dict[int, TaskView] = {}
     all_sums: list = []
     spout_sums: list = []
@@ -437,7 +481,7 @@ def _read_storm(
     component_errors: dict[str, list] = {cid: [] for cid in by_component}
     storm_errors: list[ErrorView] = []
     workers: dict[tuple[str, int], list[int]] = {}
-    for t, info, beat, errors, bad in rows:
+    for t, info, beat, errors, bad in records.tasks:
         node_port = task_node_port.get(t)
         node, port = node_port if node_port is not None else (None, None)
         host = node_host.get(node) if node is not None else None
@@ -496,7 +540,7 @@ def _read_storm(
             storm_id=storm_id,
             component_id=cid,
             component_type=component_types[cid],
-            task_ids=tuple(r[0] for r in by_component[cid]),
+            task_ids=tuple(r.task_id for r in by_component[cid]),
             window_stats=_window_stats(_sum_all(component_sums[cid])),
             errors=_newest_first(component_errors[cid]),
             tasks_alive=component_alive[cid],
@@ -526,10 +570,21 @@ def _read_storm(
         components=components,
         workers=worker_views,
         window_stats=_window_stats(_storm_sums(all_sums, spout_sums)),
-        unreadable=unreadable,
-        unreadable_paths=tuple(storm_bad),
+        unreadable=records.unreadable,
+        unreadable_paths=records.unreadable_paths,
         errors=_newest_first(storm_errors),
         as_of=now,
+    )
+
+
+def _read_storm(
+    reader, storm_id: str, now: float, task_timeout: float, sums_cache: dict, fresh_sums: dict
+) -> StormView | None:
+    records = read_storm(reader, storm_id)
+    if records is None:
+        return None
+    return derive_storm(
+        records, now=now, task_timeout=task_timeout, sums_cache=sums_cache, fresh_sums=fresh_sums
     )
 
 
@@ -607,7 +662,7 @@ def _read_supervisors(reader, storms, now: float, supervisor_timeout: float):
 
 
 def build_cluster_view(
-    reader,
+    reader: StormReader,
     *,
     now: float,
     connected: bool,
@@ -615,7 +670,7 @@ def build_cluster_view(
     task_timeout: float,
     supervisor_timeout: float,
 ) -> ClusterView:
-    """The whole cluster's figures, read through ``reader`` (a StormClusterState or the mirror).
+    """The whole cluster's figures, read through ``reader``.
 
     An unreadable node never raises: it is recorded on the view it belongs to.
     """

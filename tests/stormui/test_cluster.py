@@ -14,6 +14,7 @@ import pytest
 from clusterstate import (
     Assignment,
     StormBase,
+    TaskError,
     TaskHeartbeat,
     TaskInfo,
     mk_distributed_cluster_state,
@@ -24,8 +25,11 @@ from clusterstate.paths import task_path, taskbeat_path
 from clusterstate.records import encode
 from stormui.cluster import (
     WINDOWS,
+    StormRecords,
+    TaskRecords,
     build_cluster_view,
     build_storm_view,
+    derive_storm,
     parse_window,
     select_errors,
 )
@@ -409,3 +413,109 @@ def test_twenty_thousand_tasks_rebuild_from_cached_sums(monkeypatch):
         assert view.storms[storm_id].window_stats["600"].acked == expected
     finally:
         mirror.stop()
+
+
+# -- the derivation alone, from hand-built records ------------------------------------
+
+
+def _windows(value) -> dict:
+    return {w: value for w in WINDOWS}
+
+
+def _spout(emitted, transferred, acked, failed, latency) -> dict:
+    return {
+        "type": "spout",
+        "emitted": _windows({"default": emitted}),
+        "transferred": _windows({"default": transferred}),
+        "acked": _windows({"default": acked}),
+        "failed": _windows({"default": failed}),
+        "complete_latencies": _windows({"default": latency}),
+    }
+
+
+def _bolt(emitted, acked, failed, latency) -> dict:
+    return {
+        "type": "bolt",
+        "emitted": _windows({"default": emitted}),
+        "transferred": _windows({"default": emitted}),
+        "acked": _windows({"spout": {"default": acked}}),
+        "failed": _windows({"spout": {"default": failed}}),
+        "process_latencies": _windows({"spout": {"default": latency}}),
+    }
+
+
+def test_derive_storm_from_records_alone():
+    records = StormRecords(
+        storm_id="s1",
+        base=StormBase(storm_name="word count", launch_time_secs=1000),
+        assignment=Assignment(
+            master_code_dir="/code/s1",
+            node_host={"n1": "h1"},
+            task_node_port={1: ("n1", 6700), 2: ("n1", 6701), 3: ("n1", 6700)},
+            task_start_time_secs={1: 1000, 2: 1000, 3: 1001},
+        ),
+        tasks=(
+            TaskRecords(
+                1,
+                TaskInfo("spout", "spout"),
+                TaskHeartbeat(1990, 990, _spout(10, 8, 6, 1, 5.0)),
+                (),
+            ),
+            TaskRecords(
+                2,
+                TaskInfo("spout", "spout"),
+                TaskHeartbeat(1995, 995, _spout(20, 20, 2, 0, 11.0)),
+                (),
+            ),
+            TaskRecords(
+                3,
+                TaskInfo("count"),  # no type: its stats tell
+                TaskHeartbeat(1900, 899, _bolt(4, 3, 1, 2.0)),  # 100 s old: dead
+                (TaskError("first", 1940), TaskError("boom", 1950)),
+            ),
+            TaskRecords(4, None, None, (), ("/tasks/s1/4",)),
+        ),
+    )
+
+    storm = derive_storm(records, now=2000, task_timeout=30)
+
+    assert (storm.name, storm.status, storm.uptime_secs) == ("word count", "ACTIVE", 1000)
+    assert storm.master_code_dir == "/code/s1"
+    assert (storm.tasks_total, storm.tasks_alive) == (4, 2)
+    for w in WINDOWS:
+        ws = storm.window_stats[w]
+        # every task's emitted and transferred; acked, failed and latency of the spouts only
+        assert (ws.emitted, ws.transferred, ws.acked, ws.failed) == (34, 32, 8, 1)
+        assert ws.latency_ms == (5.0 * 6 + 11.0 * 2) / 8
+    spout, count = storm.components["spout"], storm.components["count"]
+    assert (spout.component_type, spout.task_ids, spout.tasks_alive) == ("spout", (1, 2), 2)
+    assert (count.component_type, count.task_ids, count.tasks_alive) == ("bolt", (3,), 0)
+    assert count.window_stats["600"].acked == 3 and count.window_stats["600"].latency_ms == 2.0
+    assert [(w.node_id, w.port, w.task_ids) for w in storm.workers] == [
+        ("n1", 6700, (1, 3)),
+        ("n1", 6701, (2,)),
+    ]
+    assert [(e.error, e.task_id, e.component_id, e.host, e.port) for e in storm.errors] == [
+        ("boom", 3, "count", "h1", 6700),
+        ("first", 3, "count", "h1", 6700),
+    ]
+    assert storm.tasks[3].heartbeat_age_secs == 100 and not storm.tasks[3].alive
+    assert storm.tasks[4].component_type == "unknown"
+    assert storm.tasks[4].unreadable == ("/tasks/s1/4",)
+    assert not storm.unreadable
+
+
+def test_derive_storm_of_an_inactive_storm_without_tasks():
+    records = StormRecords(
+        storm_id="s2",
+        base=None,
+        assignment=None,
+        tasks=(),
+        unreadable=True,
+        unreadable_paths=("/storms/s2",),
+    )
+    storm = derive_storm(records, now=2000, task_timeout=30)
+    assert (storm.name, storm.status, storm.uptime_secs) == ("s2", "INACTIVE", None)
+    assert storm.unreadable and storm.unreadable_paths == ("/storms/s2",)
+    assert storm.window_stats["all-time"].emitted == 0
+    assert storm.window_stats["all-time"].latency_ms is None
