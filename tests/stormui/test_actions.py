@@ -580,6 +580,21 @@ def test_scheduled_removal_of_a_storm_already_gone_is_not_found(cluster, zk, tok
     assert ScheduledRemoval.objects.get().outcome == "not-found"
 
 
+def test_a_kill_wakes_the_scheduler_once_committed(
+    cluster, zk, token, django_capture_on_commit_callbacks, monkeypatch
+):
+    from stormui import scheduler
+
+    woken = []
+    monkeypatch.setattr(scheduler, "wake_scheduler", lambda: woken.append(1))
+    client = Client(enforce_csrf_checks=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(api(HEALTHY, "kill/30"), HTTP_AUTHORIZATION=f"Token {token}")
+        assert woken == []  # before its row is committed the scheduler would not see it
+    assert response.status_code == 200
+    assert woken == [1]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_due_removal_is_run_by_a_fresh_scheduler_start(cluster, zk, operator):
     # left behind by a process that stopped before it was due
@@ -597,6 +612,25 @@ def test_due_removal_is_run_by_a_fresh_scheduler_start(cluster, zk, operator):
     assert not scheduler.running
     assert ScheduledRemoval.objects.get().outcome == "success"
     assert AuditEntry.objects.get().via == "schedule"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_asgi_application_starts_the_scheduler_before_it_serves(settings):
+    import asyncio
+
+    from stormui import scheduler
+
+    settings.STORMUI_SCHEDULER_THREAD = True
+    served = []
+
+    async def app(scope, receive, send):
+        served.append((scope["type"], scheduler._scheduler.running))
+
+    try:
+        asyncio.run(scheduler.StartsScheduler(app)({"type": "http"}, None, None))
+        assert served == [("http", True)]
+    finally:
+        scheduler.stop_scheduler()
 
 
 def test_run_scheduled_command(cluster, zk, operator, capsys):
