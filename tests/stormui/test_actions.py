@@ -502,6 +502,31 @@ def test_inactive_storm_is_confirmed_by_the_id_its_page_shows(cluster, zk, opera
     assert zk.get_data(f"/assignments/{PAUSED}") is None
 
 
+def test_confirmation_reads_the_storm_base_not_a_storm_view(cluster, zk, operator, monkeypatch):
+    from stormui import cluster as cluster_module
+    from stormui import source as source_module
+
+    def no_view(*args, **kwargs):
+        raise AssertionError("the confirmation built a StormView")
+
+    monkeypatch.setattr(cluster_module, "build_storm_view", no_view)
+    monkeypatch.setattr(source_module.Source, "storm_view", no_view)
+    client, csrf = csrf_client(operator)
+    page = client.get(f"/storms/{HEALTHY}/remove/")
+    assert page.status_code == 200
+    assert page.context["storm_name"] == "healthy"
+    assert b'name="confirm"' in page.content
+    # an inactive storm's name went with its base: its id confirms it
+    assert client.get(f"/storms/{PAUSED}/remove/").context["storm_name"] == PAUSED
+    assert client.get("/storms/no-such-storm-1-1/remove/").status_code == 404
+    response = client.post(
+        f"/storms/{HEALTHY}/deactivate/", {"confirm": "healthy", "csrfmiddlewaretoken": csrf}
+    )
+    assert response.status_code == 302 and response["Location"] == f"/storms/{HEALTHY}/"
+    assert zk.get_data(f"/storms/{HEALTHY}") is None
+    assert "healthy: deactivated." in [str(m) for m in get_messages(response.wsgi_request)]
+
+
 def test_viewer_sees_no_action_forms(cluster, viewer):
     client, _ = csrf_client(viewer)
     page = client.get(f"/storms/{HEALTHY}/")
