@@ -1,6 +1,6 @@
 """Admin actions over HTTP: the storm page's confirmation forms, Storm's API, the audit page.
 
-The views authorise and answer; :mod:`stormui.actions` decides and audits.
+The views answer; :mod:`stormui.actions` authorises, decides and audits.
 They are ``csrf_exempt`` only so that the CSRF check can run here, where a
 failure is audited like any other refusal: a request made with a session
 needs the token all the same; one made with an API token needs none.
@@ -8,7 +8,6 @@ needs the token all the same; one made with an API token needs none.
 
 from __future__ import annotations
 
-from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -24,13 +23,9 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from clusterstate import NotConnectedError
-from clusterstate.paths import check_id
-
 from . import actions
 from .decorators import json_error, json_errors, require_methods
 from .models import Action, AuditEntry, Outcome, ScheduledRemoval, Via
-from .source import get_source
 
 AUDIT_PAGE_SIZE = 100
 
@@ -55,47 +50,14 @@ def _remote_addr(request) -> str | None:
 # -- pages -------------------------------------------------------------------------------------
 
 
-class ConfirmForm(forms.Form):
-    confirm = forms.CharField(max_length=255, label="Type the storm's name to confirm")
-
-    def __init__(self, *args, storm_name: str, storm_id: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.storm_name = storm_name
-        self.storm_id = storm_id
-
-    def clean_confirm(self):
-        typed = self.cleaned_data["confirm"]
-        # the page shows the name, or the id for a storm whose name is gone (inactive)
-        if typed not in (self.storm_name, self.storm_id):
-            raise forms.ValidationError(
-                "That is not this storm's name; type %(name)s to confirm.",
-                params={"name": self.storm_name},
-            )
-        return typed
-
-
-def _storm_name(storm_id: str) -> tuple[str, bool]:
-    """The storm's name as its page shows it, and whether the dashboard knows the storm."""
-    try:
-        view = get_source().storm_view(storm_id)
-    except (NotConnectedError, ValueError):
-        view = None
-    return (view.name, True) if view is not None else (storm_id, False)
-
-
-def _refused_page(request, storm_id, action, reason, status):
-    context = {"action": action, "storm_id": storm_id, "refused": reason}
-    return render(request, "stormui/confirm_action.html", context, status=status)
-
-
 @never_cache
-@csrf_exempt  # checked in _page_action, so that a failure is audited
+@csrf_exempt  # checked in the decision, so that a failure is audited
 def deactivate(request, storm_id):
     return _page_action(request, storm_id, Action.DEACTIVATE)
 
 
 @never_cache
-@csrf_exempt  # checked in _page_action, so that a failure is audited
+@csrf_exempt  # checked in the decision, so that a failure is audited
 def remove(request, storm_id):
     return _page_action(request, storm_id, Action.REMOVE)
 
@@ -104,63 +66,46 @@ def _page_action(request, storm_id, action):
     if request.method not in ("GET", "POST"):
         return HttpResponseNotAllowed(["GET", "POST"])
     posted = request.method == "POST"
-    user, remote = request.user, _remote_addr(request)
-    if not user.is_authenticated:
-        if posted:
-            actions.refuse(user, action, storm_id, Via.PAGE, remote, 401, "login required")
+    decision = actions.decide_page_action(
+        request.user,
+        action,
+        storm_id,
+        _remote_addr(request),
+        data=request.POST if posted else None,
+        csrf_failure=lambda: csrf_failure_reason(request),
+    )
+    return _answer(request, decision)
+
+
+def _answer(request, decision: actions.PageDecision):
+    """The page that answers a page action's decision."""
+    action, storm_id = decision.action, decision.storm_id
+    if decision.answer == actions.LOGIN:
         # back to the confirmation form once logged in
         return redirect_to_login(request.path, settings.LOGIN_URL)
-    if posted and (reason := csrf_failure_reason(request)):
-        actions.refuse(
-            user, action, storm_id, Via.PAGE, remote, 403, f"CSRF check failed: {reason}"
+    if decision.answer == actions.CSRF_FAILED:
+        return get_callable(settings.CSRF_FAILURE_VIEW)(request, reason=decision.reason)
+    if decision.answer == actions.NOT_FOUND:
+        raise Http404("no such storm")
+    if decision.answer == actions.DONE:
+        name, result = decision.storm_name, decision.result
+        if result.ok:
+            messages.success(request, f"{name}: {result.message}.")
+        else:
+            messages.error(request, f"{name}: {action} failed: {result.message}.")
+        # a removed storm has no page left to go back to, nor has one that was not found
+        gone = result.outcome == Outcome.NOT_FOUND or (result.ok and action == Action.REMOVE)
+        return redirect("cluster") if gone else redirect("storm", storm_id)
+    context = {"action": action, "storm_id": storm_id}
+    if decision.answer == actions.REFUSED:
+        context["refused"] = decision.reason
+    else:  # CONFIRM
+        context.update(
+            storm_name=decision.storm_name,
+            form=decision.form,
+            post_url=reverse(f"storm-{action}", args=[storm_id]),
         )
-        return get_callable(settings.CSRF_FAILURE_VIEW)(request, reason=reason)
-    refusal = actions.refusal(user, action)
-    if refusal is not None:
-        status, reason = refusal
-        if posted:
-            actions.refuse(user, action, storm_id, Via.PAGE, remote, status, reason)
-        return _refused_page(request, storm_id, action, reason, status)
-    try:
-        check_id(storm_id, "storm id")
-    except ValueError:
-        if posted:
-            actions.perform(user, action, storm_id, Via.PAGE, remote)  # audited as not found
-        raise Http404("no such storm") from None
-
-    name, known = _storm_name(storm_id)
-    if not posted:
-        if not known:
-            raise Http404("no such storm")
-        form = ConfirmForm(storm_name=name, storm_id=storm_id)
-        return _confirm_page(request, storm_id, name, action, form)
-
-    form = ConfirmForm(request.POST, storm_name=name, storm_id=storm_id)
-    if not form.is_valid():
-        typed = request.POST.get("confirm", "")
-        reason = f"the typed name {typed[:100]!r} did not match the storm's name"
-        actions.refuse(user, action, storm_id, Via.PAGE, remote, 400, reason)
-        return _confirm_page(request, storm_id, name, action, form, status=400)
-
-    result = actions.perform(user, action, storm_id, Via.PAGE, remote)
-    if result.ok:
-        messages.success(request, f"{name}: {result.message}.")
-    else:
-        messages.error(request, f"{name}: {action} failed: {result.message}.")
-    # a removed storm has no page left to go back to, nor has one that was not found
-    gone = result.outcome == Outcome.NOT_FOUND or (result.ok and action == Action.REMOVE)
-    return redirect("cluster") if gone else redirect("storm", storm_id)
-
-
-def _confirm_page(request, storm_id, name, action, form, status=200):
-    context = {
-        "action": action,
-        "storm_id": storm_id,
-        "storm_name": name,
-        "form": form,
-        "post_url": reverse(f"storm-{action}", args=[storm_id]),
-    }
-    return render(request, "stormui/confirm_action.html", context, status=status)
+    return render(request, "stormui/confirm_action.html", context, status=decision.status)
 
 
 @never_cache

@@ -1,7 +1,8 @@
 """Admin actions on storms: who may, what each does to ZooKeeper, and the audit trail.
 
-Pages, the API and the scheduler all go through :func:`perform` (or, for a
-removal the scheduler runs, :func:`run_scheduled_removal`), which decides,
+Pages, the API and the scheduler all go through :func:`perform` (a page's
+confirmation form through :func:`decide_page_action`; a removal the
+scheduler runs through :func:`run_scheduled_removal`), which decides,
 writes through ``get_source().storm_state`` and records an :class:`AuditEntry`
 for every attempt, allowed or refused. What is there is read straight from
 ZooKeeper, never from the mirror, so that two admins acting at once each get
@@ -20,8 +21,9 @@ from django.db import OperationalError, connection, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from clusterstate import NotConnectedError, paths
+from clusterstate import NotConnectedError, UnreadableNodeError, paths
 
+from .forms import ConfirmForm
 from .models import Action, AuditEntry, Outcome, ScheduledRemoval, StormLock, Via
 from .source import get_source
 
@@ -121,9 +123,114 @@ def perform(user, action, storm_id, via, remote_addr=None, *, wait_secs=None) ->
         if wait_secs is None or not 0 <= wait_secs <= MAX_KILL_WAIT_SECS:
             reason = f"the wait must be 0 to {MAX_KILL_WAIT_SECS} seconds"
             return refuse(user, action, storm_id, via, remote_addr, 400, reason)
+    return _carry_out(user, action, storm_id, via, remote_addr, wait_secs=wait_secs)
+
+
+def _carry_out(user, action, storm_id, via, remote_addr, *, wait_secs=None) -> Result:
+    """Attempt an action already authorised and validated, and audit it."""
     result = _attempt(action, storm_id, user=user, wait_secs=wait_secs)
     record(user, action, storm_id, via, remote_addr, result.outcome, result.message)
     return result
+
+
+# -- a page's action: one decision, then one answer -------------------------------------------
+
+# what a page answers with
+LOGIN = "login"  # to the login page, and back to the form after it
+CSRF_FAILED = "csrf-failed"  # Django's CSRF failure page
+REFUSED = "refused"  # the confirmation page, saying why not
+NOT_FOUND = "not-found"  # a 404
+CONFIRM = "confirm"  # the confirmation form, blank or with what was wrong in it
+DONE = "done"  # the action ran: its result
+
+
+@dataclass(frozen=True)
+class PageDecision:
+    """What a page action came to; the view answers it once."""
+
+    answer: str  # one of LOGIN, CSRF_FAILED, REFUSED, NOT_FOUND, CONFIRM, DONE
+    action: str
+    storm_id: str
+    status: int  # the HTTP status that answers it
+    reason: str = ""  # why it was refused, or what was done
+    storm_name: str = ""  # for CONFIRM and DONE
+    form: ConfirmForm | None = None  # for CONFIRM
+    result: Result | None = None  # for DONE
+
+
+def decide_page_action(
+    user, action, storm_id, remote_addr=None, *, data=None, csrf_failure=lambda: None
+) -> PageDecision:
+    """Decide a storm page's action: authorise, validate, then perform or refuse.
+
+    ``data`` is the posted confirmation form, ``None`` for a GET (which asks
+    for the form and changes nothing); ``csrf_failure()`` says why Django's
+    CSRF check refuses the post, ``None`` if it passes (asked only once the
+    user is known). Every post is audited, whatever comes of it; a GET is not.
+    """
+    action = Action(action)
+    posted = data is not None
+
+    def refused(answer, status, reason, audited_reason=None):
+        if posted:
+            refuse(user, action, storm_id, Via.PAGE, remote_addr, status, audited_reason or reason)
+        return PageDecision(answer, action, storm_id, status, reason)
+
+    if user is None or not user.is_authenticated:
+        return refused(LOGIN, 401, "login required")
+    if posted and (reason := csrf_failure()):
+        return refused(CSRF_FAILED, 403, reason, f"CSRF check failed: {reason}")
+    denied = refusal(user, action)
+    if denied is not None:
+        return refused(REFUSED, *denied)
+    try:
+        paths.check_id(storm_id, "storm id")
+    except ValueError:
+        if posted:
+            _carry_out(user, action, storm_id, Via.PAGE, remote_addr)  # audited as not found
+        return PageDecision(NOT_FOUND, action, storm_id, 404, "no such storm")
+
+    name = storm_name(storm_id)
+    if not posted:
+        if name is None:
+            return PageDecision(NOT_FOUND, action, storm_id, 404, "no such storm")
+        form = ConfirmForm(storm_name=name, storm_id=storm_id)
+        return PageDecision(CONFIRM, action, storm_id, 200, storm_name=name, form=form)
+
+    # a storm gone since the form was shown is confirmed by its id: the action says it is gone
+    name = name or storm_id
+    form = ConfirmForm(data, storm_name=name, storm_id=storm_id)
+    if not form.is_valid():
+        typed = data.get("confirm", "")
+        reason = f"the typed name {typed[:100]!r} did not match the storm's name"
+        refuse(user, action, storm_id, Via.PAGE, remote_addr, 400, reason)
+        return PageDecision(CONFIRM, action, storm_id, 400, reason, storm_name=name, form=form)
+    result = _carry_out(user, action, storm_id, Via.PAGE, remote_addr)
+    return PageDecision(
+        DONE, action, storm_id, result.status, result.message, storm_name=name, result=result
+    )
+
+
+def storm_name(storm_id: str) -> str | None:
+    """The storm's name as its page shows it, or ``None`` if the dashboard knows no such storm.
+
+    Reads the storm's base, and its assignment only when it has no base, never a
+    whole view: an inactive storm's name went with its base, so its page shows
+    its id, as does a storm whose nodes cannot be read.
+    """
+    source = get_source()
+    if source.storm_state is None:
+        return None  # ZooKeeper never reached
+    reader = source.reader
+    try:
+        base = reader.storm_base(storm_id)
+        if base is None and reader.assignment_info(storm_id) is None:
+            return None
+    except UnreadableNodeError:
+        return storm_id
+    except (NotConnectedError, ValueError):
+        return None
+    return base.storm_name if base is not None and base.storm_name else storm_id
 
 
 def run_scheduled_removal(entry: ScheduledRemoval) -> Result:

@@ -14,12 +14,10 @@ from django.urls import path, re_path
 from clusterstate.paths import is_valid_id
 
 from . import shapes
-from .cluster import parse_window, select_errors
+from .cluster import parse_window
 from .decorators import api_view
+from .forms import BadErrorFilter, parse_error_filter
 from .source import get_source
-
-ERRORS_DEFAULT_LIMIT = 100
-ERRORS_MAX_LIMIT = 1000
 
 
 def _window(request) -> str:
@@ -35,28 +33,6 @@ def _storm(storm_id: str):
     if storm is None:
         raise Http404("no such topology")
     return storm
-
-
-def _int_param(request, name: str, default, minimum: int, maximum: int | None = None):
-    raw = request.GET.get(name)
-    if raw is None or raw == "":
-        return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise BadRequest(f"{name} must be a non-negative integer")
-    value = int(raw)
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = f" and {maximum}" if maximum is not None else ""
-        raise BadRequest(f"{name} must be at least {minimum}{upper}")
-    return value
-
-
-def _id_param(request, name: str) -> str | None:
-    raw = request.GET.get(name)
-    if raw is None or raw == "":
-        return None
-    if not is_valid_id(raw):
-        raise BadRequest(f"{name} is not a valid id")
-    return raw
 
 
 @api_view()
@@ -93,20 +69,11 @@ def component(request, storm_id: str, component_id: str):
 
 @api_view()
 def errors(request):
-    storm = _id_param(request, "storm")
-    component = _id_param(request, "component")
-    since = _int_param(request, "since", None, 0)
-    limit = _int_param(request, "limit", ERRORS_DEFAULT_LIMIT, 1, ERRORS_MAX_LIMIT)
-    text = request.GET.get("text") or None
-    selected = select_errors(
-        get_source().cluster_view(),
-        storm=storm,
-        component=component,
-        since=since,
-        text=text,
-        limit=limit,
-    )
-    return JsonResponse(shapes.errors_feed(selected))
+    try:
+        error_filter = parse_error_filter(request.GET, api=True)
+    except BadErrorFilter as exc:
+        raise BadRequest(str(exc)) from None
+    return JsonResponse(shapes.errors_feed(error_filter.select(get_source().cluster_view())))
 
 
 @api_view("GET", "POST", "PUT", "PATCH", "DELETE")

@@ -14,6 +14,7 @@ resyncs). Daphne's own ping timeout closes sockets that stop reading.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 from collections import deque
@@ -26,7 +27,7 @@ from django.conf import settings
 from clusterstate.paths import check_id
 
 from . import live, shapes
-from .cluster import select_errors
+from .forms import parse_error_filter
 
 log = logging.getLogger(__name__)
 
@@ -377,18 +378,15 @@ class ErrorsConsumer(LiveConsumer):
         from urllib.parse import parse_qs
 
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        self.filters = tuple(
-            (query.get(name) or [""])[0].strip() or None for name in ("storm", "component", "q")
+        # the first of a repeated parameter, as the socket has always read it
+        self.error_filter = dataclasses.replace(
+            parse_error_filter({name: values[0] for name, values in query.items()}),
+            limit=ERRORS_SNAPSHOT_LIMIT,
         )
         await super().connect()
 
     def build_snapshot(self, view, resync):
-        storm, component, text = self.filters
-
         def build():
-            errors = select_errors(
-                view, storm=storm, component=component, text=text, limit=ERRORS_SNAPSHOT_LIMIT
-            )
-            return shapes.errors_snapshot(view, errors, resync=resync)
+            return shapes.errors_snapshot(view, self.error_filter.select(view), resync=resync)
 
-        return _shared_snapshot(("errors", self.filters, resync), view, build)
+        return _shared_snapshot(("errors", self.error_filter, resync), view, build)

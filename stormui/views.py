@@ -13,7 +13,8 @@ from django.template import loader
 
 from clusterstate.paths import check_id, check_task_id
 
-from .cluster import DEFAULT_WINDOW, WINDOW_LABELS, WINDOWS, parse_window, select_errors
+from .cluster import DEFAULT_WINDOW, WINDOW_LABELS, WINDOWS, parse_window
+from .forms import parse_error_filter
 from .source import get_source
 
 # the error feed page shows at most this many errors; the filters narrow it down
@@ -216,15 +217,8 @@ def supervisor(request, supervisor_id):
 def errors(request):
     source = get_source()
     view = source.cluster_view()
-    storm_filter = request.GET.get("storm", "").strip()
-    component_filter = request.GET.get("component", "").strip()
-    text_filter = request.GET.get("q", "").strip()
-    matching = select_errors(
-        view,
-        storm=storm_filter or None,
-        component=component_filter or None,
-        text=text_filter or None,
-    )
+    error_filter = parse_error_filter(request.GET)
+    matching = error_filter.select(view)
     storms = sorted(view.storms.values(), key=lambda s: (s.name.lower(), s.id))
     return render(
         request,
@@ -237,7 +231,7 @@ def errors(request):
             "limit": ERROR_FEED_LIMIT,
             "storms": storms,
             "storm_names": {s.id: s.name for s in storms},
-            "filters": {"storm": storm_filter, "component": component_filter, "q": text_filter},
+            "filters": error_filter.fields(),
         },
     )
 
