@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.urls import include, path
 
 from clusterstate.records import WINDOWS
+from stormui.source import get_source
 from tests.stormui.conftest import (
     BROKEN,
     HEALTHY,
@@ -43,6 +44,13 @@ def get_json(client, url, status=200):
     return response.json()
 
 
+def view_time() -> int:
+    """When the figures the next request shows were computed, at the earliest: with the
+    mirror a request shows the last view built, which may predate the request, and views
+    only ever get newer. Ages and liveness are as of then."""
+    return int(get_source().cluster_view().as_of)
+
+
 def assert_ints(obj, *keys):
     for key in keys:
         assert type(obj[key]) is int, (key, obj[key])
@@ -50,7 +58,7 @@ def assert_ints(obj, *keys):
 
 def test_cluster_summary(known_cluster, client):
     known = known_cluster
-    before = int(time.time())
+    before = view_time()
     data = get_json(client, "/api/v1/cluster/summary")
     assert data["supervisors"] == len(known.supervisors) == 3
     assert data["topologies"] == len(known.storms) == 4
@@ -86,7 +94,7 @@ def test_supervisor_summary(known_cluster, client):
 
 def test_topology_summary(known_cluster, client):
     known = known_cluster
-    before = int(time.time())
+    before = view_time()
     tops = {t["id"]: t for t in get_json(client, "/api/v1/topology/summary")["topologies"]}
     after = int(time.time()) + 1  # ages and uptimes are as of some time in between
     assert set(tops) == set(known.storms)
@@ -130,7 +138,7 @@ def test_topology_detail(known_cluster, client):
 
 def check_topology_detail(known, client, window):
     url = f"/api/v1/topology/{TROUBLED}" + (f"?window={window}" if window else "")
-    before = int(time.time())
+    before = view_time()
     data = get_json(client, url)
     after = int(time.time()) + 1  # ages are as of some time in between
     chosen = "all-time" if window in (None, ":all-time") else window
@@ -191,7 +199,7 @@ def test_healthy_topology_stats_move_with_window(known_cluster, client):
 
 def test_component_detail(known_cluster, client):
     known = known_cluster
-    before = int(time.time())
+    before = view_time()
     data = get_json(client, f"/api/v1/topology/{TROUBLED}/component/sink?window=10800")
     after = int(time.time()) + 1  # ages are as of some time in between
     assert (data["id"], data["topologyId"], data["componentType"]) == ("sink", TROUBLED, "bolt")
