@@ -14,7 +14,7 @@ from clusterstate import (
     mk_distributed_cluster_state,
     mk_storm_cluster_state,
 )
-from tests.helpers import storm_conf
+from tests.helpers import WAIT, storm_conf
 from tests.stormui.conftest import write_known_cluster
 
 
@@ -59,6 +59,11 @@ class Served:
                 f"/nimbus/{storm_id}", {"sup-a": "host-a.example"}, {1: ["sup-a", 6703]}, {1: now}
             ),
         )
+
+    def wait_served(self, storm_id: str):
+        """Until the dashboard knows ``storm_id`` (its mirror sees a change some time after
+        it is written): its topology API answers 200."""
+        live_servers.wait_http(f"{self.url}/api/v1/topology/{storm_id}", self.proc, timeout=WAIT)
 
     def close(self):
         self.stop()

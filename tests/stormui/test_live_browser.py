@@ -243,6 +243,7 @@ def test_supervisor_pages_update_in_place(page, served):
 def test_storm_page_adds_and_removes_component_rows(page, served):
     storm_id = "grow-6-6000"
     served.submit(storm_id, "grow")
+    served.wait_served(storm_id)
     open_page(page, served.url + f"/storms/{storm_id}/")
     wait_live(page)
     page.evaluate("window.__noReload = 1")
