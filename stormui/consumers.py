@@ -2,7 +2,10 @@
 
 Each socket joins its groups, then sends a snapshot of what its page shows,
 then one message per change as :mod:`stormui.live` relays them. Messages
-come pre-encoded from the relay and are sent as they are.
+come pre-encoded from the relay and are sent as they are. A page's socket
+names its page (:mod:`stormui.pages`: which page, which storm, component,
+task or supervisor, which window) from its query; its process tells the relay
+which pages are open (:func:`page_opened`).
 
 A slow socket must not hold up the others: each keeps a bounded
 :class:`Outbox` drained by its own task. When it overflows, what was queued
@@ -14,19 +17,20 @@ resyncs). Daphne's own ping timeout closes sockets that stop reading.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
+from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from clusterstate.paths import check_id
+from clusterstate.paths import check_id, check_task_id
 
-from . import live, shapes
+from . import live, pages, shapes
+from .cluster import DEFAULT_WINDOW, parse_window
 from .forms import parse_error_filter
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,58 @@ def _shared_snapshot(key: tuple, view, build) -> str:
             _snapshots.clear()
         _snapshots[key] = (view, text)
     return text
+
+
+#: this process's open pages: how many sockets each has
+_open_pages: Counter = Counter()
+_announcer: asyncio.Task | None = None
+
+
+async def page_opened(layer, key: pages.PageKey) -> None:
+    """A socket of page ``key`` opened here: the relay hears of it now, and every tick while
+    any of its sockets stays open."""
+    global _announcer
+    _open_pages[key] += 1
+    loop = asyncio.get_running_loop()
+    if _announcer is None or _announcer.done() or _announcer.get_loop() is not loop:
+        _announcer = loop.create_task(_announce_pages(layer), name="stormui-open-pages")
+    if _open_pages[key] == 1:
+        await _tell_relay(layer, [key])
+
+
+def page_closed(key: pages.PageKey) -> None:
+    _open_pages[key] -= 1
+    if _open_pages[key] <= 0:
+        del _open_pages[key]
+
+
+async def _tell_relay(layer, keys) -> None:
+    try:
+        await layer.group_send(
+            live.RELAY_GROUP, {"type": "pages.open", "keys": [list(k) for k in keys]}
+        )
+    except Exception:  # the relay hears again next tick
+        log.exception("telling the relay which pages are open failed")
+
+
+async def _announce_pages(layer) -> None:
+    while True:
+        await asyncio.sleep(live.TICK_SECS)
+        if _open_pages:
+            await _tell_relay(layer, list(_open_pages))
+
+
+def _query(scope) -> dict[str, str]:
+    """The socket's query string: the first of each parameter."""
+    query = parse_qs(scope.get("query_string", b"").decode("utf-8", "replace"))
+    return {name: values[0] for name, values in query.items()}
+
+
+def _window(query) -> str:
+    try:
+        return parse_window(query.get("window"))
+    except ValueError:
+        return DEFAULT_WINDOW
 
 
 def still_logged_in(scope) -> bool:
@@ -186,11 +242,10 @@ class Outbox:
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     """What the three sockets share; subclasses name their group and build their snapshot."""
 
-    group_name = ""
-    extra_groups: list = []
     source = None
     outbox: Outbox | None = None
-    local_groups: list = []
+    #: the page this socket serves (None: the error feed, which every feed socket shares)
+    page_key: pages.PageKey | None = None
     login_guard: asyncio.Task | None = None
     outbox_limit = OUTBOX_LIMIT
     send_timeout = SEND_TIMEOUT_SECS
@@ -205,15 +260,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if not await self.admit():
             return
         # join before the snapshot is built, so that no change falls between the two
-        groups = [live.STATUS_GROUP, self.group_name, *self.extra_groups]
-        if live.in_process_layer():
-            for group in groups:
-                live.local_groups.add(group, self)
-            self.local_groups = groups
-        else:
-            for group in groups:
-                await self.channel_layer.group_add(group, self.channel_name)
-            self.groups = groups  # Channels leaves them on disconnect
+        groups = [live.STATUS_GROUP, *self.page_groups()]
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups = groups  # Channels leaves them on disconnect
+        if self.page_key is not None:
+            await page_opened(self.channel_layer, self.page_key)
         await self.accept()
         self.outbox = Outbox(self, self.outbox_limit, self.send_timeout)
         self.outbox.request_snapshot(resync=False)
@@ -240,6 +292,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def admit(self) -> bool:
         return True
 
+    def page_groups(self) -> list[str]:
+        return [pages.page_group(self.page_key)]
+
     async def dispatch(self, message):
         # Channels closes stale database connections in a thread before every handler; the
         # relay's events touch no database, and at hundreds of sockets that hop per message
@@ -257,9 +312,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         if self.login_guard is not None:
             self.login_guard.cancel()
-        for group in self.local_groups:
-            live.local_groups.discard(group, self)
-        self.local_groups = []
+        if self.page_key is not None and self.outbox is not None:
+            page_closed(self.page_key)
         if self.outbox is not None:
             self.outbox.close()
 
@@ -281,7 +335,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         return live.source_token(source), version, self.build_snapshot(view, resync)
 
     def build_snapshot(self, view, resync: bool) -> str:
-        raise NotImplementedError
+        key = self.page_key
+
+        def build():
+            data = live.page_data(key, view, snapshot=True)
+            return live.page_message(key, view, data) or data
+
+        return _shared_snapshot(key, view, build)
 
     def is_stale(self, item: Item) -> bool:
         token, version = self.snapshot_mark
@@ -297,12 +357,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def resync_requested(self, event):
         self.outbox.request_snapshot(resync=True)
 
-    async def cluster_changed(self, event):
-        self.outbox.put(Item([event["text"]], event["source"], event["version"]))
-
-    async def storm_changed(self, event):
-        if event.get("whole") and getattr(self, "component_id", None) is not None:
-            return  # this page takes its component's narrowed update instead
+    async def page_changed(self, event):
         self.outbox.put(Item([event["text"]], event["source"], event["version"]))
 
     async def errors_reported(self, event):
@@ -314,28 +369,44 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 _RELAY_EVENTS = {
     "status.changed": LiveConsumer.status_changed,
     "resync.requested": LiveConsumer.resync_requested,
-    "cluster.changed": LiveConsumer.cluster_changed,
-    "storm.changed": LiveConsumer.storm_changed,
+    "page.changed": LiveConsumer.page_changed,
+    "storm.removed": LiveConsumer.page_changed,
     "errors.reported": LiveConsumer.errors_reported,
 }
 
 
 class ClusterConsumer(LiveConsumer):
-    group_name = live.CLUSTER_GROUP
+    """The cluster's page, the supervisors' (``?page=supervisors``) or one supervisor's
+    (``?supervisor=<id>``): each takes the cluster's figures and its own regions."""
 
-    def build_snapshot(self, view, resync):
-        return _shared_snapshot(("cluster",), view, lambda: shapes.cluster_snapshot(view))
+    async def admit(self) -> bool:
+        query = _query(self.scope)
+        if query.get("supervisor"):
+            try:
+                supervisor_id = check_id(query["supervisor"], "supervisor id")
+            except ValueError:
+                supervisor_id = None
+            view = await sync_to_async(self.source.cluster_view, thread_sensitive=False)()
+            if supervisor_id is None or supervisor_id not in view.supervisors:
+                await self.accept()
+                await self.close(code=CLOSE_NOT_FOUND)
+                return False
+            self.page_key = ("supervisor", supervisor_id)
+        elif query.get("page") == "supervisors":
+            self.page_key = ("supervisors",)
+        else:
+            self.page_key = ("cluster",)
+        return True
 
 
 class StormConsumer(LiveConsumer):
-    """A storm's page, or (``?component=``) a component's or task's page, narrowed to it."""
+    """A storm's page; with ``?component=`` a component's, with ``?task=`` a task's (both
+    narrowed to the component); ``?window=`` the page's window."""
 
     storm_id = None
     component_id = None
 
     async def admit(self) -> bool:
-        from urllib.parse import parse_qs
-
         try:
             self.storm_id = check_id(self.scope["url_route"]["kwargs"]["storm_id"], "storm id")
         except ValueError:
@@ -345,48 +416,52 @@ class StormConsumer(LiveConsumer):
             await self.accept()
             await self.close(code=CLOSE_NOT_FOUND)
             return False
-        self.group_name = live.storm_group(self.storm_id)
-        query = parse_qs(self.scope.get("query_string", b"").decode("utf-8", "replace"))
-        component_id = (query.get("component") or [""])[0]
-        # an unknown component's page gets the whole storm's figures, as before
-        if component_id in view.storms[self.storm_id].components:
+        storm = view.storms[self.storm_id]
+        query = _query(self.scope)
+        window = _window(query)
+        task_id = None
+        try:
+            task_id = check_task_id(query["task"]) if "task" in query else None
+        except ValueError:
+            pass
+        component_id = query.get("component", "")
+        if task_id is not None and task_id in storm.tasks:
+            self.component_id = storm.tasks[task_id].component_id
+            self.page_key = ("task", self.storm_id, str(task_id))
+        elif component_id in storm.components:
             self.component_id = component_id
-            self.extra_groups = [live.component_group(self.storm_id, component_id)]
+            self.page_key = ("component", self.storm_id, component_id, window)
+        else:
+            # an unknown component's page gets the whole storm's figures, as before
+            self.page_key = ("storm", self.storm_id, window)
         return True
 
+    def page_groups(self) -> list[str]:
+        return [pages.page_group(self.page_key), live.storm_group(self.storm_id)]
+
     def build_snapshot(self, view, resync):
-        storm = view.storms.get(self.storm_id)
-        if storm is None:
+        if self.storm_id not in view.storms:
             return live.encode(shapes.storm_removed(self.storm_id, view.as_of))
-        return _shared_snapshot(
-            ("storm", self.storm_id, self.component_id),
-            view,
-            lambda: shapes.storm_snapshot(
-                storm,
-                zk_connected=view.zk_connected,
-                synced_at=view.synced_at,
-                component_id=self.component_id,
-            ),
-        )
+        return super().build_snapshot(view, resync)
 
 
 class ErrorsConsumer(LiveConsumer):
-    group_name = live.ERRORS_GROUP
+    """The error feed: every error, as it is reported; its snapshot narrowed by the page's
+    filters, as the page is (the feed filters the rest in the browser)."""
 
     async def connect(self):
-        # the page's filters narrow the snapshot, as they narrow the page; the feed filters the rest
-        from urllib.parse import parse_qs
-
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        # the first of a repeated parameter, as the socket has always read it
-        self.error_filter = dataclasses.replace(
-            parse_error_filter({name: values[0] for name, values in query.items()}),
-            limit=ERRORS_SNAPSHOT_LIMIT,
-        )
+        self.error_filter = parse_error_filter(_query(self.scope))
         await super().connect()
+
+    def page_groups(self) -> list[str]:
+        return [live.ERRORS_GROUP]
 
     def build_snapshot(self, view, resync):
         def build():
-            return shapes.errors_snapshot(view, self.error_filter.select(view), resync=resync)
+            st = pages.status(view.as_of, view.zk_connected, view.synced_at)
+            ctx = pages.errors_context(view, st, self.error_filter)
+            errors = ctx["errors"][:ERRORS_SNAPSHOT_LIMIT]
+            data = shapes.errors_snapshot(view, errors, resync=resync)
+            return {**data, "html": pages.render_regions("errors", ctx)}
 
         return _shared_snapshot(("errors", self.error_filter, resync), view, build)

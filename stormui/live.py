@@ -12,10 +12,15 @@ only caller of ``group_send``.
 - Errors are batched into windows of at most :data:`ERROR_WINDOW_SECS`
   (the first error of a quiet spell goes at once); every one is sent, in
   the order the mirror reported it.
-- Each payload is encoded to JSON once, here; consumers send the text as is.
-- A storm's page takes the whole storm's update; a component's or task's page takes one
-  narrowed to its component, with its tasks' stats (:func:`component_group`). With the
-  in-memory layer only the components with a page open are built; with Redis every one.
+- Each page open anywhere (:mod:`stormui.pages` names it by a key) has its
+  group. Its update is the page's figures (:mod:`stormui.shapes`) and its
+  live regions rendered from the page's own partials (``html``), built once
+  per change for the group however many sockets it has, and encoded to JSON
+  once, here; consumers send the text as is. Which pages are open the relay
+  learns from the consumers' processes (:data:`RELAY_GROUP`): each says which
+  of its pages are open when one opens and every tick; a page nobody named
+  for three ticks is forgotten, so the set stays bounded.
+- Every error message carries the error as the lists render it (``html``).
 
 Without the mirror (``STORMUI_MIRROR=off``) nothing tells of changes: the
 relay polls instead. Every :data:`TICK_SECS` it rebuilds the view and sends
@@ -24,9 +29,10 @@ errors (each task's newest ten) with the previous poll's, and ZooKeeper's
 connection state with the last one sent. So changes arrive up to a tick late,
 and an error reported just before a socket's snapshot may reach it twice.
 
-Which process relays: with the in-memory channel layer (``REDIS_URL`` unset)
-nothing outside the serving process can reach its sockets, so daphne relays
-itself, starting when the first socket connects (it needs the running loop).
+Which process relays: with the in-process channel layer (``REDIS_URL`` unset,
+:mod:`stormui.layers`) nothing outside the serving process can reach its
+sockets, so daphne relays itself, starting when the first socket connects (it
+needs the running loop).
 With Redis only the process started by ``manage.py relay`` (or any process
 with ``STORMUI_RELAY=true``) relays, so that nothing is sent twice.
 """
@@ -42,10 +48,9 @@ import time
 from collections import Counter
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
-from django.conf import settings
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from . import shapes
+from . import pages, shapes
 from .cluster import ErrorView
 from .env import env_bool
 from .source import get_source
@@ -54,35 +59,27 @@ log = logging.getLogger(__name__)
 
 #: every socket joins this group, for ZooKeeper's connection state
 STATUS_GROUP = "status"
-CLUSTER_GROUP = "cluster"
 ERRORS_GROUP = "errors"
+#: the relay's own group: the consumers' processes tell it which pages are open
+RELAY_GROUP = "relay"
 
-#: at most one cluster update, and one update per storm, per this many seconds
+#: at most one update per page per this many seconds
 UPDATE_SECS = 0.25
 #: errors wait at most this long to be batched
 ERROR_WINDOW_SECS = 0.025
 #: everything is sent again this often: a task dies by the clock, not by a change
 TICK_SECS = 5.0
+#: a page nobody has said is open for this many ticks is forgotten
+PAGE_TICKS = 3
 
 _relay: Relay | None = None
 _relay_process = False  # set by `manage.py relay`
 
 
 def storm_group(storm_id: str) -> str:
-    """A storm's group: group names allow only a few ASCII characters, so the id is hashed."""
+    """A storm's group, for its errors and its removal: every page of the storm joins it
+    (group names allow only a few ASCII characters, so the id is hashed)."""
     return "storm." + hashlib.sha256(storm_id.encode("utf-8")).hexdigest()[:40]
-
-
-#: (storm id, component id) -> its group, for every component page open in this process
-_component_groups: dict[tuple[str, str], str] = {}
-
-
-def component_group(storm_id: str, component_id: str) -> str:
-    """The group of a component's and its tasks' pages: their narrowed storm updates."""
-    digest = hashlib.sha256(component_id.encode("utf-8")).hexdigest()[:16]
-    group = f"{storm_group(storm_id)}.{digest}"
-    _component_groups[(storm_id, component_id)] = group
-    return group
 
 
 def encode(payload: dict) -> str:
@@ -104,47 +101,47 @@ def mark_relay_process() -> None:
     _relay_process = True
 
 
-def in_process_layer() -> bool:
-    """Whether the channel layer is the in-memory one: every socket lives in this process."""
-    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
-    return backend.endswith("InMemoryChannelLayer")
+def process_local(layer) -> bool:
+    """Whether every socket ``layer`` reaches lives in this process."""
+    return getattr(layer, "process_local", isinstance(layer, InMemoryChannelLayer))
 
 
 def relays_here() -> bool:
     """Whether this process sends ZooKeeper's changes to the groups."""
-    # nothing outside this process can reach an in-memory layer's sockets
-    return _relay_process or env_bool("STORMUI_RELAY", False) or in_process_layer()
+    # nothing outside this process can reach a process-local layer's sockets
+    return _relay_process or env_bool("STORMUI_RELAY", False) or process_local(get_channel_layer())
 
 
-class LocalGroups:
-    """Groups of this process's consumers, for the in-memory layer.
-
-    Channels' in-memory layer scans every channel on every send, so one
-    ``group_send`` to 500 sockets took about a third of a second: the relay
-    falls behind at 20 errors a second. When every socket is in this process
-    the relay hands each event to the group's consumers itself, on the loop
-    they all share; with Redis the layer's groups are used.
-    """
-
-    def __init__(self):
-        self.members: dict[str, set] = {}
-
-    def add(self, group: str, consumer) -> None:
-        self.members.setdefault(group, set()).add(consumer)
-
-    def discard(self, group: str, consumer) -> None:
-        members = self.members.get(group)
-        if members is not None:
-            members.discard(consumer)
-            if not members:
-                del self.members[group]
-
-    async def send(self, group: str, event: dict) -> None:
-        for consumer in list(self.members.get(group, ())):
-            await consumer.relay_event(event)
+def page_message(key: pages.PageKey, view, data: dict | None = None) -> dict | None:
+    """A page's message: its figures and its regions, from ``view``; None when the page shows
+    nothing there (its storm, component, task or supervisor is gone)."""
+    ctx = pages.context(key, view)
+    if ctx is None:
+        return None
+    if data is None:
+        data = page_data(key, view)
+    return {**data, "html": pages.render_regions(key[0], ctx)}
 
 
-local_groups = LocalGroups()
+def page_data(key: pages.PageKey, view, *, snapshot: bool = False) -> dict:
+    """A page's figures, as its socket has always sent them (``snapshot``: the first)."""
+    kind = key[0]
+    if kind in pages.STORM_PAGES:
+        storm = view.storms[key[1]]
+        component_id = None
+        if kind == "component":
+            component_id = key[2]
+        elif kind == "task":
+            task = storm.tasks.get(int(key[2]))
+            component_id = task.component_id if task is not None else None
+        build = shapes.storm_snapshot if snapshot else shapes.storm_update
+        return build(
+            storm,
+            zk_connected=view.zk_connected,
+            synced_at=view.synced_at,
+            component_id=component_id,
+        )
+    return shapes.cluster_snapshot(view) if snapshot else shapes.cluster_update(view)
 
 
 async def ensure_relay():
@@ -164,6 +161,8 @@ async def ensure_relay():
                 relay.stop()
             _relay = Relay(source, get_channel_layer(), loop)
             _relay.start()
+        # a page named before the relay listens would wait a tick for its first update
+        await _relay.listening.wait()
     return source
 
 
@@ -219,7 +218,11 @@ class Relay:
         self._last_errors = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._listener: asyncio.Task | None = None
+        self.listening = asyncio.Event()
         self._unsubscribe = None
+        #: the pages open anywhere, by key: when one was last named (monotonic)
+        self.pages: dict[pages.PageKey, float] = {}
         self.sent = {"cluster": 0, "storm": 0, "errors": 0, "status": 0}
 
     @property
@@ -228,17 +231,19 @@ class Relay:
 
     def start(self) -> None:
         self._task = self.loop.create_task(self._run(), name="stormui-relay")
+        self._listener = self.loop.create_task(self._listen(), name="stormui-relay-pages")
         self._unsubscribe = self.source.subscribe(self._on_change)
 
     def stop(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._task is not None and not self._task.done():
-            try:
-                self._task.cancel()
-            except RuntimeError:  # its loop is closed already
-                pass
+        for task in (self._task, self._listener):
+            if task is not None and not task.done():
+                try:
+                    task.cancel()
+                except RuntimeError:  # its loop is closed already
+                    pass
 
     # -- the mirror's thread ---------------------------------------------------
 
@@ -272,6 +277,7 @@ class Relay:
             if now >= next_tick:
                 self._cluster_dirty = self._all_storms = True
                 next_tick = now + self.tick_secs
+                self._forget_pages()
                 if self.source.zk_connected != self._was_connected:
                     self._status_dirty = True  # without the mirror, nothing else tells
             errors_due = self._last_errors + self.error_window if self._errors else None
@@ -304,15 +310,15 @@ class Relay:
                 await asyncio.sleep(1.0)
 
     async def _send(self, group: str, event: dict) -> None:
-        if in_process_layer():
-            await local_groups.send(group, event)
-        else:
-            await self.layer.group_send(group, event)
+        await self.layer.group_send(group, event)
 
     async def _send_status(self) -> None:
         self._status_dirty = False
         connected = self.source.zk_connected
-        text = encode(shapes.status_message(connected, self.source.synced_at))
+        synced_at = self.source.synced_at
+        message = shapes.status_message(connected, synced_at)
+        zk = pages.render_status(pages.status(time.time(), connected, synced_at))["zk-status"]
+        text = encode({**message, "html": {"zk-status": zk}})
         await self._send(STATUS_GROUP, {"type": "status.changed", "text": text})
         self.sent["status"] += 1
         if connected and not self._was_connected:
@@ -330,7 +336,8 @@ class Relay:
                 view = record
             else:
                 view = self._error_view(storm_id, task_id, record)
-            item = [version, encode(shapes.error_message(view))]
+            html = pages.render_error_item(view, self._storm_name(storm_id), time.time())
+            item = [version, encode({**shapes.error_message(view), "html": html})]
             everything.append(item)
             by_storm.setdefault(storm_id, []).append(item)
         await self._send(
@@ -342,6 +349,13 @@ class Relay:
                 {"type": "errors.reported", "source": self.token, "errors": items},
             )
         self.sent["errors"] += len(everything)
+
+    def _storm_name(self, storm_id: str) -> str | None:
+        try:
+            base = self.source.reader.storm_base(storm_id)
+        except Exception:  # unreadable: the error names the storm by its id
+            return None
+        return base.storm_name if base is not None else None
 
     def _error_view(self, storm_id: str, task_id: int, record) -> ErrorView:
         # the mirror's reads are dict lookups: cheap enough for the loop
@@ -381,38 +395,74 @@ class Relay:
         version = source_version(self.source)
         view = self.source.cluster_view()
         errors = self._poll_errors(view) if self.polling else []
-        head = {"source": self.token, "version": version}
-        events = [
-            (
-                CLUSTER_GROUP,
-                {"type": "cluster.changed", **head, "text": encode(shapes.cluster_update(view))},
-            )
-        ]
-        ids = (set(view.storms) | self._sent_storms) if all_storms else dirty
-        for storm_id in sorted(ids):
-            storm = view.storms.get(storm_id)
-            if storm is None:
-                payload = shapes.storm_removed(storm_id, view.as_of)
+        head = {"type": "page.changed", "source": self.token, "version": version}
+        events = []
+        cluster_data = None
+        for key in self._open_pages():
+            storm_id = pages.storm_of(key)
+            if storm_id is not None:
+                if storm_id not in view.storms or not (all_storms or storm_id in dirty):
+                    continue
+                data = None
             else:
-                payload = shapes.storm_update(
-                    storm, zk_connected=view.zk_connected, synced_at=view.synced_at
-                )
-            # "whole": the storm page's message; a component's page takes its own instead
-            event = {"type": "storm.changed", **head, "text": encode(payload)}
-            events.append((storm_group(storm_id), {**event, "whole": storm is not None}))
-            for component_id in self._open_components(storm_id, storm):
-                payload = shapes.storm_update(
-                    storm,
-                    zk_connected=view.zk_connected,
-                    synced_at=view.synced_at,
-                    component_id=component_id,
-                )
-                event = {"type": "storm.changed", **head, "text": encode(payload)}
-                events.append((component_group(storm_id, component_id), event))
+                if cluster_data is None:
+                    cluster_data = shapes.cluster_update(view)
+                data = cluster_data
+            message = page_message(key, view, data)
+            if message is not None:
+                events.append((pages.page_group(key), {**head, "text": encode(message)}))
+        # a storm gone: every page of it learns so from the storm's group
+        candidates = self._sent_storms if all_storms else dirty & self._sent_storms
+        for storm_id in sorted(candidates - set(view.storms)):
+            text = encode(shapes.storm_removed(storm_id, view.as_of))
+            events.append((storm_group(storm_id), {**head, "type": "storm.removed", "text": text}))
         self._sent_storms = set(view.storms)
         self.sent["cluster"] += 1
-        self.sent["storm"] += len(events) - 1
+        self.sent["storm"] += len(events)
         return events, errors
+
+    # -- which pages are open -------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Take the consumers' word of which pages are open."""
+        channel = await self.layer.new_channel()
+        await self.layer.group_add(RELAY_GROUP, channel)
+        self.listening.set()
+        try:
+            while True:
+                message = await self.layer.receive(channel)
+                if message.get("type") == "pages.open":
+                    self._pages_opened([tuple(k) for k in message.get("keys", ())])
+        finally:
+            try:
+                await self.layer.group_discard(RELAY_GROUP, channel)
+            except Exception:
+                pass
+
+    def _pages_opened(self, keys) -> None:
+        now = time.monotonic()
+        fresh = False
+        for key in keys:
+            if key not in self.pages:
+                fresh = True
+                storm_id = pages.storm_of(key)
+                if storm_id is not None:
+                    self._storms_dirty.add(storm_id)
+            self.pages[key] = now
+        if fresh:
+            # a page's snapshot may predate what the relay sends next: send it soon
+            self._cluster_dirty = True
+            self._wake.set()
+
+    def _open_pages(self) -> list:
+        """The pages named in the last few ticks (read off the loop: a copy)."""
+        horizon = time.monotonic() - PAGE_TICKS * self.tick_secs
+        return [key for key, seen in list(self.pages.items()) if seen >= horizon]
+
+    def _forget_pages(self) -> None:
+        horizon = time.monotonic() - PAGE_TICKS * self.tick_secs
+        for key in [k for k, seen in self.pages.items() if seen < horizon]:
+            del self.pages[key]
 
     def _poll_errors(self, view) -> list:
         """The errors in ``view`` that the previous poll's did not hold, oldest first."""
@@ -433,15 +483,3 @@ class Relay:
         first = self._seen_errors is None
         self._seen_errors = seen
         return [] if first else new  # the first poll only learns what is there
-
-    def _open_components(self, storm_id: str, storm) -> list[str]:
-        """The components whose pages may be open: only this process's, when it holds them all."""
-        if storm is None:
-            return []  # the whole storm's message says it is gone
-        if in_process_layer():
-            return sorted(
-                c
-                for (s, c), group in list(_component_groups.items())
-                if s == storm_id and group in local_groups.members
-            )
-        return sorted(storm.components)

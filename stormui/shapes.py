@@ -27,6 +27,7 @@ from .cluster import (
     WindowStats,
     WorkerView,
 )
+from .pages import LATEST_ERRORS
 
 # -- small formats -------------------------------------------------------------
 
@@ -256,9 +257,6 @@ def component_detail(storm: StormView, comp: ComponentView, window: str) -> dict
 
 
 # -- socket messages (snake_case, each with a "type") ------------------------------
-
-#: how many of the newest errors the cluster page lists
-LATEST_ERRORS = 5
 
 
 def error_message(e: ErrorView) -> dict:

@@ -166,6 +166,10 @@ async def test_storm_socket_follows_its_storm(live_cluster, writer):
     before = int(time.time())
     await asyncio.to_thread(writer.report_task_error, HEALTHY, 3, "count failed")
     error = await receive_until(comm, lambda m: m["type"] == "error")
+    # and as every error list renders it
+    html = error.pop("html")
+    assert html.startswith('<li class="error-item recent" data-storm-id="healthy-1-1000"')
+    assert '<pre class="error-text">count failed</pre>' in html
     assert error == {
         "type": "error",
         "storm_id": HEALTHY,
@@ -350,7 +354,9 @@ async def test_status_and_resync_after_zookeeper_reconnect(live_cluster):
     down = await receive_until(
         comm, lambda m: m["type"] == "status" and not m["zk_connected"], seen=seen
     )
-    assert set(down) == {"type", "zk_connected", "synced_at"}
+    assert set(down) == {"type", "zk_connected", "synced_at", "html"}
+    assert set(down["html"]) == {"zk-status"}
+    assert 'data-connected="false"' in down["html"]["zk-status"]
     up = await receive_until(comm, lambda m: m["type"] == "status" and m["zk_connected"])
     assert up["synced_at"] >= down["synced_at"]
     snapshot = await receive_until(comm, lambda m: m["type"] == "snapshot")
@@ -480,14 +486,14 @@ async def test_a_burst_larger_than_the_outbox_reaches_a_socket_that_keeps_up(liv
         (10**9 + i, live.encode({"type": "error", "error": f"burst {i}"})) for i in range(count)
     ]
     # one relay batch, as a burst of errors within one window would be
-    await live.local_groups.send(
+    await relay.layer.group_send(
         live.ERRORS_GROUP, {"type": "errors.reported", "source": relay.token, "errors": batch}
     )
     received = [(await comm.receive_json_from(timeout=WAIT)) for _ in range(count)]
     assert [m["error"] for m in received] == [f"burst {i}" for i in range(count)]
     # each once: the next batch's error is the next message
     after = [(10**9 + count, live.encode({"type": "error", "error": "after the burst"}))]
-    await live.local_groups.send(
+    await relay.layer.group_send(
         live.ERRORS_GROUP, {"type": "errors.reported", "source": relay.token, "errors": after}
     )
     assert (await comm.receive_json_from(timeout=WAIT))["error"] == "after the burst"

@@ -1,0 +1,266 @@
+"""What each page shows, once: its template context and its live regions.
+
+A page's view renders its template with :func:`context`; the live updates
+render the same page's regions (:data:`REGIONS`: an element id and the
+partial that renders it, the one the page's template includes) with the same
+context, from the same view. So a region sent over a socket is byte for byte
+what a reload would show, and a table's look lives in one template.
+
+A page is named by a :data:`PageKey`: a tuple of strings, ``(kind, *ids,
+window)``, that travels through the channel layer as it is (JSON lists) and
+names the page's group (:func:`page_group`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.template.loader import render_to_string
+
+from .cluster import DEFAULT_WINDOW, WINDOW_LABELS, WINDOWS, ClusterView
+
+#: how many of the newest errors the cluster page lists
+LATEST_ERRORS = 5
+#: the error feed page shows at most this many errors; the filters narrow it down
+ERROR_FEED_LIMIT = 200
+
+PageKey = tuple
+
+#: every live page's regions: (element id, template), in the page's order
+REGIONS: dict[str, list[tuple[str, str]]] = {
+    "cluster": [
+        ("cluster-summary", "cluster_summary"),
+        ("storms-region", "storms"),
+        ("supervisors-region", "supervisors"),
+        ("latest-errors-region", "latest_errors"),
+    ],
+    "supervisors": [
+        ("supervisors-summary", "supervisors_summary"),
+        ("supervisors-region", "supervisors"),
+        ("supervisor-details", "supervisor_details"),
+    ],
+    "supervisor": [
+        ("supervisor-title", "supervisor_title"),
+        ("supervisor-summary", "supervisor_summary"),
+        ("supervisor-workers", "supervisor_workers"),
+    ],
+    "storm": [
+        ("storm-title", "storm_title"),
+        ("storm-notices", "storm_notices"),
+        ("storm-summary", "storm_summary"),
+        ("storm-stats-region", "storm_stats"),
+        ("spouts-region", "spouts"),
+        ("bolts-region", "bolts"),
+        ("workers-region", "workers"),
+    ],
+    "component": [
+        ("component-summary", "component_summary"),
+        ("component-stats-region", "component_stats"),
+        ("tasks-region", "component_tasks"),
+        ("component-errors-region", "component_errors"),
+    ],
+    "task": [
+        ("task-title", "task_title"),
+        ("task-notices", "task_notices"),
+        ("task-summary", "task_summary"),
+        ("task-stats-region", "task_stats"),
+        ("task-errors-region", "task_errors"),
+    ],
+    "errors": [("error-count", "error_count"), ("error-feed-region", "error_feed")],
+}
+#: every page's status line: when its data was read, and ZooKeeper's state
+STATUS_REGIONS = [("as-of", "as_of"), ("zk-status", "zk_status")]
+#: the pages whose figures are a storm's
+STORM_PAGES = ("storm", "component", "task")
+
+
+def template(name: str) -> str:
+    return f"stormui/regions/{name}.html"
+
+
+def page_group(key: PageKey) -> str:
+    """The group of a page's sockets (group names allow only a few ASCII characters)."""
+    text = json.dumps(list(key), separators=(",", ":"))
+    return "page." + hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
+
+
+def storm_of(key: PageKey) -> str | None:
+    return key[1] if key[0] in STORM_PAGES else None
+
+
+def status(as_of: float, zk_connected: bool, synced_at: float | None) -> dict:
+    """The "data as of ... · ZooKeeper connected" line every page shows."""
+    return {"as_of": as_of, "zk_connected": bool(zk_connected), "synced_at": synced_at}
+
+
+def _windows():
+    return [(w, WINDOW_LABELS[w]) for w in WINDOWS]
+
+
+def _by_name(storms):
+    return sorted(storms, key=lambda s: (s.name.lower(), s.id))
+
+
+def _by_host(supervisors):
+    return sorted(supervisors, key=lambda s: (s.host or "", s.id))
+
+
+def supervisor_workers(view: ClusterView, supervisor) -> list[dict]:
+    """Each worker of a supervisor with its tasks (None where the task is unknown)."""
+    rows = []
+    for worker in sorted(supervisor.workers, key=lambda w: (w.port, w.storm_id)):
+        storm = view.storms.get(worker.storm_id)
+        tasks = [(t, storm.tasks.get(t) if storm else None) for t in worker.task_ids]
+        alive = sum(1 for _, t in tasks if t is not None and t.alive)
+        rows.append({"worker": worker, "storm": storm, "tasks": tasks, "alive": alive})
+    return rows
+
+
+# -- each page's context: None when what it shows is not there -------------------------
+
+
+def cluster_context(view: ClusterView, st: dict) -> dict:
+    return {
+        "status": st,
+        "now": view.as_of,
+        "cluster": view,
+        "storms": _by_name(view.storms.values()),
+        "supervisors": _by_host(view.supervisors.values()),
+        "latest_errors": view.recent_errors[:LATEST_ERRORS],
+        "storm_names": {s.id: s.name for s in view.storms.values()},
+        # a built view is never changed, so its identity and time name its rendering
+        "view_key": f"{id(view)}-{view.as_of}",
+    }
+
+
+def supervisors_context(view: ClusterView, st: dict) -> dict:
+    sups = _by_host(view.supervisors.values())
+    return {
+        "status": st,
+        "now": view.as_of,
+        "cluster": view,
+        "supervisors": sups,
+        "details": [(s, supervisor_workers(view, s)) for s in sups],
+    }
+
+
+def supervisor_context(view: ClusterView, st: dict, supervisor_id: str) -> dict | None:
+    sup = view.supervisors.get(supervisor_id)
+    if sup is None:
+        return None
+    return {
+        "status": st,
+        "now": view.as_of,
+        "supervisor": sup,
+        "s": sup,
+        "live_supervisor": sup.id,
+        "workers": supervisor_workers(view, sup),
+    }
+
+
+def storm_context(storm, st: dict, window: str = DEFAULT_WINDOW) -> dict:
+    return {
+        "status": st,
+        "now": storm.as_of,
+        "storm": storm,
+        "window": window,
+        "window_label": WINDOW_LABELS[window],
+        "windows": _windows(),
+        "workers": sorted(storm.workers, key=lambda w: (w.host or "", w.port)),
+        "unreadable_tasks": [t for t in storm.tasks.values() if t.unreadable],
+    }
+
+
+def component_context(storm, st: dict, component_id: str, window: str = DEFAULT_WINDOW):
+    comp = storm.components.get(component_id)
+    if comp is None:
+        return None
+    return {
+        "status": st,
+        "now": storm.as_of,
+        "storm": storm,
+        "component": comp,
+        "live_component": comp.component_id,
+        "tasks": [storm.tasks[t] for t in sorted(comp.task_ids) if t in storm.tasks],
+        "window": window,
+        "window_label": WINDOW_LABELS[window],
+        "windows": _windows(),
+    }
+
+
+def task_context(storm, st: dict, task_id: int):
+    task = storm.tasks.get(task_id)
+    if task is None:
+        return None
+    return {
+        "status": st,
+        "now": storm.as_of,
+        "storm": storm,
+        "task": task,
+        "t": task,
+        "live_component": task.component_id,
+        "live_task": task.task_id,
+        "errors": list(reversed(task.errors)),  # newest first
+        "windows": _windows(),
+    }
+
+
+def errors_context(view: ClusterView, st: dict, error_filter) -> dict:
+    matching = error_filter.select(view)
+    storms = _by_name(view.storms.values())
+    return {
+        "status": st,
+        "now": view.as_of,
+        "errors": matching[:ERROR_FEED_LIMIT],
+        "matching": len(matching),
+        "limit": ERROR_FEED_LIMIT,
+        "storms": storms,
+        "storm_names": {s.id: s.name for s in storms},
+        "filters": error_filter.fields(),
+    }
+
+
+def context(key: PageKey, view: ClusterView) -> dict | None:
+    """The context of the page ``key`` names, from ``view``; None when it shows nothing there."""
+    kind = key[0]
+    st = status(view.as_of, view.zk_connected, view.synced_at)
+    if kind == "cluster":
+        return cluster_context(view, st)
+    if kind == "supervisors":
+        return supervisors_context(view, st)
+    if kind == "supervisor":
+        return supervisor_context(view, st, key[1])
+    storm = view.storms.get(key[1]) if kind in STORM_PAGES else None
+    if storm is None:
+        return None
+    if kind == "storm":
+        return storm_context(storm, st, key[2])
+    if kind == "component":
+        return component_context(storm, st, key[2], key[3])
+    if kind == "task":
+        return task_context(storm, st, int(key[2]))
+    raise ValueError(f"no such page: {kind}")
+
+
+def render_regions(kind: str, ctx: dict) -> dict[str, str]:
+    """The page's live regions and its status line, by element id, rendered from ``ctx``."""
+    return {
+        element: render_to_string(template(name), ctx)
+        for element, name in STATUS_REGIONS + REGIONS[kind]
+    }
+
+
+def render_status(st: dict) -> dict[str, str]:
+    """The status line's regions alone (ZooKeeper's connection changed)."""
+    return {
+        element: render_to_string(template(name), {"status": st})
+        for element, name in STATUS_REGIONS
+    }
+
+
+def render_error_item(error, storm_name: str | None, now: float) -> str:
+    """One error as every error list renders it (the feed, a component's, the cluster's)."""
+    return render_to_string(
+        "stormui/_error_item.html", {"e": error, "storm_name": storm_name, "now": now}
+    )
