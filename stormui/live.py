@@ -48,7 +48,7 @@ import time
 from collections import Counter
 
 from asgiref.sync import sync_to_async
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import get_channel_layer
 
 from . import pages, shapes
 from .cluster import ErrorView
@@ -103,7 +103,7 @@ def mark_relay_process() -> None:
 
 def process_local(layer) -> bool:
     """Whether every socket ``layer`` reaches lives in this process."""
-    return getattr(layer, "process_local", isinstance(layer, InMemoryChannelLayer))
+    return getattr(layer, "process_local", False)
 
 
 def relays_here() -> bool:

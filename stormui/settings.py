@@ -163,7 +163,8 @@ if _redis_url:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # every socket is in this process: the fan-out layer hands each message to each one
+    CHANNEL_LAYERS = {"default": {"BACKEND": "stormui.layers.FanOutChannelLayer"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -1,5 +1,6 @@
 """Filters for the pages: UTC times, relative ages, durations and counts."""
 
+import hashlib
 from datetime import UTC, datetime
 
 from django import template
@@ -181,3 +182,12 @@ def href(name, *args):
 @register.filter
 def at_least(value, floor):
     return max(int(value), int(floor))
+
+
+@register.simple_tag
+def dom_id(prefix: str, *parts) -> str:
+    """A stable element id for a row or item named by ``parts`` (ids may hold any
+    character; an element id should not): the live pages' morph keeps an element by its id,
+    so a row that moves, or an item put on top, is moved, not rewritten."""
+    digest = hashlib.sha256("\0".join(str(p) for p in parts).encode("utf-8")).hexdigest()
+    return f"{prefix}-{digest[:16]}"

@@ -168,7 +168,8 @@ async def test_storm_socket_follows_its_storm(live_cluster, writer):
     error = await receive_until(comm, lambda m: m["type"] == "error")
     # and as every error list renders it
     html = error.pop("html")
-    assert html.startswith('<li class="error-item recent" data-storm-id="healthy-1-1000"')
+    assert html.startswith('<li id="error-')
+    assert 'class="error-item recent" data-storm-id="healthy-1-1000" data-task-id="3"' in html
     assert '<pre class="error-text">count failed</pre>' in html
     assert error == {
         "type": "error",

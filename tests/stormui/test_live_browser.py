@@ -159,12 +159,14 @@ def test_component_and_task_pages_update_in_place(page, served):
     expect(comp_600).to_have_text(str(360 + 40 + 40))
 
     # a new error of the component: on top, highlighted, as text; the task's row follows
-    served.writer.report_task_error(HEALTHY, 3, HOSTILE)
+    # (a text of its own: the feed's test reported HOSTILE on this task already)
+    hostile = HOSTILE + " (count)"
+    served.writer.report_task_error(HEALTHY, 3, hostile)
     first = page.locator("#component-errors > li").first
-    expect(first.locator(".error-text")).to_have_text(HOSTILE)
+    expect(first.locator(".error-text")).to_have_text(hostile)
     assert was_highlighted(first)
     assert first.locator(".live-new-badge").text_content() == "new"
-    expect(row.locator("[data-field=last-error] .error-line")).to_have_text(HOSTILE)
+    expect(row.locator("[data-field=last-error] .error-line")).to_have_text(hostile)
     assert page.locator("main img, main script").count() == 0
     assert page.evaluate("window.__noReload") == 1
 
@@ -182,7 +184,8 @@ def test_component_and_task_pages_update_in_place(page, served):
     item = page.locator("#task-errors > li").first
     expect(item.locator(".error-text")).to_have_text("task three\nsecond line")
     assert was_highlighted(item)
-    assert page.locator("#task-errors > li").nth(1).locator(".error-text").inner_text() == HOSTILE
+    second = page.locator("#task-errors > li").nth(1).locator(".error-text").inner_text()
+    assert second == HOSTILE + " (count)"
     assert page.evaluate("window.__noReload") == 1
     assert page.watch.errors == [] and page.watch.dialogs == []
 

@@ -1,6 +1,7 @@
 import asyncio
 import signal
 
+from channels.layers import get_channel_layer
 from django.core.management.base import BaseCommand, CommandError
 
 from stormui import live
@@ -15,7 +16,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         live.mark_relay_process()
-        if _in_memory_layer():
+        if live.process_local(get_channel_layer()):
             raise CommandError("REDIS_URL is unset: each daphne relays its own changes")
         try:
             asyncio.run(self._relay())
@@ -32,10 +33,3 @@ class Command(BaseCommand):
         self.stdout.flush()
         await stop.wait()
         live.stop_relay()
-
-
-def _in_memory_layer() -> bool:
-    from django.conf import settings
-
-    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
-    return backend.endswith("InMemoryChannelLayer")

@@ -25,9 +25,11 @@
     return a.localeCompare(b, undefined, { numeric: true, sensitivity: "base" });
   }
 
-  function sortBy(table, th) {
+  // sort by the column of `th`: the other way from its current order, unless `descending`
+  // says which (a live page restores the user's order after an update)
+  function sortBy(table, th, descending) {
     var index = th.cellIndex;
-    var descending = th.getAttribute("aria-sort") === "ascending";
+    if (descending === undefined) descending = th.getAttribute("aria-sort") === "ascending";
     var ths = table.tHead.rows[0].cells;
     for (var i = 0; i < ths.length; i++) ths[i].removeAttribute("aria-sort");
     th.setAttribute("aria-sort", descending ? "descending" : "ascending");
@@ -72,7 +74,7 @@
     document.querySelectorAll("table.sortable").forEach(makeSortable);
   }
 
-  window.stormui = { makeSortable: makeSortable };
+  window.stormui = { makeSortable: makeSortable, sortBy: sortBy };
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", init);
   } else {
