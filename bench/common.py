@@ -1,8 +1,8 @@
 """What the benchmarks share: a ZooKeeper, a large simulated cluster written fast, percentiles.
 
-A benchmark cluster is written straight to ZooKeeper in the contract's format
-(``docs`` of ``/work/shared/spec/cluster-state.md``: "Tests and benchmarks may
-write ZooKeeper directly in this format"), with the records' own codec and
+A benchmark cluster is written straight to ZooKeeper in the format of
+``docs/contract/cluster-state.md`` ("Tests and benchmarks may write ZooKeeper
+directly in this format"), with the records' own codec and
 kazoo's async calls in pipelined batches: 20,000 tasks go in a few seconds
 instead of the minutes that as many sequential round trips would take.
 

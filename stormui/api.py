@@ -59,7 +59,8 @@ def topology(request, storm_id: str):
 def component(request, storm_id: str, component_id: str):
     window = _window(request)
     storm = _storm(storm_id)
-    # as on the component's page: an id the contract refuses is not found, even if data names it
+    # as on the component's page: an id that docs/contract/cluster-state.md ("Identifiers")
+    # refuses is not found, even if data names it
     comp = storm.components.get(component_id) if is_valid_id(component_id) else None
     if comp is None:
         raise Http404("no such component")
