@@ -37,7 +37,8 @@ from .common import (
     zk_conf,
 )
 
-# how deep each subtree's folders go: below that depth every node is a record (the contract)
+# how deep each subtree's folders go: below that depth every node is a record
+# (docs/contract/cluster-state.md, "ZooKeeper layout")
 FOLDER_DEPTH = {
     "storms": 1,
     "assignments": 1,

@@ -1,8 +1,8 @@
 """What the benchmarks share: a ZooKeeper, a large simulated cluster written fast, percentiles.
 
-A benchmark cluster is written straight to ZooKeeper in the contract's format
-(``docs`` of ``/work/shared/spec/cluster-state.md``: "Tests and benchmarks may
-write ZooKeeper directly in this format"), with the records' own codec and
+A benchmark cluster is written straight to ZooKeeper in the format of
+``docs/contract/cluster-state.md`` ("Tests and benchmarks may write ZooKeeper
+directly in this format"), with the records' own codec and
 kazoo's async calls in pipelined batches: 20,000 tasks go in a few seconds
 instead of the minutes that as many sequential round trips would take.
 
@@ -51,7 +51,7 @@ from clusterstate.records import (
     TaskInfo,
     encode,
 )
-from clusterstate.simulate import TOPOLOGIES, make_error
+from clusterstate.simulate import TOPOLOGIES, SimulationConfig, make_error
 from clusterstate.zkserver import ZooKeeperServer
 
 #: Requests in flight at once in a pipelined batch (as the mirror's BATCH_SIZE).
@@ -59,6 +59,22 @@ BATCH = 2000
 PORTS_PER_SUPERVISOR = 4
 WORKERS_PER_STORM = 4
 FIRST_PORT = 6700
+
+#: The small cluster that outages are played against (``bench.outage``, ``tests/faults``):
+#: 3 supervisors, 3 storms of 4 tasks beating every 0.5 s, an error a second, no churn.
+FAULT_CLUSTER = SimulationConfig(
+    supervisors=3,
+    storms=3,
+    tasks_per_storm=4,
+    heartbeat_secs=0.5,
+    error_rate=1.0,
+    error_task_fraction=0.5,
+    churn_secs=0,
+    task_death_rate=0,
+    supervisor_loss_rate=0,
+    workers=4,
+    seed=7,
+)
 
 
 # -- figures ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 
 from bench import live_servers
-from bench.common import start_zookeeper
+from bench.common import FAULT_CLUSTER, start_zookeeper
 from clusterstate import mk_distributed_cluster_state, mk_storm_cluster_state
 from clusterstate.mirror import ClusterMirror
 from clusterstate.simulate import Simulator
@@ -127,20 +127,7 @@ def main(argv=None):
         "storm.zookeeper.root": root,
         "storm.zookeeper.session.timeout": SESSION_TIMEOUT_MS,
     }
-    sim = Simulator(
-        lambda: mk_distributed_cluster_state(conf, timeout=30),
-        supervisors=3,
-        storms=3,
-        tasks_per_storm=4,
-        heartbeat_secs=0.5,
-        error_rate=1.0,
-        error_task_fraction=0.5,
-        churn_secs=0,
-        task_death_rate=0,
-        supervisor_loss_rate=0,
-        workers=4,
-        seed=7,
-    )
+    sim = Simulator(FAULT_CLUSTER, lambda: mk_distributed_cluster_state(conf, timeout=30))
     env = live_servers.server_env(
         zk.connect_string, root, folder / "db.sqlite3", STORMUI_HEARTBEAT_SECS="0.5"
     )

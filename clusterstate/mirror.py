@@ -3,7 +3,8 @@
 Storm's own UI read ZooKeeper on every page view and timed out on large
 clusters. :class:`ClusterMirror` reads everything once (pipelined), keeps it
 in memory and answers the reads of :class:`~clusterstate.reader.StormReader`
-(the contract :class:`~clusterstate.storm.StormClusterState` implements too)
+(the reads of ``docs/contract/cluster-state.md`` that
+:class:`~clusterstate.storm.StormClusterState` implements too)
 from there, so a page never waits on ZooKeeper.
 
 How it stays in sync:

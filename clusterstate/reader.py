@@ -1,5 +1,8 @@
 """The read contract of Storm's cluster state, written once.
 
+The reads are those of ``StormClusterState`` in ``docs/contract/cluster-state.md``
+("Python API").
+
 :class:`~clusterstate.storm.StormClusterState` reads it from ZooKeeper (or
 the in-memory store) on each call; :class:`~clusterstate.mirror.ClusterMirror`
 answers the same calls from memory. Code that only reads (the dashboard's

@@ -1,6 +1,7 @@
 """Records stored in ZooKeeper, as frozen dataclasses, and their JSON codec.
 
-Each record's fields are its JSON keys, in the contract's order. Constructors
+Each record's fields are its JSON keys, in the order of
+``docs/contract/cluster-state.md`` ("Data"). Constructors
 normalise (task-id keys become ints, ``task_node_port`` values
 ``(node_id, port)`` tuples, ``worker_ports`` a tuple of ints) so that a record
 read back equals the record written. Unknown JSON keys are ignored; data that
@@ -216,7 +217,7 @@ def _stats_fine(stats) -> bool:
 
 
 def check_stats(stats) -> dict:
-    """Validate a heartbeat's stats object (the contract's Stats shape).
+    """Validate a heartbeat's stats object (the Stats shape of ``docs/contract/cluster-state.md``).
 
     :returns: ``stats`` unchanged.
     :raises ValueError: if it does not fit.

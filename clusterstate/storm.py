@@ -3,7 +3,8 @@
 A port of ``mk-storm-cluster-state`` from Storm's ``backtype.storm.cluster``.
 Every read and write names its node through :mod:`clusterstate.paths`, so a
 bad storm, supervisor or task id raises :class:`ValueError` before ZooKeeper
-is touched. Records travel as the contract's JSON (:mod:`clusterstate.records`);
+is touched. Records travel as the JSON of ``docs/contract/cluster-state.md``
+(:mod:`clusterstate.records`);
 a node whose data does not fit raises
 :class:`~clusterstate.errors.UnreadableNodeError` naming its path.
 
@@ -22,7 +23,8 @@ does): after one, read again with a callback.
 Deviations from the original, all deliberate:
 
 - task errors are sequential nodes, trimmed race-free to the newest ten (see
-  :meth:`StormClusterState.report_task_error` and the contract);
+  :meth:`StormClusterState.report_task_error` and "Task errors" in
+  ``docs/contract/cluster-state.md``);
 - :meth:`~StormClusterState.task_errors` does not create the task's error
   node as the original's did: a read never writes;
 - an event under an unknown subtree is logged, never fatal (the original

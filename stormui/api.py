@@ -1,6 +1,6 @@
 """Storm UI's REST API (``/api/v1/...``) and the error feed (``/api/errors``).
 
-``stormui.urls`` includes :data:`urlpatterns` under ``api/``. Each view takes
+Their URLs are in :mod:`stormui.urls.api`, under ``api/``. Each view takes
 its figures from the source, shapes them with :mod:`stormui.shapes` and
 answers JSON; :mod:`stormui.decorators` makes every refusal JSON too.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from django.core.exceptions import BadRequest
 from django.http import Http404, JsonResponse
-from django.urls import path, re_path
 
 from clusterstate.paths import is_valid_id
 
@@ -60,7 +59,8 @@ def topology(request, storm_id: str):
 def component(request, storm_id: str, component_id: str):
     window = _window(request)
     storm = _storm(storm_id)
-    # as on the component's page: an id the contract refuses is not found, even if data names it
+    # as on the component's page: an id that docs/contract/cluster-state.md ("Identifiers")
+    # refuses is not found, even if data names it
     comp = storm.components.get(component_id) if is_valid_id(component_id) else None
     if comp is None:
         raise Http404("no such component")
@@ -80,20 +80,3 @@ def errors(request):
 def not_found(request, rest: str = ""):
     # anything else under api/ (including an id holding an encoded "/") is a JSON 404
     raise Http404("no such API endpoint")
-
-
-urlpatterns = [
-    path("v1/cluster/summary", cluster_summary, name="api-cluster-summary"),
-    path("v1/supervisor/summary", supervisor_summary, name="api-supervisor-summary"),
-    path("v1/topology/summary", topology_summary, name="api-topology-summary"),
-    path("v1/topology/<str:storm_id>", topology, name="api-topology"),
-    path(
-        "v1/topology/<str:storm_id>/component/<str:component_id>",
-        component,
-        name="api-component",
-    ),
-    path("errors", errors, name="api-errors"),
-    # admin actions (deactivate, remove, kill/<wait-secs>) go above this line
-    # (?s): a path ending in an encoded newline is under api/ too
-    re_path(r"^(?P<rest>(?s:.*))$", not_found, name="api-not-found"),  # must stay last
-]

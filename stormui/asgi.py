@@ -11,9 +11,9 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import WebsocketDenier  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from stormui.routing import websocket_urlpatterns  # noqa: E402
 from stormui.scheduler import StartsScheduler  # noqa: E402
 from stormui.security import SameOriginValidator  # noqa: E402
+from stormui.urls.sockets import websocket_urlpatterns  # noqa: E402
 
 application = StartsScheduler(
     ProtocolTypeRouter(

@@ -3,7 +3,7 @@
 Views never compute figures themselves: they take a :class:`ClusterView` (or a
 :class:`StormView` for one storm) built here, from the mirror or, with
 ``STORMUI_MIRROR=off``, straight from ZooKeeper. The figures follow the
-"Derived figures" section of the dashboard contract.
+"Derived figures" section of ``docs/contract/dashboard.md``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Settings for stormui, read from the environment (and a .env file), as the contract lists."""
+"""Settings for stormui, read from the environment (and a .env file).
+
+The variables are those ``docs/contract/dashboard.md`` ("Running it") and
+``docs/contract/operations.md`` list.
+"""
 
 import os
 import secrets

@@ -1,8 +1,9 @@
 """Every outward JSON shape of the dashboard's figures, side by side.
 
 Storm's REST API shapes (camelCase, field names as in Storm's
-``STORM-UI-REST-API.md``) and the live sockets' messages (snake_case, each
-with a ``type``) are made here and nowhere else, from the views in
+``STORM-UI-REST-API.md``; "JSON API" in ``docs/contract/dashboard.md``) and
+the live sockets' messages (snake_case, each with a ``type``; "Live updates"
+there) are made here and nowhere else, from the views in
 :mod:`stormui.cluster`, so that the two cannot drift apart.
 
 Counts are ints, ports ints, ``alive``/``zkConnected`` booleans, task ids

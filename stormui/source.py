@@ -80,13 +80,15 @@ class Source:
         self._builder = None
         if settings.STORMUI_STORE == "memory":
             from clusterstate import MemoryStore, mk_memory_cluster_state
-            from clusterstate.simulate import Simulator
+            from clusterstate.simulate import SimulationConfig, Simulator
 
             store = MemoryStore()
             root = settings.STORMUI_ZK_ROOT
             self._open(mk_memory_cluster_state(store, root=root))
             # nothing outside this process can reach an in-memory store, so the simulator runs here
-            self.simulator = Simulator(lambda: mk_memory_cluster_state(store, root=root))
+            self.simulator = Simulator(
+                SimulationConfig(), lambda: mk_memory_cluster_state(store, root=root)
+            )
             self.simulator.start()
             return
         try:

@@ -1,4 +1,5 @@
-"""Both readers implement the one read contract, StormReader."""
+"""Both readers implement the one read contract, StormReader (the reads that
+docs/contract/cluster-state.md lists)."""
 
 import inspect
 

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from clusterstate.records import WINDOWS, check_stats
-from clusterstate.simulate import Simulator, add_arguments, main, simulator_from_args
+from clusterstate.simulate import (
+    SimulationConfig,
+    Simulator,
+    add_arguments,
+    config_from_args,
+    main,
+    simulator_from_args,
+)
 from clusterstate.storm import MAX_TASK_ERRORS, mk_storm_cluster_state
 from tests.helpers import expire_session, wait_for
 
@@ -53,7 +60,7 @@ class Recording:
 
 def make(state_factory, **kwargs):
     clock = Clock()
-    sim = Simulator(state_factory, **{**QUIET, "time_fn": clock, **kwargs})
+    sim = Simulator(SimulationConfig(**{**QUIET, **kwargs}), state_factory, time_fn=clock)
     return sim, clock
 
 
@@ -383,7 +390,9 @@ def test_heartbeats_are_spread_over_the_interval():
 
 
 def test_threaded_run_and_stop(state_factory, reader):
-    sim = Simulator(state_factory, **{**QUIET, "heartbeat_secs": 0.3, "error_rate": 2})
+    sim = Simulator(
+        SimulationConfig(**{**QUIET, "heartbeat_secs": 0.3, "error_rate": 2}), state_factory
+    )
     sim.start()
     try:
         wait_for(lambda: len(reader.active_storms()) == 4)
@@ -414,6 +423,35 @@ def test_flags_build_the_simulator():
         parser.parse_args(["--error-rate", "-1"])
     with pytest.raises(SystemExit):
         main(["--memory", "--heartbeat-secs", "0"])
+
+
+def test_flag_defaults_are_the_config_defaults():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args([])) == SimulationConfig()
+    assert "(default 0.003)" in parser.format_help()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"supervisors": 0},
+        {"tasks_per_storm": 0},
+        {"heartbeat_secs": 0},
+        {"error_rate": -1},
+        {"error_task_fraction": 1.5},
+        {"session_per": "task"},
+        {"shard": (2, 2)},
+    ],
+)
+def test_config_refuses_bad_values(bad):
+    with pytest.raises(ValueError):
+        SimulationConfig(**bad)
+
+
+def test_a_shard_without_a_supervisor_is_refused():
+    with pytest.raises(ValueError):
+        Simulator(SimulationConfig(supervisors=1, shard=(1, 2)), lambda: None)
 
 
 def run_cli(*args, timeout=60):
@@ -451,7 +489,10 @@ def test_cli_writes_storms_to_zookeeper(zk_server, zk_conf):
 
 def test_shards_play_one_cluster_without_collisions(state_factory, reader):
     clock = Clock()
-    sims = [Simulator(state_factory, **{**QUIET, "time_fn": clock}, shard=(i, 2)) for i in (0, 1)]
+    sims = [
+        Simulator(SimulationConfig(**QUIET, shard=(i, 2)), state_factory, time_fn=clock)
+        for i in (0, 1)
+    ]
     try:
         for _ in range(12):
             clock.now += 0.25

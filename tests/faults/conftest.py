@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 
+from bench.common import FAULT_CLUSTER
 from clusterstate import mk_distributed_cluster_state, mk_storm_cluster_state
 from clusterstate.simulate import Simulator
 from clusterstate.zkserver import ZooKeeperServer, ZooKeeperUnavailable
@@ -119,20 +121,7 @@ def wait_converged(mirror, reader, timeout: float) -> float:
 
 
 def fault_simulator(conf, **overrides) -> Simulator:
-    """A small cluster on ``conf``: 3 supervisors, 3 storms of 4 tasks, beating every 0.5 s,
-    an error a second, no churn unless ``overrides`` ask for it."""
-    options = dict(
-        supervisors=3,
-        storms=3,
-        tasks_per_storm=4,
-        heartbeat_secs=0.5,
-        error_rate=1.0,
-        error_task_fraction=0.5,
-        churn_secs=0,
-        task_death_rate=0,
-        supervisor_loss_rate=0,
-        workers=4,
-        seed=7,
-    )
-    options.update(overrides)
-    return Simulator(lambda: mk_distributed_cluster_state(conf, timeout=30), **options)
+    """:data:`bench.common.FAULT_CLUSTER` on ``conf``, with ``overrides`` of its settings
+    (no churn unless they ask for it)."""
+    config = replace(FAULT_CLUSTER, **overrides)
+    return Simulator(config, lambda: mk_distributed_cluster_state(conf, timeout=30))

@@ -168,7 +168,8 @@ class KnownCluster:
     def errors(self, storm_id=None, component_id=None) -> list[tuple]:
         """``(time_secs, task_id, text, storm_id)`` newest first.
 
-        A stable sort over each task's newest-first list, as the contract says.
+        A stable sort over each task's newest-first list, as docs/contract/cluster-state.md
+        ("Task errors") says.
         """
         rows = []
         for storm in sorted(self.storms):

@@ -20,23 +20,14 @@ from django.test import Client
 from django.utils import timezone
 
 from clusterstate import paths
-from stormui import action_urls, actions
-from stormui import urls as site_urls
+from stormui import actions
 from stormui.models import AuditEntry, ScheduledRemoval
 from stormui.scheduler import Scheduler, run_due
 from stormui.source import get_source
 from tests.helpers import own_zookeeper, wait_for
 from tests.stormui.conftest import BROKEN, HEALTHY, PAUSED, TROUBLED
 
-# this module is its own urlconf until stormui.urls includes the action URLs
-urlpatterns = [
-    *action_urls.page_urlpatterns,
-    *action_urls.api_urlpatterns,
-    *site_urls.urlpatterns,
-]
-handler404 = site_urls.handler404
-
-pytestmark = [pytest.mark.urls(__name__), pytest.mark.django_db]
+pytestmark = pytest.mark.django_db
 
 PASSWORD = "correct horse battery staple"
 STORM_SUBTREES = ("/storms", "/assignments", "/tasks", "/taskbeats", "/taskerrors")

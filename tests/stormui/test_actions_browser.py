@@ -9,15 +9,11 @@ from stormui.models import AuditEntry
 from tests.helpers import wait_for
 from tests.stormui import browser as chromium
 from tests.stormui.conftest import HEALTHY, PAUSED
-from tests.stormui.test_actions import (
-    operators_group,
-    urlpatterns,  # noqa: F401  (this module's urlconf too)
-)
+from tests.stormui.test_actions import operators_group
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.urls(__name__),
 ]
 
 browser = chromium.browser

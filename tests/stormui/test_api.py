@@ -26,7 +26,7 @@ from tests.stormui.conftest import (
 )
 
 # the API as stormui.urls mounts it, without depending on the pages' URLconf
-urlpatterns = [path("api/", include("stormui.api"))]
+urlpatterns = [path("api/", include("stormui.urls.api"))]
 pytestmark = pytest.mark.urls(__name__)
 
 HOSTS = {"sup-a": "host-a.example", "sup-b": "host-b.example", "sup-gone": "host-gone.example"}

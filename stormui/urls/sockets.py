@@ -1,6 +1,8 @@
+"""The websocket routes, which :mod:`stormui.asgi` mounts."""
+
 from django.urls import path
 
-from . import consumers
+from .. import consumers
 
 websocket_urlpatterns = [
     path("ws/cluster/", consumers.ClusterConsumer.as_asgi()),

@@ -1,75 +1,30 @@
-"""A simulated Storm cluster: a master, its supervisors and their tasks.
+"""The simulator: a master, its supervisors and their tasks, on a clock of events.
 
-Everything is written through :class:`~clusterstate.storm.StormClusterState`,
-never through raw paths, in the roles that the closing comments of Storm's
-``cluster.clj`` describe:
-
-- the **master** reads which supervisors are alive, submits storms
-  (``setup_heartbeats``, ``set_task`` for each task, ``set_assignment``,
-  ``activate_storm``), moves the tasks of a supervisor that has been gone for
-  a while onto live slots, and, every ``churn_secs``, removes the storms it
-  deactivated last time (``remove_storm``, ``teardown_heartbeats``,
-  ``teardown_task_errors``), deactivates one more and submits new ones to keep
-  ``storms`` active; and it takes down what an earlier run left behind, as
-  nimbus does on start-up ("if a storm exists but is not taken down fully,
-  ensure that storm takedown is launched"), see :meth:`Simulator._take_down_leftovers`;
-- each **supervisor** heartbeats its ``SupervisorInfo`` on its own session, so
-  that losing one (its session closed) makes its ephemeral node vanish for
-  real; it comes back later under the same id;
-- each **task** heartbeats its evolving stats, some report Java-style errors,
-  and now and then one dies (its heartbeat removed or left to go stale) and
-  may be restarted.
-
-Sessions. In Storm all the tasks of a worker share the worker's cluster state,
-so by default each worker (a storm's tasks on one ``(node, port)`` slot) gets a
-session of its own. A large cluster would need thousands of them, so when the
-estimate passes :data:`MAX_AUTO_SESSIONS` the tasks share their supervisor's
-session instead (``session_per="supervisor"``): one session per supervisor
-plus one for the master. Either way a lost supervisor takes its tasks'
-heartbeats with it. ZooKeeper refuses more than ``maxClientCnxns`` (60 by
-default) connections from one address, so a simulation of more than about 55
-supervisors needs that raised (``maxClientCnxns=0`` lifts it).
-
-Pace. Every heartbeat has its own phase, so writes are spread evenly over the
-interval; a small thread pool makes them, and a task whose previous write has
-not finished skips a beat rather than queueing. A write that fails (not
-connected, a kazoo error) is logged and simply made again on the next beat.
-One heartbeat costs about a millisecond of CPU, mostly in kazoo, under one
-GIL, so the command line splits a big cluster over processes (``--processes``,
-by default one per 10,000 tasks, at most one per core), each a
-:class:`Simulator` playing one shard of it (``shard=(index, count)``).
-
-Two ways to drive it: :meth:`Simulator.start` / :meth:`Simulator.stop` (or the
-blocking :meth:`Simulator.run`) on background threads, or
-:meth:`Simulator.step` from the caller's thread against an injected clock,
-which makes every write at once, in order, and is deterministic for a seed.
+See the package's documentation (:mod:`clusterstate.simulate`) for the roles
+it plays, the sessions it opens and its pace.
 """
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import itertools
 import logging
 import math
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from functools import partial
 
 from kazoo.exceptions import KazooException
 
-from .errors import NotConnectedError
-from .records import WINDOWS, Assignment, StormBase, SupervisorInfo, TaskHeartbeat, TaskInfo
-from .storm import mk_storm_cluster_state
+from ..errors import NotConnectedError
+from ..records import WINDOWS, Assignment, StormBase, SupervisorInfo, TaskHeartbeat, TaskInfo
+from .config import SimulationConfig
+from .parts import _Storm, _Supervisor, _Task
+from .sessions import _Session, _Shut
+from .topologies import TOPOLOGIES, make_error
 
 log = logging.getLogger(__name__)
 
@@ -84,404 +39,29 @@ MONITOR_SECS = 10.0
 #: Storm's ``nimbus.task.timeout.secs``: how long a supervisor is gone before
 #: its tasks are moved (shorter when heartbeats are faster).
 REASSIGN_SECS = 30.0
-#: Tasks one process heartbeats at most when the command line picks the process count.
-TASKS_PER_PROCESS = 10_000
 #: Tasks per worker the master aims for when it spreads a storm.
 TASKS_PER_WORKER = 8
-SESSION_MODES = ("auto", "worker", "supervisor")
 
 # Failures that come from the store or the network, logged without a traceback.
 _EXPECTED_FAILURES = (NotConnectedError, KazooException, ConnectionError, TimeoutError, OSError)
 
 
-# -- topologies --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Component:
-    id: str
-    type: str  # "spout" or "bolt"
-    weight: int  # share of the storm's tasks
-    inputs: tuple = ()  # (component id, stream) pairs it subscribes to
-    factor: float = 1.0  # tuples emitted per tuple received (bolts)
-    streams: tuple = ("default",)  # streams it emits on; () for a sink
-    package: str = "com.example"
-
-
-@dataclass(frozen=True)
-class _Topology:
-    name: str
-    components: tuple
-
-
-def _spout(cid, pkg, weight=1, streams=("default",)):
-    return _Component(cid, "spout", weight, (), 1.0, streams, pkg)
-
-
-def _bolt(cid, pkg, weight, inputs, factor=1.0, streams=("default",)):
-    inputs = tuple(i if isinstance(i, tuple) else (i, "default") for i in inputs)
-    return _Component(cid, "bolt", weight, inputs, factor, streams, pkg)
-
-
-TOPOLOGIES = (
-    _Topology(
-        "word-count",
-        (
-            _spout("sentence-spout", "storm.starter"),
-            _bolt("split-bolt", "storm.starter", 3, ["sentence-spout"], 6.0),
-            _bolt("count-bolt", "storm.starter", 2, ["split-bolt"], 1.0),
-        ),
-    ),
-    _Topology(
-        "click-stream",
-        (
-            _spout("click-spout", "com.example.clicks", 2),
-            _bolt("parse-bolt", "com.example.clicks", 2, ["click-spout"], 1.0),
-            _bolt("sessionize-bolt", "com.example.clicks", 3, ["parse-bolt"], 0.2),
-            _bolt("db-bolt", "com.example.clicks", 1, ["sessionize-bolt"], 0.0, ()),
-        ),
-    ),
-    _Topology(
-        "trending-hashtags",
-        (
-            _spout("tweet-spout", "com.example.trends"),
-            _bolt("hashtag-bolt", "com.example.trends", 2, ["tweet-spout"], 1.5),
-            _bolt("rolling-count-bolt", "com.example.trends", 3, ["hashtag-bolt"], 0.5),
-            _bolt("rank-bolt", "com.example.trends", 1, ["rolling-count-bolt"], 0.05),
-        ),
-    ),
-    _Topology(
-        "log-alerts",
-        (
-            _spout("log-spout", "com.example.logs", 2),
-            _bolt("parse-bolt", "com.example.logs", 3, ["log-spout"], 1.0),
-            _bolt("filter-bolt", "com.example.logs", 2, ["parse-bolt"], 0.1, ("alerts",)),
-            _bolt("alert-bolt", "com.example.logs", 1, [("filter-bolt", "alerts")], 0.0, ()),
-        ),
-    ),
-    _Topology(
-        "fraud-detection",
-        (
-            _spout("payment-spout", "com.example.fraud"),
-            _spout("account-spout", "com.example.fraud"),
-            _bolt("enrich-bolt", "com.example.fraud", 2, ["payment-spout", "account-spout"]),
-            _bolt("score-bolt", "com.example.fraud", 3, ["enrich-bolt"], 1.0),
-            _bolt("alert-bolt", "com.example.fraud", 1, ["score-bolt"], 0.0, ()),
-        ),
-    ),
-    _Topology(
-        "etl-pipeline",
-        (
-            _spout("kafka-spout", "com.example.etl", 2),
-            _bolt("transform-bolt", "com.example.etl", 3, ["kafka-spout"], 1.0),
-            _bolt("hdfs-bolt", "com.example.etl", 2, ["transform-bolt"], 0.0, ()),
-        ),
-    ),
-)
-
-
-def _class_name(component_id: str) -> str:
-    return "".join(part.capitalize() for part in component_id.split("-"))
-
-
-# -- errors ------------------------------------------------------------------
-
-_STORM_FRAMES = (
-    "\tat backtype.storm.daemon.task$fn__{n1}$tuple_action_fn__{n2}.invoke(task.clj:{l1})\n"
-    "\tat backtype.storm.daemon.task$mk_task_receiver$fn__{n3}.invoke(task.clj:{l2})\n"
-    "\tat backtype.storm.disruptor$clojure_handler$reify__{n4}.onEvent(disruptor.clj:43)\n"
-    "\tat backtype.storm.util$async_loop$fn__{n5}.invoke(util.clj:{l3})\n"
-    "\tat clojure.lang.AFn.run(AFn.java:24)\n"
-    "\tat java.lang.Thread.run(Thread.java:662)"
-)
-_SPOUT_FRAMES = (
-    "\tat backtype.storm.daemon.task$fn__{n1}$fn__{n2}.invoke(task.clj:{l1})\n"
-    "\tat backtype.storm.util$async_loop$fn__{n5}.invoke(util.clj:{l3})\n"
-    "\tat clojure.lang.AFn.run(AFn.java:24)\n"
-    "\tat java.lang.Thread.run(Thread.java:662)"
-)
-
-_BOLT_ERRORS = (
-    "java.lang.NullPointerException\n"
-    "\tat {pkg}.{cls}.execute({cls}.java:{line})\n"
-    "\tat backtype.storm.topology.BasicBoltExecutor.execute(BasicBoltExecutor.java:32)\n"
-    + _STORM_FRAMES,
-    "java.lang.RuntimeException: java.io.IOException: Broken pipe\n"
-    "\tat backtype.storm.task.ShellBolt.execute(ShellBolt.java:152)\n"
-    + _STORM_FRAMES
-    + "\nCaused by: java.io.IOException: Broken pipe\n"
-    "\tat java.io.FileOutputStream.writeBytes(Native Method)\n"
-    "\tat java.io.FileOutputStream.write(FileOutputStream.java:282)\n"
-    "\tat java.io.BufferedOutputStream.flush(BufferedOutputStream.java:123)\n"
-    "\tat backtype.storm.utils.ShellProcess.writeMessage(ShellProcess.java:74)\n"
-    "\tat backtype.storm.task.ShellBolt.execute(ShellBolt.java:150)\n"
-    "\t... 6 more",
-    'java.lang.NumberFormatException: For input string: "{value}"\n'
-    "\tat java.lang.NumberFormatException.forInputString(NumberFormatException.java:48)\n"
-    "\tat java.lang.Long.parseLong(Long.java:410)\n"
-    "\tat java.lang.Long.parseLong(Long.java:468)\n"
-    "\tat {pkg}.{cls}.execute({cls}.java:{line})\n"
-    "\tat backtype.storm.topology.BasicBoltExecutor.execute(BasicBoltExecutor.java:32)\n"
-    + _STORM_FRAMES,
-    "java.lang.RuntimeException: java.sql.SQLException: "
-    "Communications link failure to db{n6}.example.com:3306\n"
-    "\tat {pkg}.{cls}.execute({cls}.java:{line})\n"
-    + _STORM_FRAMES
-    + "\nCaused by: java.sql.SQLException: Communications link failure\n"
-    "\tat com.mysql.jdbc.SQLError.createCommunicationsException(SQLError.java:1074)\n"
-    "\tat com.mysql.jdbc.MysqlIO.send(MysqlIO.java:3322)\n"
-    "\tat com.mysql.jdbc.ConnectionImpl.execSQL(ConnectionImpl.java:2467)\n"
-    "\tat {pkg}.{cls}.execute({cls}.java:{line2})\n"
-    "\t... 6 more",
-    "java.lang.OutOfMemoryError: GC overhead limit exceeded\n"
-    "\tat java.util.HashMap.addEntry(HashMap.java:766)\n"
-    "\tat java.util.HashMap.put(HashMap.java:402)\n"
-    "\tat {pkg}.{cls}.execute({cls}.java:{line})\n" + _STORM_FRAMES,
-    "java.lang.IllegalStateException: tuple {value} acked twice\n"
-    "\tat backtype.storm.task.OutputCollectorImpl.ack(OutputCollectorImpl.java:84)\n"
-    "\tat {pkg}.{cls}.execute({cls}.java:{line})\n" + _STORM_FRAMES,
-)
-
-_SPOUT_ERRORS = (
-    "java.lang.RuntimeException: org.apache.thrift7.transport.TTransportException: "
-    "java.net.ConnectException: Connection refused\n"
-    "\tat backtype.storm.spout.KestrelThriftSpout.nextTuple(KestrelThriftSpout.java:{line})\n"
-    + _SPOUT_FRAMES
-    + "\nCaused by: java.net.ConnectException: Connection refused\n"
-    "\tat java.net.PlainSocketImpl.socketConnect(Native Method)\n"
-    "\tat java.net.Socket.connect(Socket.java:529)\n"
-    "\tat org.apache.thrift7.transport.TSocket.open(TSocket.java:178)\n"
-    "\t... 4 more",
-    "java.lang.RuntimeException: java.util.concurrent.TimeoutException: "
-    "no ack for message {value} after 30000 ms\n"
-    "\tat {pkg}.{cls}.fail({cls}.java:{line})\n" + _SPOUT_FRAMES,
-    "java.lang.NullPointerException\n\tat {pkg}.{cls}.nextTuple({cls}.java:{line})\n"
-    + _SPOUT_FRAMES,
-)
-
-
-def make_error(rng: random.Random, component_id: str, component_type: str, package: str):
-    """A realistic multi-line Java stack trace for a task of the given component."""
-    templates = _SPOUT_ERRORS if component_type == "spout" else _BOLT_ERRORS
-    numbers = {f"n{i}": rng.randint(1000, 9999) for i in range(1, 6)}
-    return rng.choice(templates).format(
-        pkg=package,
-        cls=_class_name(component_id),
-        line=rng.randint(30, 240),
-        line2=rng.randint(30, 240),
-        l1=rng.randint(150, 400),
-        l2=rng.randint(150, 400),
-        l3=rng.randint(300, 400),
-        n6=rng.randint(1, 9),
-        value=rng.choice(["", "NaN", "12a", "null", str(rng.getrandbits(40))]),
-        **numbers,
-    )
-
-
-# -- sessions ----------------------------------------------------------------
-
-
-class _Shut(Exception):
-    """The session or storm a write needs has been shut; the write is dropped."""
-
-
-class _Gate:
-    """Counts the writes in flight on something that may be shut (a session, a storm)."""
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._inflight = 0
-        self.closed = False
-
-    @contextmanager
-    def enter(self):
-        with self._cond:
-            if self.closed:
-                raise _Shut()
-            self._inflight += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._inflight -= 1
-                if not self._inflight:
-                    self._cond.notify_all()
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Refuse new writes and wait (up to ``timeout``) for those in flight."""
-        with self._cond:
-            self.closed = True
-            if not self._cond.wait_for(lambda: not self._inflight, timeout):
-                log.warning("gave up waiting for %d writes in flight", self._inflight)
-
-
-class _Session:
-    """One ClusterState session from the factory, opened on first use."""
-
-    RETRY_SECS = 2.0
-
-    def __init__(self, factory, name: str, time_fn=time.time):
-        self.name = name
-        self._factory = factory
-        self._time = time_fn  # names the error nodes it writes
-        self._gate = _Gate()
-        self._open_lock = threading.Lock()
-        self._state = None
-        self._scs = None
-        self._retry_at = 0.0
-
-    @property
-    def closed(self) -> bool:
-        return self._gate.closed
-
-    @contextmanager
-    def use(self):
-        """The session's StormClusterState, for one write; raises _Shut once closed."""
-        with self._gate.enter():
-            yield self._open()
-
-    def _open(self):
-        scs = self._scs
-        if scs is not None:
-            return scs
-        with self._open_lock:
-            if self._scs is None:
-                if time.monotonic() < self._retry_at:
-                    raise NotConnectedError(f"{self.name}: session not open yet")
-                try:
-                    state = self._factory()
-                except Exception:
-                    self._retry_at = time.monotonic() + self.RETRY_SECS
-                    raise
-                try:
-                    self._scs = mk_storm_cluster_state(state, time_fn=self._time)
-                except Exception:
-                    state.close()
-                    raise
-                self._state = state
-            return self._scs
-
-    def close(self) -> None:
-        """Close the session (its ephemeral nodes vanish). Harmless if repeated."""
-        self._gate.close()
-        with self._open_lock:
-            scs, state = self._scs, self._state
-            self._scs = self._state = None
-        for what, fn in (("disconnect", scs and scs.disconnect), ("close", state and state.close)):
-            if fn:
-                try:
-                    fn()
-                except Exception:
-                    log.warning("%s: %s failed", self.name, what, exc_info=True)
-
-
-# -- the cluster's parts -----------------------------------------------------
-
-
-@dataclass(eq=False)
-class _Supervisor:
-    id: str
-    hostname: str
-    ports: tuple
-    session: _Session
-    started: float = 0.0
-    lost: bool = False
-    return_at: float = 0.0
-    epoch: int = 0  # bumped when it comes back: its workers restart
-    busy: bool = False
-
-
-@dataclass(eq=False)
-class _Task:
-    id: int
-    component: _Component
-    storm: _Storm
-    slot: tuple  # (node id, port)
-    error_prone: bool
-    rates: dict  # counter key -> tuples/s while the storm is active
-    latency: dict  # latency key -> current average ms
-    started: float = 0.0
-    last: float | None = None
-    counts: dict = field(default_factory=dict)
-    latency_avg: dict = field(default_factory=dict)  # (window, key) -> ms
-    alive: bool = True
-    revive_at: float | None = None
-    epoch: int = 0
-    busy: bool = False
-
-
-@dataclass(eq=False)
-class _Storm:
-    id: str
-    name: str
-    launch_time_secs: int
-    topology: _Topology
-    tasks: dict  # task id -> _Task
-    gate: _Gate = field(default_factory=_Gate)
-    phase: str = "submitting"  # then "active", "inactive", "removing", "removed"
-    start_times: dict = field(default_factory=dict)  # task id -> task_start_time_secs
-
-    @property
-    def live(self) -> bool:
-        return self.phase in ("active", "inactive")
-
-
-# -- the simulator -----------------------------------------------------------
-
-
 class Simulator:
     """A Storm master, supervisors and tasks writing one cluster's state.
 
+    :param config: the cluster's size and pace, a :class:`SimulationConfig`.
     :param state_factory: called with no arguments, returns a new
         :class:`~clusterstate.protocol.ClusterState` session each call.
-    :param supervisors: how many supervisors, each on its own session.
-    :param storms: how many storms the master keeps active.
-    :param tasks_per_storm: tasks in each storm, spread over its components.
-    :param heartbeat_secs: how often each supervisor and task heartbeats.
-    :param error_rate: errors reported per second, cluster-wide.
-    :param error_task_fraction: the share of each storm's tasks that report
-        errors (at least one task per storm when above 0).
-    :param churn_secs: how often the master removes the storms it deactivated
-        last time, deactivates one and submits replacements; 0 never does.
-    :param task_death_rate: task deaths per second, cluster-wide.
-    :param supervisor_loss_rate: supervisor losses per second, cluster-wide.
-    :param ports_per_supervisor: worker ports per supervisor, from 6700.
-    :param session_per: ``"worker"`` (tasks share their worker's session, as
-        in Storm), ``"supervisor"`` (their supervisor's) or ``"auto"``.
-    :param workers: worker threads making the writes once started.
-    :param remove_on_stop: remove this simulator's storms when stopping.
-    :param seed: seeds the random choices (deterministic under :meth:`step`).
     :param time_fn: the clock, in seconds since the epoch.
-    :param shard: ``(index, count)``: play only this share of a cluster that
-        ``count`` simulators (one per process) play together: every
-        ``count``-th supervisor and storm and ``1/count`` of each rate, with
-        ids, hosts and names that do not collide with the other shards'.
+    :raises ValueError: ``config`` gives its shard no supervisor.
     """
 
-    def __init__(
-        self,
-        state_factory,
-        *,
-        supervisors: int = 3,
-        storms: int = 4,
-        tasks_per_storm: int = 15,
-        heartbeat_secs: float = 3.0,
-        error_rate: float = 0.5,
-        error_task_fraction: float = 0.1,
-        churn_secs: float = 60.0,
-        task_death_rate: float = 0.02,
-        supervisor_loss_rate: float = 0.003,
-        ports_per_supervisor: int = 4,
-        session_per: str = "auto",
-        workers: int = 8,
-        remove_on_stop: bool = False,
-        seed: int | None = None,
-        time_fn=time.time,
-        shard: tuple[int, int] = (0, 1),
-    ):
-        index, count = shard
-        if not 0 <= index < count:
-            raise ValueError("shard must be (index, count) with 0 <= index < count")
+    def __init__(self, config: SimulationConfig, state_factory, *, time_fn=time.time):
+        self.config = config
+        index, count = config.shard
+        supervisors, storms, seed = config.supervisors, config.storms, config.seed
+        error_rate, task_death_rate = config.error_rate, config.task_death_rate
+        supervisor_loss_rate = config.supervisor_loss_rate
         if count > 1:
             # this process plays every count-th supervisor and storm, and its share of the rates
             supervisors = len(range(index, supervisors, count))
@@ -489,40 +69,28 @@ class Simulator:
             error_rate, task_death_rate = error_rate / count, task_death_rate / count
             supervisor_loss_rate /= count
             seed = None if seed is None else seed * count + index
-        if supervisors < 1 or storms < 0 or tasks_per_storm < 1 or ports_per_supervisor < 1:
-            raise ValueError("need at least one supervisor, one port and one task per storm")
-        if heartbeat_secs <= 0:
-            raise ValueError("heartbeat_secs must be positive")
-        for name, value in (
-            ("error_rate", error_rate),
-            ("churn_secs", churn_secs),
-            ("task_death_rate", task_death_rate),
-            ("supervisor_loss_rate", supervisor_loss_rate),
-        ):
-            if value < 0:
-                raise ValueError(f"{name} must not be negative")
-        if not 0 <= error_task_fraction <= 1:
-            raise ValueError("error_task_fraction must be between 0 and 1")
-        if session_per not in SESSION_MODES:
-            raise ValueError(f"session_per must be one of {', '.join(SESSION_MODES)}")
+            if supervisors < 1:
+                raise ValueError("need at least one supervisor, one port and one task per storm")
+        tasks_per_storm, ports_per_supervisor = config.tasks_per_storm, config.ports_per_supervisor
 
         self._factory = state_factory
         self.target_storms = storms
         self.tasks_per_storm = tasks_per_storm
-        self.heartbeat_secs = float(heartbeat_secs)
+        self.heartbeat_secs = float(config.heartbeat_secs)
         self.error_rate = error_rate
-        self.error_task_fraction = error_task_fraction
-        self.churn_secs = churn_secs
+        self.error_task_fraction = config.error_task_fraction
+        self.churn_secs = config.churn_secs
         self.task_death_rate = task_death_rate
         self.supervisor_loss_rate = supervisor_loss_rate
-        self.remove_on_stop = remove_on_stop
+        self.remove_on_stop = config.remove_on_stop
         self.monitor_secs = max(0.2, min(MONITOR_SECS, self.heartbeat_secs))
         self.reassign_secs = min(REASSIGN_SECS, 5 * self.heartbeat_secs)
         self._time = time_fn
         self._rng = random.Random(seed)
-        self._n_workers = workers
+        self._n_workers = config.workers
 
         slots = supervisors * ports_per_supervisor
+        session_per = config.session_per
         if session_per == "auto":
             per_storm = min(self._workers_for(tasks_per_storm, slots, storms), slots)
             total = supervisors + 1 + storms * per_storm
@@ -635,8 +203,9 @@ class Simulator:
     def run(self, duration: float | None = None, status_secs: float = 10.0) -> None:
         """Start, wait ``duration`` seconds (``None`` or 0: until interrupted), stop.
 
-        A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM as set up by :func:`main`)
-        ends the wait; the simulator is stopped cleanly in every case.
+        A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM as set up by
+        :func:`~clusterstate.simulate.cli.stop_on_signals`) ends the wait; the simulator
+        is stopped cleanly in every case.
         """
         self.start()
         try:
@@ -1367,214 +936,3 @@ def _apportion(total: int, weights: list) -> list:
         i = min(range(len(weights)), key=lambda j: counts[j] / weights[j])
         counts[i] += 1
     return counts
-
-
-# -- command line ------------------------------------------------------------
-
-
-def _positive(kind):
-    def parse(text):
-        value = kind(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must not be negative: {text}")
-        return value
-
-    return parse
-
-
-def add_arguments(parser) -> None:
-    """Add the simulator's size and pace flags to an argparse (or Django) parser."""
-    nonneg_int, nonneg = _positive(int), _positive(float)
-    add = parser.add_argument
-    add("--supervisors", type=nonneg_int, default=3, help="supervisors (default 3)")
-    add("--storms", type=nonneg_int, default=4, help="storms kept active (default 4)")
-    add("--tasks-per-storm", type=nonneg_int, default=15, help="tasks per storm (default 15)")
-    add("--heartbeat-secs", type=nonneg, default=3.0, help="heartbeat interval (default 3)")
-    add("--error-rate", type=nonneg, default=0.5, help="errors/s, cluster-wide (default 0.5)")
-    add(
-        "--error-task-fraction",
-        type=nonneg,
-        default=0.1,
-        help="share of tasks that report errors (default 0.1)",
-    )
-    add(
-        "--churn-secs",
-        type=nonneg,
-        default=60.0,
-        help="seconds between deactivating/removing/submitting storms; 0 never (default 60)",
-    )
-    add("--task-death-rate", type=nonneg, default=0.02, help="task deaths/s (default 0.02)")
-    add(
-        "--supervisor-loss-rate",
-        type=nonneg,
-        default=0.003,
-        help="supervisor losses/s (default 0.003)",
-    )
-    add("--ports-per-supervisor", type=nonneg_int, default=4, help="worker ports (default 4)")
-    add(
-        "--session-per",
-        choices=SESSION_MODES,
-        default="auto",
-        help="tasks share their worker's or their supervisor's session (default auto)",
-    )
-    add("--remove-on-stop", action="store_true", help="remove the storms when stopping")
-    add("--seed", type=int, default=None, help="random seed")
-    add("--duration", type=nonneg, default=0.0, help="seconds to run; 0 until Ctrl-C")
-
-
-def simulator_from_args(args, state_factory, **overrides) -> Simulator:
-    """A :class:`Simulator` on ``state_factory`` from flags added by :func:`add_arguments`."""
-    kwargs = dict(
-        supervisors=args.supervisors,
-        storms=args.storms,
-        tasks_per_storm=args.tasks_per_storm,
-        heartbeat_secs=args.heartbeat_secs,
-        error_rate=args.error_rate,
-        error_task_fraction=args.error_task_fraction,
-        churn_secs=args.churn_secs,
-        task_death_rate=args.task_death_rate,
-        supervisor_loss_rate=args.supervisor_loss_rate,
-        ports_per_supervisor=args.ports_per_supervisor,
-        session_per=args.session_per,
-        remove_on_stop=args.remove_on_stop,
-        seed=args.seed,
-    )
-    kwargs.update(overrides)
-    return Simulator(state_factory, **kwargs)
-
-
-def zk_conf(servers: str, root: str) -> dict:
-    """A Storm conf dict for a ``host:port,...`` connect string and a root."""
-    hosts = [s.strip() for s in servers.split(",") if s.strip()]
-    return {
-        "storm.zookeeper.servers": hosts,
-        "storm.zookeeper.port": 2181,
-        "storm.zookeeper.root": root,
-    }
-
-
-def _interrupt(signum, frame):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
-def stop_on_signals() -> None:
-    """Make SIGINT and SIGTERM end :meth:`Simulator.run` cleanly, its sessions closed.
-
-    A simulator killed by a signal's default action leaves its supervisors and
-    their tasks in ZooKeeper until their sessions time out.
-    """
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-
-
-def _parse_shard(text: str) -> tuple[int, int]:
-    index, _, count = text.partition("/")
-    try:
-        return int(index), int(count)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not INDEX/COUNT: {text}") from None
-
-
-def _run_shards(argv: list, count: int) -> int:
-    """Run ``count`` child processes, one shard each; forward a stop to all of them."""
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-m", __spec__.name, *argv]
-            + ["--processes", "1", "--shard", f"{i}/{count}"]
-        )
-        for i in range(count)
-    ]
-    try:
-        for child in children:
-            child.wait()
-    except KeyboardInterrupt:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-    return 0 if all(child.returncode == 0 for child in children) else 1
-
-
-def main(argv=None) -> int:
-    """``python -m clusterstate.simulate``: run a simulated cluster until done."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(
-        prog="python -m clusterstate.simulate",
-        description="Play a Storm master, its supervisors and tasks against ZooKeeper.",
-    )
-    add_arguments(parser)
-    parser.add_argument(
-        "--zk",
-        default=os.environ.get("STORMUI_ZK_SERVERS") or "127.0.0.1:2181",
-        help="ZooKeeper host:port list (default $STORMUI_ZK_SERVERS or 127.0.0.1:2181)",
-    )
-    parser.add_argument(
-        "--root",
-        default=os.environ.get("STORMUI_ZK_ROOT") or "/storm",
-        help="Storm's root in ZooKeeper (default $STORMUI_ZK_ROOT or /storm)",
-    )
-    parser.add_argument("--memory", action="store_true", help="use an in-memory store")
-    parser.add_argument(
-        "--processes",
-        type=int,
-        default=0,
-        help=f"processes sharing the work; 0: one per {TASKS_PER_PROCESS} tasks, "
-        "at most one per core (default 0)",
-    )
-    parser.add_argument("--shard", type=_parse_shard, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    args = parser.parse_args(argv)
-    shard = args.shard or (0, 1)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s"
-        + (f" [{shard[0] + 1}/{shard[1]}]" if shard[1] > 1 else "")
-        + ": %(message)s",
-    )
-
-    processes = args.processes or min(
-        os.cpu_count() or 1, math.ceil(args.storms * args.tasks_per_storm / TASKS_PER_PROCESS)
-    )
-    # an in-memory store lives in one process; each process needs a supervisor of its own
-    processes = 1 if args.memory else max(1, min(processes, args.supervisors))
-    if args.shard is None and processes > 1:
-        signal.signal(signal.SIGINT, _interrupt)
-        signal.signal(signal.SIGTERM, _interrupt)
-        return _run_shards(argv, processes)
-
-    if args.memory:
-        from .memstate import MemoryStore, mk_memory_cluster_state
-
-        store = MemoryStore()
-
-        def factory():
-            return mk_memory_cluster_state(store, args.root)
-
-    else:
-        from .zkstate import mk_distributed_cluster_state
-
-        conf = zk_conf(args.zk, args.root)
-
-        def factory():
-            return mk_distributed_cluster_state(conf)
-
-    try:
-        sim = simulator_from_args(args, factory, shard=shard)
-    except ValueError as exc:
-        parser.error(str(exc))
-
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    sim.run(args.duration or None)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
