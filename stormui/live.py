@@ -44,6 +44,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections import Counter
 
@@ -112,15 +113,36 @@ def relays_here() -> bool:
     return _relay_process or env_bool("STORMUI_RELAY", False) or process_local(get_channel_layer())
 
 
+#: each page's regions as last rendered, with the view they were rendered from
+_rendered: dict[pages.PageKey, tuple[object, dict | None]] = {}
+_rendered_lock = threading.Lock()
+
+
+def page_regions(key: pages.PageKey, view) -> dict[str, str] | None:
+    """A page's regions from ``view``, rendered once per view however many ask (the relay's
+    update and every snapshot of it); None when the page shows nothing there."""
+    with _rendered_lock:
+        hit = _rendered.get(key)
+    if hit is not None and hit[0] is view:
+        return hit[1]
+    ctx = pages.context(key, view)
+    html = pages.render_regions(key[0], ctx) if ctx is not None else None
+    with _rendered_lock:
+        if len(_rendered) > 1000:  # pages not open any more: they go with the rest
+            _rendered.clear()
+        _rendered[key] = (view, html)
+    return html
+
+
 def page_message(key: pages.PageKey, view, data: dict | None = None) -> dict | None:
     """A page's message: its figures and its regions, from ``view``; None when the page shows
     nothing there (its storm, component, task or supervisor is gone)."""
-    ctx = pages.context(key, view)
-    if ctx is None:
+    html = page_regions(key, view)
+    if html is None:
         return None
     if data is None:
         data = page_data(key, view)
-    return {**data, "html": pages.render_regions(key[0], ctx)}
+    return {**data, "html": html}
 
 
 def page_data(key: pages.PageKey, view, *, snapshot: bool = False) -> dict:

@@ -8,11 +8,14 @@ records, independently of ``stormui.cluster``.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import time
 from dataclasses import dataclass, field
 
 import pytest
+import pytest_asyncio
+from channels.layers import channel_layers
 
 from clusterstate import (
     Assignment,
@@ -24,6 +27,7 @@ from clusterstate import (
     mk_storm_cluster_state,
 )
 from clusterstate.records import WINDOWS
+from stormui import live
 from stormui.source import get_source, reset_source
 from tests.helpers import wait_for
 
@@ -350,3 +354,23 @@ def known_cluster(settings, zk_server, zk_conf, stormui_mirror):
             cleaner.delete_node(zk_conf["storm.zookeeper.root"])
         finally:
             cleaner.close()
+
+
+@pytest.fixture
+def writer(zk_conf):
+    """A second Storm session on the test root, with the real clock."""
+    state = mk_distributed_cluster_state(zk_conf)
+    storm_state = mk_storm_cluster_state(state)
+    yield storm_state
+    storm_state.disconnect()
+    state.close()
+
+
+@pytest_asyncio.fixture
+async def live_cluster(known_cluster):
+    """The known cluster, a fresh in-memory channel layer, and the relay stopped afterwards."""
+    channel_layers.backends.clear()
+    yield known_cluster
+    live.stop_relay()
+    await asyncio.sleep(0)
+    channel_layers.backends.clear()

@@ -7,9 +7,7 @@ import asyncio
 import time
 
 import pytest
-import pytest_asyncio
 from channels.auth import AuthMiddlewareStack
-from channels.layers import channel_layers
 from channels.routing import URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
 from channels.testing import WebsocketCommunicator
@@ -19,8 +17,6 @@ from clusterstate import (
     StormBase,
     SupervisorInfo,
     TaskHeartbeat,
-    mk_distributed_cluster_state,
-    mk_storm_cluster_state,
 )
 from stormui import consumers, live
 from stormui.asgi import application
@@ -63,26 +59,6 @@ async def until(predicate, timeout: float = WAIT) -> None:
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
         await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-def writer(zk_conf):
-    """A second Storm session on the test root, with the real clock."""
-    state = mk_distributed_cluster_state(zk_conf)
-    storm_state = mk_storm_cluster_state(state)
-    yield storm_state
-    storm_state.disconnect()
-    state.close()
-
-
-@pytest_asyncio.fixture
-async def live_cluster(known_cluster):
-    """The known cluster, a fresh in-memory channel layer, and the relay stopped afterwards."""
-    channel_layers.backends.clear()
-    yield known_cluster
-    live.stop_relay()
-    await asyncio.sleep(0)
-    channel_layers.backends.clear()
 
 
 async def test_cluster_socket_sends_snapshot_then_changes(live_cluster, writer):
