@@ -283,3 +283,35 @@ def test_storm_page_adds_and_removes_component_rows(page, served):
     assert page.locator("#spout-table tr[data-component-id]").count() == 1
     assert page.evaluate("window.__noReload") == 1
     assert page.watch.errors == [] and page.watch.dialogs == []
+
+
+def test_a_live_update_keeps_the_users_sort_and_focus(page, served):
+    open_page(page, served.url + "/")
+    wait_live(page)
+    page.evaluate("window.__noReload = 1")
+    name = page.locator("#storm-table thead th", has_text="Name")
+    name.click()
+    name.click()  # descending
+    expect(name).to_have_attribute("aria-sort", "descending")
+    names = page.locator("#storm-table tbody [data-field=name] a")
+
+    def descending():
+        shown = names.all_inner_texts()
+        return shown == sorted(shown, key=str.lower, reverse=True)
+
+    assert descending()
+    focused = "document.activeElement.textContent.trim()"
+    assert page.evaluate(focused) == "Name"
+    # a storm that sorts first by name arrives while the user sorts the other way
+    storm_id = "aaa-first-5-5000"
+    served.submit(storm_id, "aaa-first")
+    row = page.locator(f'#storm-table tr[data-storm-id="{storm_id}"]')
+    row.wait_for()
+    assert page.locator("#storm-table tbody tr").last.get_attribute("data-storm-id") == storm_id
+    assert descending()
+    expect(name).to_have_attribute("aria-sort", "descending")
+    # the row came in highlighted; the focus stayed where the user left it
+    assert was_highlighted(row)
+    assert page.evaluate(focused) == "Name"
+    assert page.evaluate("window.__noReload") == 1
+    assert page.watch.errors == [] and page.watch.dialogs == []

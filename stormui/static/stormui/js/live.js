@@ -234,7 +234,9 @@
         return true;
       },
       beforeAttributeUpdated: function (name, node) {
-        return !(name === "class" && node.classList.contains("live-new"));
+        // a highlight running, and what the script made of a sortable column, stay
+        if (name === "class" && node.classList.contains("live-new")) return false;
+        return !(node.tagName === "TH" && /^(tabindex|title|aria-sort)$/.test(name));
       },
       beforeNodeRemoved: function (node) {
         return !(node.nodeType === 1 && node.classList.contains("live-new-badge"));
