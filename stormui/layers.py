@@ -38,7 +38,11 @@ class FanOutChannelLayer(InMemoryChannelLayer):
     seconds is dropped and its channel leaves every group; a membership
     ends ``group_expiry`` seconds after ``group_add``.
 
-    Differences: expired messages are dropped when their channel is next
+    Differences: a ``group_send`` copies its message once, and every member
+    receives that copy: a group message is read-only to its receivers (this
+    project's consumers only read them; a copy per member was a deep copy per
+    socket per message, the largest cost of a fan-out to hundreds of sockets).
+    Expired messages are dropped when their channel is next
     sent to or received from, and by a sweep of every channel and group at
     most once per ``clean_interval`` seconds (for channels nobody touches
     again); a group's expired members are skipped by ``group_send`` at once.
@@ -107,6 +111,7 @@ class FanOutChannelLayer(InMemoryChannelLayer):
         if not members:
             return
         joined_after = now - self.group_expiry
+        shared = deepcopy(message)  # the sender's later changes reach nobody
         for channel, joined in list(members.items()):
             if joined < joined_after:
                 members.pop(channel, None)
@@ -114,7 +119,7 @@ class FanOutChannelLayer(InMemoryChannelLayer):
                 pass  # it left its groups: it did not receive in time
             else:
                 try:
-                    self._put(channel, message, now)
+                    self._put(channel, shared, now, copy=False)
                 except ChannelFull:
                     pass  # this channel only misses the message
         if not members:
@@ -130,9 +135,11 @@ class FanOutChannelLayer(InMemoryChannelLayer):
             queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
         return queue
 
-    def _put(self, channel: str, message: dict, now: float) -> None:
+    def _put(self, channel: str, message: dict, now: float, *, copy: bool = True) -> None:
+        if copy:
+            message = deepcopy(message)
         try:
-            self._queue(channel).put_nowait((now + self.expiry, deepcopy(message)))
+            self._queue(channel).put_nowait((now + self.expiry, message))
         except asyncio.QueueFull:
             raise ChannelFull(channel) from None
 

@@ -66,17 +66,21 @@ async def test_a_waiting_receiver_gets_a_group_message():
     assert await waiting == message(1)
 
 
-async def test_each_recipient_gets_its_own_copy():
+async def test_a_group_message_is_copied_once_from_its_sender():
     layer = FanOutChannelLayer()
     a, b = await layer.new_channel(), await layer.new_channel()
     for channel in (a, b):
         await layer.group_add("g", channel)
     sent = {"type": "test.message", "items": [1]}
     await layer.group_send("g", sent)
-    sent["items"].append(2)
-    first = await layer.receive(a)
-    first["items"].append(3)
-    assert await layer.receive(b) == {"type": "test.message", "items": [1]}
+    sent["items"].append(2)  # the sender's later change reaches nobody
+    first, second = await layer.receive(a), await layer.receive(b)
+    assert first == second == {"type": "test.message", "items": [1]}
+    # one copy for every member: a group message is read-only to its receivers
+    assert first is second
+    # a message sent to one channel is its own copy
+    await layer.send(a, sent)
+    assert (await layer.receive(a)) is not sent
 
 
 async def test_discard_stops_delivery():
