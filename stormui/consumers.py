@@ -253,7 +253,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
         if settings.STORMUI_LOGIN_REQUIRED and not (user is not None and user.is_authenticated):
-            await self.close()  # before accept: the handshake is refused
+            # accepted only to say why, with nothing sent: the page offers the login (a
+            # refused handshake would look like a network fault and be retried forever)
+            await self.accept()
+            await self.close(code=CLOSE_LOGGED_OUT)
             return
         self.snapshot_mark = (None, None)
         self.source = await live.ensure_relay()

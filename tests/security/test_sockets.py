@@ -103,10 +103,11 @@ async def test_anonymous_sockets_are_refused_when_login_is_required(
     settings.STORMUI_LOGIN_REQUIRED = True
     for path in (*SOCKETS, "/ws/storms/no-such-storm-1-1/"):
         # the same refusal whether the storm exists or not: nothing to probe
+        # closed as logged out, with nothing sent: the page offers the login
         comm = connect(path)
-        connected, _ = await comm.connect(timeout=STUCK_SECS)
-        assert not connected, path
-        assert await comm.receive_nothing(timeout=0.2)
+        assert (await comm.connect(timeout=STUCK_SECS))[0], path
+        closed = await comm.receive_output(timeout=STUCK_SECS)
+        assert closed == {"type": "websocket.close", "code": consumers.CLOSE_LOGGED_OUT}, path
         await comm.disconnect()
         assert await refused(connect(path, cookie=b"sessionid=forged-or-expired")), path
     # with a session, the same sockets open

@@ -3,6 +3,8 @@ need live sockets (pytest-django's live server has none)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 
@@ -17,13 +19,23 @@ from clusterstate import (
 from tests.helpers import WAIT, storm_conf
 from tests.stormui.conftest import write_known_cluster
 
+# the credentials come in the environment: nothing to quote into the code
+_CREATE_USER = (
+    "import os; from django.contrib.auth import get_user_model; "
+    "get_user_model().objects.create_user("
+    "os.environ['NEW_USER_NAME'], password=os.environ['NEW_USER_PASSWORD'])"
+)
+
 
 class Served:
     """The known cluster in ZooKeeper, a daphne serving it, and a writer with the real clock."""
 
-    def __init__(self, zk_server, folder, database_url: str | None = None):
+    def __init__(
+        self, zk_server, folder, database_url: str | None = None, extra_env: dict | None = None
+    ):
         """``database_url``: the daphne's database (``server_database_factory``'s); default
-        a SQLite file in ``folder``."""
+        a SQLite file in ``folder``. ``extra_env``: more settings for the server's environment
+        (``{"STORMUI_LOGIN_REQUIRED": "true"}``)."""
         self.folder = folder
         self.root = f"/t/{uuid.uuid4().hex}"
         self.conf = storm_conf(zk_server, self.root)
@@ -31,7 +43,10 @@ class Served:
         self.state = mk_distributed_cluster_state(self.conf)
         self.writer = mk_storm_cluster_state(self.state)
         self.env = live_servers.server_env(
-            zk_server.connect_string, self.root, database_url or folder / "db.sqlite3"
+            zk_server.connect_string,
+            self.root,
+            database_url or folder / "db.sqlite3",
+            **(extra_env or {}),
         )
         live_servers.migrate(self.env)
         self.port = live_servers.free_port()
@@ -47,6 +62,16 @@ class Served:
 
     def stop(self):
         live_servers.stop(self.proc)
+
+    def create_user(self, username: str, password: str) -> None:
+        """A user (neither staff nor superuser) who can log in to the served dashboard."""
+        subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", _CREATE_USER],
+            cwd=live_servers.ROOT,
+            env={**self.env, "NEW_USER_NAME": username, "NEW_USER_PASSWORD": password},
+            check=True,
+            timeout=120,
+        )
 
     def submit(self, storm_id: str, name: str):
         """A new active storm of one task on sup-a."""

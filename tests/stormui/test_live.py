@@ -353,8 +353,9 @@ async def test_anonymous_refused_when_login_required(live_cluster, settings):
     settings.STORMUI_LOGIN_REQUIRED = True
     for url in ("/ws/cluster/", "/ws/errors/", f"/ws/storms/{HEALTHY}/"):
         comm = connect(url)
-        connected, _ = await comm.connect()
-        assert not connected, url
+        assert (await comm.connect())[0]
+        closed = await comm.receive_output(timeout=WAIT)
+        assert closed == {"type": "websocket.close", "code": consumers.CLOSE_LOGGED_OUT}, url
         await comm.disconnect()
 
 
