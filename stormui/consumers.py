@@ -264,6 +264,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         # join before the snapshot is built, so that no change falls between the two
         groups = [live.STATUS_GROUP, *self.page_groups()]
+        attach = getattr(self.channel_layer, "attach", None)
+        if attach is not None:  # the in-process layer hands messages over without a queue
+            attach(self.channel_name, self.take_event)
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
         self.groups = groups  # Channels leaves them on disconnect
@@ -308,11 +311,19 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await super().dispatch(message)
 
     async def relay_event(self, event):
-        """Take one of the relay's events, from the layer or straight from the relay."""
+        """Take one of the relay's events from the layer's receive loop (Redis)."""
+        self.take_event(event)
+
+    def take_event(self, event) -> None:
+        """Take one of the relay's events: queue it on the socket's outbox. The in-process
+        layer calls this itself for each message (:meth:`FanOutChannelLayer.attach`)."""
         if self.outbox is not None:
-            await _RELAY_EVENTS[event["type"]](self, event)
+            _RELAY_EVENTS[event["type"]](self, event)
 
     async def disconnect(self, code):
+        detach = getattr(self.channel_layer, "detach", None)
+        if detach is not None:
+            detach(self.channel_name)
         if self.login_guard is not None:
             self.login_guard.cancel()
         if self.page_key is not None and self.outbox is not None:
@@ -354,16 +365,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     # -- group events, from the relay ---------------------------------------------
 
-    async def status_changed(self, event):
+    def status_changed(self, event):
         self.outbox.put(Item([event["text"]], keep=True))
 
-    async def resync_requested(self, event):
+    def resync_requested(self, event):
         self.outbox.request_snapshot(resync=True)
 
-    async def page_changed(self, event):
+    def page_changed(self, event):
         self.outbox.put(Item([event["text"]], event["source"], event["version"]))
 
-    async def errors_reported(self, event):
+    def errors_reported(self, event):
         # one batch is one entry, so a burst never overflows a socket that keeps up; each
         # error is still its own message, and those the last snapshot holds are left out
         self.outbox.put(ErrorBatch(event["errors"], event["source"]))

@@ -42,7 +42,10 @@ class FanOutChannelLayer(InMemoryChannelLayer):
     receives that copy: a group message is read-only to its receivers (this
     project's consumers only read them; a copy per member was a deep copy per
     socket per message, the largest cost of a fan-out to hundreds of sockets).
-    Expired messages are dropped when their channel is next
+    A consumer may :meth:`attach` a handler to its channel: the layer then
+    hands it each message at once instead of queueing it for ``receive`` (the
+    Channels receive loop's task and wait per message per socket were the
+    rest of that cost). Expired messages are dropped when their channel is next
     sent to or received from, and by a sweep of every channel and group at
     most once per ``clean_interval`` seconds (for channels nobody touches
     again); a group's expired members are skipped by ``group_send`` at once.
@@ -70,6 +73,18 @@ class FanOutChannelLayer(InMemoryChannelLayer):
         self._next_clean = clock() + clean_interval
         # receive() calls waiting on each channel: their queue must stay the channel's queue
         self._receiving: Counter[str] = Counter()
+        #: channel -> the handler its messages go to instead of its queue
+        self._handlers: dict[str, object] = {}
+
+    def attach(self, channel: str, handler) -> None:
+        """Hand each message for ``channel`` to ``handler(message)`` from now on, on the
+        sender's loop, instead of queueing it. ``handler`` must not block: it takes the
+        message (read-only, shared with the group's other members) and returns."""
+        self.require_valid_channel_name(channel)
+        self._handlers[channel] = handler
+
+    def detach(self, channel: str) -> None:
+        self._handlers.pop(channel, None)
 
     async def send(self, channel, message):
         assert isinstance(message, dict), "message is not a dict"
@@ -138,6 +153,10 @@ class FanOutChannelLayer(InMemoryChannelLayer):
     def _put(self, channel: str, message: dict, now: float, *, copy: bool = True) -> None:
         if copy:
             message = deepcopy(message)
+        handler = self._handlers.get(channel)
+        if handler is not None:
+            handler(message)
+            return
         try:
             self._queue(channel).put_nowait((now + self.expiry, message))
         except asyncio.QueueFull:

@@ -252,3 +252,23 @@ async def test_configured_in_channel_layers(settings):
     assert isinstance(layer, FanOutChannelLayer) and layer.capacity == 7
     assert getattr(layer, "process_local", False)
     assert not getattr(InMemoryChannelLayer(), "process_local", False)
+
+
+async def test_an_attached_handler_takes_the_channels_messages_at_once():
+    layer = FanOutChannelLayer()
+    attached, queued = await layer.new_channel(), await layer.new_channel()
+    for channel in (attached, queued):
+        await layer.group_add("g", channel)
+    taken: list = []
+    layer.attach(attached, taken.append)
+    await layer.group_send("g", message(1))
+    await layer.send(attached, message(2))
+    # handed over as sent, nothing queued for receive; the other member's queue as before
+    assert taken == [message(1), message(2)]
+    assert attached not in layer.channels
+    assert await layer.receive(queued) == message(1)
+    # detached: back to the queue
+    layer.detach(attached)
+    await layer.group_send("g", message(3))
+    assert await layer.receive(attached) == message(3)
+    assert taken == [message(1), message(2)]
