@@ -20,13 +20,13 @@ help:
 	@echo "make format         ruff format and ruff check --fix"
 	@echo "make clean          stop, then remove var/ and $(VENV)"
 
-# The virtualenv with the project and its test tools, and ZooKeeper.
+# The virtualenv with the project and its test tools, ZooKeeper and Graphviz.
 setup:
-	@bash scripts/bootstrap.sh zookeeper
+	@bash scripts/bootstrap.sh zookeeper graphviz
 
 # ... and what the tests drive: Chromium, Redis and PostgreSQL.
 setup-test:
-	@bash scripts/bootstrap.sh zookeeper chromium redis postgresql
+	@bash scripts/bootstrap.sh zookeeper graphviz chromium redis postgresql
 
 demo: setup
 	@bash scripts/demo.sh

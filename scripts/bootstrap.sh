@@ -2,7 +2,7 @@
 # Set up a checkout: the virtualenv in .venv with the project and its test
 # tools, and the Debian packages that the demo and the tests need.
 #
-#   scripts/bootstrap.sh [zookeeper] [chromium] [redis] [postgresql]
+#   scripts/bootstrap.sh [zookeeper] [graphviz] [chromium] [redis] [postgresql]
 #
 # With no argument only the virtualenv is made. Each step is skipped when it
 # is already done, so a second run takes seconds: pip runs only when
@@ -31,6 +31,10 @@ for want in "$@"; do
       command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
       test -f /usr/share/java/zookeeper.jar || missing+=(zookeeper)
       ;;
+    graphviz)
+      # the storm page's graph is laid out by dot (stormui/graph.py says why)
+      command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+      ;;
     chromium)
       test -x /usr/bin/chromium || missing+=(chromium fonts-liberation)
       ;;
@@ -41,7 +45,7 @@ for want in "$@"; do
       compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
       ;;
     *)
-      say "usage: $0 [zookeeper] [chromium] [redis] [postgresql]" >&2
+      say "usage: $0 [zookeeper] [graphviz] [chromium] [redis] [postgresql]" >&2
       exit 2
       ;;
   esac

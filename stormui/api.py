@@ -12,7 +12,7 @@ from django.http import Http404, JsonResponse
 
 from clusterstate.paths import is_valid_id
 
-from . import shapes
+from . import graph, shapes
 from .cluster import parse_window
 from .decorators import api_view
 from .forms import BadErrorFilter, parse_error_filter
@@ -65,6 +65,13 @@ def component(request, storm_id: str, component_id: str):
     if comp is None:
         raise Http404("no such component")
     return JsonResponse(shapes.component_detail(storm, comp, window))
+
+
+@api_view()
+def topology_graph(request, storm_id: str):
+    window = _window(request)
+    storm = _storm(storm_id)
+    return JsonResponse(shapes.topology_graph(graph.derive_graph(storm, window, storm.as_of)))
 
 
 @api_view()

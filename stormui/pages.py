@@ -18,6 +18,7 @@ import json
 
 from django.template.loader import render_to_string
 
+from . import graph
 from .cluster import DEFAULT_WINDOW, WINDOW_LABELS, WINDOWS, ClusterView
 
 #: how many of the newest errors the cluster page lists
@@ -50,6 +51,7 @@ REGIONS: dict[str, list[tuple[str, str]]] = {
         ("storm-notices", "storm_notices"),
         ("storm-summary", "storm_summary"),
         ("storm-stats-region", "storm_stats"),
+        ("storm-graph", "storm_graph"),
         ("spouts-region", "spouts"),
         ("bolts-region", "bolts"),
         ("workers-region", "workers"),
@@ -169,6 +171,7 @@ def storm_context(storm, st: dict, window: str = DEFAULT_WINDOW) -> dict:
         "windows": _windows(),
         "workers": sorted(storm.workers, key=lambda w: (w.host or "", w.port)),
         "unreadable_tasks": [t for t in storm.tasks.values() if t.unreadable],
+        "graph": graph.storm_drawing(storm, window, WINDOW_LABELS[window]),
     }
 
 

@@ -28,6 +28,7 @@ from .cluster import (
     WindowStats,
     WorkerView,
 )
+from .graph import Graph, GraphEdge, GraphNode
 from .pages import LATEST_ERRORS
 
 # -- small formats -------------------------------------------------------------
@@ -254,6 +255,54 @@ def component_detail(storm: StormView, comp: ComponentView, window: str) -> dict
         summary_key: [window_stats(comp.window_stats[w], latency_key) for w in WINDOWS],
         "taskStats": [task_stats(storm.tasks[t], window) for t in comp.task_ids],
         "componentErrors": [component_error(e, now) for e in comp.errors],
+    }
+
+
+def graph_node(n: GraphNode) -> dict:
+    """A node of a topology's graph: a component, or an input that has no tasks (``missing``)."""
+    e = n.last_error
+    return {
+        "id": n.id,
+        "type": n.type,
+        "tasks": n.tasks,
+        "tasksAlive": n.tasks_alive,
+        "emitted": n.emitted,
+        "transferred": n.transferred,
+        "acked": n.acked,
+        "failed": n.failed,
+        _latency_key(n.type): format_latency(n.latency_ms),
+        "lastError": e.error if e is not None else "",
+        "errorTime": e.time_secs if e is not None else None,
+        "recentError": n.recent_error,
+        "missing": n.missing,
+        # rates come with the rates of tuples per second; until then they are unknown
+        "emittedRate": None,
+        "ackedRate": None,
+        "failedRate": None,
+    }
+
+
+def graph_edge(e: GraphEdge) -> dict:
+    return {
+        "from": e.source,
+        "to": e.target,
+        "stream": e.stream,
+        "acked": e.acked,
+        "failed": e.failed,
+        "processLatency": format_latency(e.process_latency_ms),
+        "ackedRate": None,
+        "unreadable": e.unreadable,
+    }
+
+
+def topology_graph(g: Graph) -> dict:
+    """``GET /api/v1/topology/<id>/graph?window=``."""
+    return {
+        "topologyId": g.storm_id,
+        "window": g.window,
+        "windowHint": WINDOW_LABELS[g.window],
+        "nodes": [graph_node(n) for n in g.nodes],
+        "edges": [graph_edge(e) for e in g.edges],
     }
 
 

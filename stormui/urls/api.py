@@ -18,6 +18,7 @@ urlpatterns = [
         api.component,
         name="api-component",
     ),
+    path("v1/topology/<str:storm_id>/graph", api.topology_graph, name="api-topology-graph"),
     path("errors", api.errors, name="api-errors"),
     path(
         "v1/topology/<str:storm_id>/deactivate",
