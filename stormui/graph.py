@@ -48,7 +48,7 @@ LAYOUT_CACHE_SIZE = 256
 # a node's box, in points (dot's unit): room for a 24-character id and two lines of figures
 NODE_W = 160.0
 NODE_H = 54.0
-MARGIN = 8.0
+MARGIN = 14.0
 LABEL_CHARS = 24
 
 _KINDS_ORDER = {"spout": 0, "bolt": 1}
@@ -280,7 +280,7 @@ def _dot_source(nodes: tuple, edges: tuple) -> str:
     index = {cid: i for i, cid in enumerate(nodes)}
     lines = [
         "digraph storm {",
-        "rankdir=LR; ranksep=1.1; nodesep=0.35;",
+        "rankdir=LR; ranksep=1.5; nodesep=0.35;",
         f'node [shape=box fixedsize=true label="" '
         f"width={NODE_W / 72:.4f} height={NODE_H / 72:.4f}];",
     ]
@@ -491,7 +491,6 @@ def svg(graph: Graph, laid: Layout, storm_name: str, window_label: str) -> str:
         classes = "graph-edge"
         classes += " system" if e.system else ""
         classes += " unreadable" if e.unreadable else ""
-        classes += " failing" if e.failed else ""
         title = (
             f"{e.source} → {e.target}, stream {e.stream}: {count(e.acked)} acked,"
             f" {count(e.failed)} failed, process latency {ms(e.process_latency_ms)} ms"

@@ -315,3 +315,48 @@ def test_a_live_update_keeps_the_users_sort_and_focus(page, served):
     assert page.evaluate(focused) == "Name"
     assert page.evaluate("window.__noReload") == 1
     assert page.watch.errors == [] and page.watch.dialogs == []
+
+
+def test_storm_graph_grows_live_when_a_bolt_names_a_new_input(page, served):
+    storm_id = "graph-7-7000"
+    served.submit(storm_id, "graph")
+    served.wait_served(storm_id)
+    open_page(page, served.url + f"/storms/{storm_id}/")
+    wait_live(page)
+    page.evaluate("window.__noReload = 1")
+    nodes = page.locator("#storm-graph svg .graph-node")
+    edges = page.locator("#storm-graph svg .graph-edge")
+    expect(nodes).to_have_count(1)
+    expect(edges).to_have_count(0)
+
+    # a bolt task appears and beats: its stats name the spout, on a stream, as its input
+    now = int(time.time())
+    served.writer.set_task(storm_id, 2, TaskInfo("counter", "bolt"))
+    served.writer.set_assignment(
+        storm_id,
+        Assignment(
+            f"/nimbus/{storm_id}",
+            {"sup-a": "host-a.example"},
+            {1: ["sup-a", 6703], 2: ["sup-a", 6703]},
+            {1: now, 2: now},
+        ),
+    )
+    served.writer.set_task_heartbeat(
+        storm_id, 2, TaskHeartbeat(now, 10, bolt_stats(1, ("spout-x",)))
+    )
+    expect(nodes).to_have_count(2)
+    edge = page.locator("#storm-graph svg .graph-edge title")
+    expect(edge).to_have_count(1)
+    expect(edge).to_contain_text("spout-x → counter, stream default")
+    counter = page.locator("#storm-graph svg .graph-node a", has_text="counter")
+    assert counter.get_attribute("href") == f"/storms/{storm_id}/components/counter/"
+    expect(page.locator("#storm-graph .graph-text")).to_contain_text("inputs: spout-x on default")
+
+    # and another input, with no tasks of its own: drawn, marked
+    served.writer.set_task_heartbeat(
+        storm_id, 2, TaskHeartbeat(now + 1, 11, bolt_stats(1, ("spout-x", "elsewhere")))
+    )
+    expect(page.locator("#storm-graph svg .graph-node.missing")).to_have_count(1)
+    expect(edge).to_have_count(2)
+    assert page.evaluate("window.__noReload") == 1
+    assert page.watch.errors == [] and page.watch.dialogs == []
