@@ -8,8 +8,9 @@ the chosen window's. Deriving (:func:`derive_graph`) is pure; laying out (:func:
 asks Graphviz.
 
 Why Graphviz's ``dot`` rather than a pure-Python layered layout: measured on a storm of 100
-components and 171 edges (``bench/graph_layout.py``), ``dot -Tplain`` took 33 ms a layout,
-process start included, and grandalf's Sugiyama layout 54 ms, before routing a single edge.
+components and 171 edges (``bench/graph_layout.py``, ``docs/benchmarks.md``), ``dot -Tplain``
+took 29 to 47 ms a layout, process start included, and grandalf's Sugiyama layout 54 to 92
+ms, before routing a single edge (a shared 2-core machine, under load).
 ``dot`` also routes the edges (splines around the nodes, one per stream between the same two
 components, self-loops and cycles included) and crosses fewer of them, where grandalf leaves
 the routing, loops and parallel edges to us. It costs a Debian package (``graphviz``,
