@@ -122,7 +122,12 @@ class BaseRecorder:
                     with self._lock:
                         self._everything = True
                 self._wake.clear()
-                if not self.record():
+                close_old_connections()
+                try:
+                    recorded = self.record()
+                finally:
+                    close_old_connections()
+                if not recorded:
                     self._stop.wait(RETRY_SECS)
         finally:
             connection.close()
@@ -134,7 +139,6 @@ class BaseRecorder:
         with self._lock:
             everything, dirty = self._everything or everything, self._dirty
             self._everything, self._dirty = False, set()
-        close_old_connections()
         try:
             if self._stored is None:
                 self._stored = dict(SeenStormBase.objects.values_list("storm_id", "base"))
@@ -150,8 +154,6 @@ class BaseRecorder:
                 self._dirty |= dirty
             self._wake.set()
             return False
-        finally:
-            close_old_connections()
         self.passes += 1
         return True
 
