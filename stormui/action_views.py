@@ -52,6 +52,12 @@ def _remote_addr(request) -> str | None:
 
 @never_cache
 @csrf_exempt  # checked in the decision, so that a failure is audited
+def activate(request, storm_id):
+    return _page_action(request, storm_id, Action.ACTIVATE)
+
+
+@never_cache
+@csrf_exempt  # checked in the decision, so that a failure is audited
 def deactivate(request, storm_id):
     return _page_action(request, storm_id, Action.DEACTIVATE)
 
@@ -60,6 +66,12 @@ def deactivate(request, storm_id):
 @csrf_exempt  # checked in the decision, so that a failure is audited
 def remove(request, storm_id):
     return _page_action(request, storm_id, Action.REMOVE)
+
+
+@never_cache
+@csrf_exempt  # checked in the decision, so that a failure is audited
+def kill(request, storm_id):
+    return _page_action(request, storm_id, Action.KILL)
 
 
 def _page_action(request, storm_id, action):
@@ -149,6 +161,11 @@ def api_action(view):
     """An action endpoint: POST only, JSON errors, and the CSRF check left to the view
     (session calls need the token; token calls need none)."""
     return csrf_exempt(json_errors(require_methods("POST")(view)))
+
+
+@api_action
+def api_activate(request, storm_id):
+    return _api_action(request, storm_id, Action.ACTIVATE)
 
 
 @api_action

@@ -23,15 +23,22 @@ from django.utils import timezone
 
 from clusterstate import NotConnectedError, UnreadableNodeError, paths
 
-from .forms import ConfirmForm
-from .models import Action, AuditEntry, Outcome, ScheduledRemoval, StormLock, Via
+from .forms import MAX_KILL_WAIT_SECS, ConfirmForm, KillForm
+from .models import (
+    Action,
+    AuditEntry,
+    Outcome,
+    ScheduledRemoval,
+    SeenStormBase,
+    StormLock,
+    Via,
+)
 from .source import get_source
 
 log = logging.getLogger(__name__)
 
-MAX_KILL_WAIT_SECS = 600
-
 PERMISSIONS = {
+    Action.ACTIVATE: ("stormui.activate_storm",),
     Action.DEACTIVATE: ("stormui.deactivate_storm",),
     Action.REMOVE: ("stormui.remove_storm",),
     # kill is a deactivate and a remove
@@ -110,7 +117,8 @@ def refusal(user, action) -> tuple[int, str] | None:
 
 
 def perform(user, action, storm_id, via, remote_addr=None, *, wait_secs=None) -> Result:
-    """Attempt ``action`` ("deactivate", "remove" or "kill") on a storm for ``user``.
+    """Attempt ``action`` ("activate", "deactivate", "remove" or "kill") on a storm for
+    ``user``.
 
     ``wait_secs`` is kill's wait before the removal. Refusals (not logged in,
     read-only, no permission) touch nothing; every attempt is audited.
@@ -190,22 +198,28 @@ def decide_page_action(
             _carry_out(user, action, storm_id, Via.PAGE, remote_addr)  # audited as not found
         return PageDecision(NOT_FOUND, action, storm_id, 404, "no such storm")
 
+    # kill's form asks for the wait as well as the name
+    form_class = KillForm if action == Action.KILL else ConfirmForm
     name = storm_name(storm_id)
     if not posted:
         if name is None:
             return PageDecision(NOT_FOUND, action, storm_id, 404, "no such storm")
-        form = ConfirmForm(storm_name=name, storm_id=storm_id)
+        form = form_class(storm_name=name, storm_id=storm_id)
         return PageDecision(CONFIRM, action, storm_id, 200, storm_name=name, form=form)
 
     # a storm gone since the form was shown is confirmed by its id: the action says it is gone
     name = name or storm_id
-    form = ConfirmForm(data, storm_name=name, storm_id=storm_id)
+    form = form_class(data, storm_name=name, storm_id=storm_id)
     if not form.is_valid():
-        typed = data.get("confirm", "")
-        reason = f"the typed name {typed[:100]!r} did not match the storm's name"
+        if "confirm" in form.errors:
+            typed = data.get("confirm", "")
+            reason = f"the typed name {typed[:100]!r} did not match the storm's name"
+        else:
+            reason = f"the wait must be 0 to {MAX_KILL_WAIT_SECS} seconds"
         refuse(user, action, storm_id, Via.PAGE, remote_addr, 400, reason)
         return PageDecision(CONFIRM, action, storm_id, 400, reason, storm_name=name, form=form)
-    result = _carry_out(user, action, storm_id, Via.PAGE, remote_addr)
+    wait_secs = form.cleaned_data.get("wait")
+    result = _carry_out(user, action, storm_id, Via.PAGE, remote_addr, wait_secs=wait_secs)
     return PageDecision(
         DONE, action, storm_id, result.status, result.message, storm_name=name, result=result
     )
@@ -282,6 +296,8 @@ def _attempt(action, storm_id, *, user=None, wait_secs=None) -> Result:
             # a disconnected client would queue the write and run it after the reconnect
             if not source.state.connected:
                 raise NotConnectedError("not connected")
+            if action == Action.ACTIVATE:
+                return answer(*_activate(source.storm_state, storm_id))
             if action == Action.DEACTIVATE:
                 return answer(*_deactivate(source.storm_state, storm_id))
             if action == Action.REMOVE:
@@ -335,6 +351,26 @@ def _present(storm_state, storm_id) -> list[str]:
     if storm_id in storm_state.task_error_storms():
         found.append("/taskerrors")
     return found
+
+
+def _activate(storm_state, storm_id):
+    """Storm's activate: write back the storm's last base seen while it was active (kept by
+    :mod:`stormui.bases`); an inactive storm's ``/storms`` node, base and all, is gone."""
+    found = _present(storm_state, storm_id)
+    if "/storms" in found:
+        return Outcome.REFUSED, 409, "already active"
+    if "/assignments" not in found:
+        # Nimbus would never run it again: nothing to activate
+        message = "no such storm" if not found else "its assignment is gone"
+        return Outcome.NOT_FOUND, 404, message
+    seen = SeenStormBase.objects.filter(storm_id=storm_id).first()
+    base = seen.storm_base() if seen is not None else None
+    if base is None:
+        return Outcome.NOT_FOUND, 404, "the dashboard never saw this storm active"
+    storm_state.activate_storm(storm_id, base)
+    if storm_state.cluster_state.get_data(paths.storm_path(storm_id)) is None:
+        return Outcome.FAILED, 500, "the storm was deactivated again meanwhile"
+    return Outcome.SUCCESS, 200, "activated"
 
 
 def _deactivate(storm_state, storm_id):

@@ -33,6 +33,22 @@ class ConfirmForm(forms.Form):
         return typed
 
 
+# kill's wait before the removal, in seconds: at most, and what the form offers
+MAX_KILL_WAIT_SECS = 600
+DEFAULT_KILL_WAIT_SECS = 30
+
+
+class KillForm(ConfirmForm):
+    """Kill's confirmation: the storm's name, typed, and the wait before its removal."""
+
+    wait = forms.IntegerField(
+        min_value=0,
+        max_value=MAX_KILL_WAIT_SECS,
+        initial=DEFAULT_KILL_WAIT_SECS,
+        label="Remove after (seconds)",
+    )
+
+
 # -- the error feed's filter -----------------------------------------------------------------
 
 # the API's feed: how many errors it answers unless asked, and at most

@@ -51,7 +51,7 @@ from collections import Counter
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from . import pages, shapes
+from . import bases, pages, shapes
 from .cluster import ErrorView
 from .env import env_bool
 from .source import get_source
@@ -183,6 +183,8 @@ async def ensure_relay():
                 relay.stop()
             _relay = Relay(source, get_channel_layer(), loop)
             _relay.start()
+        # the relaying process alone keeps the storms' bases for activate (stormui.bases)
+        bases.ensure_recorder(source)
         # a page named before the relay listens would wait a tick for its first update
         await _relay.listening.wait()
     return source
@@ -193,6 +195,7 @@ def stop_relay() -> None:
     if _relay is not None:
         _relay.stop()
         _relay = None
+    bases.stop_recorder()
 
 
 def current_relay() -> Relay | None:

@@ -1,12 +1,18 @@
-"""What the dashboard keeps in its own database: the audit log of admin actions and
-the removals that ``kill/<wait-secs>`` scheduled."""
+"""What the dashboard keeps in its own database: the audit log of admin actions,
+the removals that ``kill/<wait-secs>`` scheduled, and each storm's last base seen
+while it was active (what activate writes back)."""
+
+import json
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from clusterstate import StormBase
+
 
 class Action(models.TextChoices):
+    ACTIVATE = "activate"
     DEACTIVATE = "deactivate"
     REMOVE = "remove"
     KILL = "kill"
@@ -51,8 +57,10 @@ class AuditEntry(models.Model):
         verbose_name_plural = "audit log"
         # the log is written by the service only, never edited by hand
         default_permissions = ("view",)
-        # the permissions that admin actions need: stormui.deactivate_storm, stormui.remove_storm
+        # the permissions that admin actions need: stormui.activate_storm,
+        # stormui.deactivate_storm, stormui.remove_storm
         permissions = [
+            ("activate_storm", "Can activate a storm"),
             ("deactivate_storm", "Can deactivate a storm"),
             ("remove_storm", "Can remove a storm"),
         ]
@@ -107,3 +115,31 @@ class StormLock(models.Model):
 
     def __str__(self):
         return f"{self.storm_id} (last taken {self.taken_at:%Y-%m-%d %H:%M:%S})"
+
+
+class SeenStormBase(models.Model):
+    """A storm's last ``StormBase`` (its ``/storms`` node) as the dashboard saw it while the
+    storm was active: what activate writes back once a deactivate has deleted the node.
+
+    Written by :mod:`stormui.bases` in the relaying process only. ``base`` is the record's
+    JSON (``StormBase.to_json``), which escapes every control character: PostgreSQL's text
+    columns hold no NUL, and a storm's name may carry one.
+    """
+
+    storm_id = models.CharField(max_length=255, primary_key=True)
+    base = models.TextField()
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "storm base seen"
+        verbose_name_plural = "storm bases seen"
+
+    def __str__(self):
+        return f"{self.storm_id}: {self.base}"
+
+    def storm_base(self):
+        """The stored record, or ``None`` if what is stored is not a ``StormBase``."""
+        try:
+            return StormBase.from_json(json.loads(self.base))
+        except ValueError:  # JSONDecodeError is one
+            return None

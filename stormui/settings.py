@@ -98,6 +98,8 @@ STORMUI_HEARTBEAT_SECS = env_number("STORMUI_HEARTBEAT_SECS", 5.0, minimum=0.05)
 STORMUI_HTTPS = env_bool("STORMUI_HTTPS", False)
 # runs removals scheduled by kill/<wait-secs> in the serving process
 STORMUI_SCHEDULER_THREAD = env_bool("STORMUI_SCHEDULER_THREAD", True)
+# keeps the active storms' bases for activate, in the relaying process
+STORMUI_BASE_RECORDER = env_bool("STORMUI_BASE_RECORDER", True)
 # Storm's own defaults for deciding that a task or supervisor is gone
 STORMUI_TASK_TIMEOUT_SECS = 30
 STORMUI_SUPERVISOR_TIMEOUT_SECS = 60

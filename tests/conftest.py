@@ -160,9 +160,10 @@ def server_database_factory(request):
 
 @pytest.fixture(autouse=True)
 def _no_scheduler_thread(settings):
-    # the removal scheduler's thread would share SQLite's in-memory test database;
-    # tests that need it run it themselves
+    # the removal scheduler's and the base recorder's threads would share SQLite's in-memory
+    # test database; tests that need them run them themselves
     settings.STORMUI_SCHEDULER_THREAD = False
+    settings.STORMUI_BASE_RECORDER = False
 
 
 @pytest.fixture

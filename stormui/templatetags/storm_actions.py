@@ -5,11 +5,12 @@ from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 
 from stormui.actions import may
+from stormui.forms import DEFAULT_KILL_WAIT_SECS, MAX_KILL_WAIT_SECS
 from stormui.models import Action
 
 register = template.Library()
 
-NOTHING = {"deactivate": None, "remove": None, "any": False}
+NOTHING = {"activate": None, "deactivate": None, "kill": None, "remove": None, "any": False}
 
 
 @register.simple_tag(takes_context=True)
@@ -21,8 +22,13 @@ def storm_actions(context, storm) -> dict:
     if settings.STORMUI_READ_ONLY or storm is None:
         return NOTHING
     offer = {
-        # an inactive storm has nothing left to deactivate
+        # only an inactive storm can be activated (one whose base node cannot be read is not
+        # known to be inactive), only an active one deactivated
+        "activate": storm.status == "INACTIVE"
+        and not storm.unreadable
+        and may(user, Action.ACTIVATE),
         "deactivate": storm.status == "ACTIVE" and may(user, Action.DEACTIVATE),
+        "kill": may(user, Action.KILL),
         "remove": may(user, Action.REMOVE),
     }
     try:
@@ -32,4 +38,9 @@ def storm_actions(context, storm) -> dict:
         }
     except NoReverseMatch:  # the action URLs are not wired into this site
         return NOTHING
-    return {**urls, "any": any(urls.values())}
+    return {
+        **urls,
+        "any": any(urls.values()),
+        "max_wait": MAX_KILL_WAIT_SECS,
+        "default_wait": DEFAULT_KILL_WAIT_SECS,
+    }

@@ -21,6 +21,11 @@ urlpatterns = [
     path("v1/topology/<str:storm_id>/graph", api.topology_graph, name="api-topology-graph"),
     path("errors", api.errors, name="api-errors"),
     path(
+        "v1/topology/<str:storm_id>/activate",
+        action_views.api_activate,
+        name="api-topology-activate",
+    ),
+    path(
         "v1/topology/<str:storm_id>/deactivate",
         action_views.api_deactivate,
         name="api-topology-deactivate",

@@ -128,11 +128,13 @@ def zk(cluster):
 
 
 def operators_group() -> Group:
-    """The group the data migration made; a transactional test's flush empties every table, so
-    after one it is made again the migration's way."""
+    """The group the data migrations made; a transactional test's flush empties every table, so
+    after one it is made again the migrations' way."""
     if not Group.objects.filter(name="operators").exists():
         migration = importlib.import_module("stormui.migrations.0002_operators_group")
         migration.create_operators(apps, None)
+        migration = importlib.import_module("stormui.migrations.0004_activate")
+        migration.let_operators_activate(apps, None)
     return Group.objects.get(name="operators")
 
 
@@ -205,16 +207,23 @@ def token(token_model, operator):
 
 
 @pytest.mark.django_db
-def test_operators_group_holds_both_permissions():
-    # the migration made it (non-transactional tests run before any flush)
+def test_operators_group_holds_the_three_permissions():
+    # the migrations made it (non-transactional tests run before any flush)
     group = Group.objects.get(name="operators")
     codenames = set(group.permissions.values_list("content_type__app_label", "codename"))
-    assert codenames == {("stormui", "deactivate_storm"), ("stormui", "remove_storm")}
+    assert codenames == {
+        ("stormui", "activate_storm"),
+        ("stormui", "deactivate_storm"),
+        ("stormui", "remove_storm"),
+    }
     user = User.objects.create_user("g")
     user.groups.add(group)
     user = User.objects.get(pk=user.pk)
-    assert user.has_perms(["stormui.deactivate_storm", "stormui.remove_storm"])
+    assert user.has_perms(
+        ["stormui.activate_storm", "stormui.deactivate_storm", "stormui.remove_storm"]
+    )
     assert not User.objects.create_user("h").has_perm("stormui.remove_storm")
+    assert not User.objects.create_user("i").has_perm("stormui.activate_storm")
 
 
 # -- refusals leave ZooKeeper unchanged -----------------------------------------------------------
@@ -775,3 +784,233 @@ def test_audit_page_is_for_staff(cluster, operator, viewer):
     assert b"victor" in page.content and b"10.0.0.7" in page.content
     assert b'data-outcome="refused"' in page.content
     assert client.get("/audit/?outcome=success").content.count(b"<tr class=") == 0
+
+
+# -- activate ------------------------------------------------------------------------------------
+
+
+def record_bases():
+    """What the relaying process's recorder stores, recorded now in the test's transaction."""
+    from stormui.bases import BaseRecorder
+
+    recorder = BaseRecorder(get_source())
+    assert recorder.record()
+    return recorder
+
+
+def stored_base(storm_id):
+    from stormui.models import SeenStormBase
+
+    seen = SeenStormBase.objects.filter(storm_id=storm_id).first()
+    return seen.storm_base() if seen is not None else None
+
+
+def test_api_activate_writes_back_the_base_seen_while_active(cluster, zk, token):
+    from clusterstate import StormBase
+
+    record_bases()
+    launch = cluster.storms[HEALTHY]["launch"]
+    assert stored_base(HEALTHY) == StormBase("healthy", launch)
+    client = Client(enforce_csrf_checks=True)
+    auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
+    before = dump(zk)
+    assert client.post(api(HEALTHY, "deactivate"), **auth).status_code == 200
+    assert zk.get_data(f"/storms/{HEALTHY}") is None
+
+    response = client.post(api(HEALTHY, "activate"), **auth)
+    assert response.status_code == 200
+    assert response.json() == {
+        "topologyOperation": "activate",
+        "topologyId": HEALTHY,
+        "status": "success",
+    }
+    # answered once ZooKeeper holds it: the storm is as it was before the deactivate
+    assert get_source().storm_state.storm_base(HEALTHY) == StormBase("healthy", launch)
+    assert dump(zk) == before
+    # active again: nothing to activate
+    response = client.post(api(HEALTHY, "activate"), **auth)
+    assert "already active" in assert_json_error(response, 409)["error"]
+    assert dump(zk) == before
+    assert list(AuditEntry.objects.order_by("id").values_list("action", "outcome", "via")) == [
+        ("deactivate", "success", "api"),
+        ("activate", "success", "api"),
+        ("activate", "refused", "api"),
+    ]
+    assert last_entry().username == "olga"
+
+
+def test_activate_is_404_without_a_base_seen_or_an_assignment(cluster, zk, token):
+    record_bases()
+    # paused was never seen active; broken's base could not be read; troubled is removed below
+    assert stored_base(PAUSED) is None and stored_base(BROKEN) is None
+    assert stored_base(TROUBLED) is not None
+    client = Client(enforce_csrf_checks=True)
+    auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
+    assert client.post(api(TROUBLED, "remove"), **auth).status_code == 200
+    before = dump(zk)
+    response = client.post(api(PAUSED, "activate"), **auth)
+    assert "never saw" in assert_json_error(response, 404)["error"]
+    response = client.post(api(TROUBLED, "activate"), **auth)
+    assert_json_error(response, 404)
+    for storm_id in ("no-such-storm", "..", "a%00b"):
+        assert_json_error(client.post(api(storm_id, "activate"), **auth), 404)
+    assert dump(zk) == before
+    outcomes = AuditEntry.objects.filter(action="activate").values_list("outcome", flat=True)
+    assert list(outcomes) == ["not-found"] * 5
+
+
+def test_broken_storm_is_not_activated_over_its_unreadable_base(cluster, zk, token):
+    client = Client(enforce_csrf_checks=True)
+    before = dump(zk)
+    response = client.post(api(BROKEN, "activate"), HTTP_AUTHORIZATION=f"Token {token}")
+    assert_json_error(response, 409)
+    assert dump(zk) == before
+
+
+def test_activate_refusals_leave_zookeeper_unchanged(cluster, zk, deactivator, operator, settings):
+    record_bases()
+    cluster.writer.deactivate_storm(HEALTHY)
+    before = dump(zk)
+    anonymous, csrf = csrf_client()
+    assert_json_error(anonymous.post(api(HEALTHY, "activate"), HTTP_X_CSRFTOKEN=csrf), 401)
+    page = anonymous.post(
+        f"/storms/{HEALTHY}/activate/", {"confirm": HEALTHY, "csrfmiddlewaretoken": csrf}
+    )
+    assert page.status_code == 302 and "/accounts/login/" in page["Location"]
+    # deactivating is not activating
+    client, csrf = csrf_client(deactivator)
+    response = client.post(api(HEALTHY, "activate"), HTTP_X_CSRFTOKEN=csrf)
+    assert "stormui.activate_storm" in assert_json_error(response, 403)["error"]
+    assert client.get(f"/storms/{HEALTHY}/activate/").status_code == 403
+    client, csrf = csrf_client(operator)
+    response = client.post(api(HEALTHY, "activate"))
+    assert "CSRF" in assert_json_error(response, 403)["error"]
+    page = client.post(f"/storms/{HEALTHY}/activate/", {"confirm": HEALTHY})
+    assert page.status_code == 403
+    settings.STORMUI_READ_ONLY = True
+    response = client.post(api(HEALTHY, "activate"), HTTP_X_CSRFTOKEN=csrf)
+    assert "read-only" in assert_json_error(response, 403)["error"]
+    settings.STORMUI_READ_ONLY = False
+    response = client.post(
+        f"/storms/{HEALTHY}/activate/", {"confirm": "healthy", "csrfmiddlewaretoken": csrf}
+    )
+    assert response.status_code == 400  # an inactive storm's page shows its id, not its name
+    assert dump(zk) == before
+    entries = AuditEntry.objects.order_by("id").values_list("username", "action", "outcome", "via")
+    assert list(entries) == [
+        ("", "activate", "refused", "api"),
+        ("", "activate", "refused", "page"),
+        ("dora", "activate", "refused", "api"),
+        ("olga", "activate", "refused", "api"),
+        ("olga", "activate", "refused", "page"),
+        ("olga", "activate", "refused", "api"),
+        ("olga", "activate", "refused", "page"),
+    ]
+
+
+def test_storm_page_offers_activate_to_whom_may_when_inactive(cluster, zk, operator, viewer):
+    record_bases()
+    client, csrf = csrf_client(operator)
+    page = client.get(f"/storms/{HEALTHY}/")
+    assert b'id="activate-form"' not in page.content  # active: nothing to activate
+    assert b'id="deactivate-form"' in page.content
+    assert (
+        client.post(
+            f"/storms/{HEALTHY}/deactivate/", {"confirm": "healthy", "csrfmiddlewaretoken": csrf}
+        ).status_code
+        == 302
+    )
+    wait_for(lambda: get_source().storm_view(HEALTHY).status == "INACTIVE", timeout=WAIT)
+    page = client.get(f"/storms/{HEALTHY}/")
+    assert b'id="activate-form"' in page.content and b'id="deactivate-form"' not in page.content
+    # a storm whose base cannot be read is not known to be inactive
+    assert b'id="activate-form"' not in client.get(f"/storms/{BROKEN}/").content
+    viewer_client, _ = csrf_client(viewer)
+    assert b'id="storm-actions"' not in viewer_client.get(f"/storms/{HEALTHY}/").content
+
+    confirm = client.get(f"/storms/{HEALTHY}/activate/")
+    assert confirm.status_code == 200 and b'id="activate-form"' in confirm.content
+    response = client.post(
+        f"/storms/{HEALTHY}/activate/", {"confirm": HEALTHY, "csrfmiddlewaretoken": csrf}
+    )
+    assert response.status_code == 302 and response["Location"] == f"/storms/{HEALTHY}/"
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [f"{HEALTHY}: activated."]
+    assert zk.get_data(f"/storms/{HEALTHY}") is not None
+    wait_for(lambda: get_source().storm_view(HEALTHY).status == "ACTIVE", timeout=WAIT)
+    assert get_source().storm_view(HEALTHY).name == "healthy"
+    # a second admin with the form still open: told it is active already
+    response = client.post(
+        f"/storms/{HEALTHY}/activate/", {"confirm": HEALTHY, "csrfmiddlewaretoken": csrf}
+    )
+    assert response.status_code == 302
+    assert "activate failed: already active" in str(list(get_messages(response.wsgi_request))[-1])
+    assert list(AuditEntry.objects.order_by("id").values_list("action", "outcome", "via")) == [
+        ("deactivate", "success", "page"),
+        ("activate", "success", "page"),
+        ("activate", "refused", "page"),
+    ]
+
+
+# -- kill after a wait, on the storm page ---------------------------------------------------------
+
+
+def test_page_kill_deactivates_and_schedules_the_removal_after_the_wait(cluster, zk, operator):
+    client, csrf = csrf_client(operator)
+    page = client.get(f"/storms/{HEALTHY}/")
+    assert b'id="kill-form"' in page.content and b'id="wait-kill"' in page.content
+    confirm = client.get(f"/storms/{HEALTHY}/kill/")
+    assert confirm.status_code == 200
+    assert b'name="wait"' in confirm.content and b'value="30"' in confirm.content
+    before = dump(zk)
+    for wait in ("601", "-1", "soon", ""):
+        response = client.post(
+            f"/storms/{HEALTHY}/kill/",
+            {"confirm": "healthy", "wait": wait, "csrfmiddlewaretoken": csrf},
+        )
+        assert response.status_code == 400
+        assert b'id="wait-errors"' in response.content
+    response = client.post(
+        f"/storms/{HEALTHY}/kill/", {"confirm": "nope", "wait": "5", "csrfmiddlewaretoken": csrf}
+    )
+    assert response.status_code == 400 and b'id="confirm-errors"' in response.content
+    assert dump(zk) == before
+    assert not ScheduledRemoval.objects.exists()
+
+    asked = timezone.now()
+    response = client.post(
+        f"/storms/{HEALTHY}/kill/",
+        {"confirm": "healthy", "wait": "45", "csrfmiddlewaretoken": csrf},
+    )
+    answered = timezone.now()
+    assert response.status_code == 302 and response["Location"] == f"/storms/{HEALTHY}/"
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "healthy: deactivated; removal scheduled in 45 s."
+    ]
+    assert dump(zk) == {p: d for p, d in before.items() if p != f"/storms/{HEALTHY}"}
+    entry = ScheduledRemoval.objects.get()
+    assert asked + timedelta(seconds=45) <= entry.due_at <= answered + timedelta(seconds=45)
+    assert entry.created_by == operator
+    assert run_due(entry.due_at - timedelta(milliseconds=1)) == []
+    assert [r.outcome for r in run_due(entry.due_at)] == ["success"]
+    assert dump(zk) == without(before, HEALTHY, STORM_SUBTREES)
+    entries = AuditEntry.objects.order_by("id").values_list("action", "outcome", "via", "detail")
+    assert [e[:3] for e in entries] == [
+        *[("kill", "refused", "page")] * 5,
+        ("kill", "success", "page"),
+        ("remove", "success", "schedule"),
+    ]
+    assert "0 to 600 seconds" in entries[0][3] and "did not match" in entries[4][3]
+
+
+def test_page_kill_needs_both_permissions(cluster, zk, deactivator):
+    client, csrf = csrf_client(deactivator)
+    page = client.get(f"/storms/{HEALTHY}/")
+    assert b'id="deactivate-form"' in page.content and b'id="kill-form"' not in page.content
+    before = dump(zk)
+    response = client.post(
+        f"/storms/{HEALTHY}/kill/", {"confirm": "healthy", "wait": "0", "csrfmiddlewaretoken": csrf}
+    )
+    assert response.status_code == 403
+    assert dump(zk) == before
+    assert not ScheduledRemoval.objects.exists()
+    assert last_entry().outcome == "refused"

@@ -1,13 +1,15 @@
-"""Two processes removing the same storms at once: for each storm one says it removed it
-and the other that nothing was left, as when one process serves both.
+"""Admin actions across processes on one database of the lane (a SQLite file or PostgreSQL)
+and one ZooKeeper.
 
-The two are dashboards of their own on one database of the lane (a SQLite file or
-PostgreSQL) and one ZooKeeper, let go at the same moment on the same storms.
+- Two processes removing the same storms at once: for each storm one says it removed it
+  and the other that nothing was left, as when one process serves both.
+- The relaying process keeps the storms' bases; another process activates with them.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -99,6 +101,88 @@ def test_two_processes_removing_one_storm_give_one_success_one_not_found(
             assert sorted(pair) == ["not-found", "success"], storm_id
             assert state.get_data(f"/storms/{storm_id}") is None
     finally:
+        writer.disconnect()
+        state.close()
+        cleaner = mk_distributed_cluster_state({**conf, "storm.zookeeper.root": "/"})
+        try:
+            cleaner.delete_node(root)
+        finally:
+            cleaner.close()
+
+
+# waits until the relaying process has stored the storm's base, then deactivates and
+# activates it, and tries to activate a storm never seen active; prints the outcomes
+ACTIVATOR = """
+import json, sys, time
+import django
+django.setup()
+from stormui import actions
+from stormui.models import SeenStormBase
+from stormui.source import get_source
+seen, never = sys.argv[1], sys.argv[2]
+while not get_source().state.connected:
+    time.sleep(0.01)
+deadline = time.monotonic() + 60
+while not SeenStormBase.objects.filter(storm_id=seen).exists():
+    assert time.monotonic() < deadline, "the relay never stored the base"
+    time.sleep(0.02)
+outcomes = [
+    actions._attempt(actions.Action.DEACTIVATE, seen).outcome,
+    get_source().storm_state.storm_base(seen) is None,
+    actions._attempt(actions.Action.ACTIVATE, seen).outcome,
+    actions._attempt(actions.Action.ACTIVATE, never).outcome,
+]
+print(json.dumps(outcomes))
+"""
+
+
+def test_the_relay_keeps_the_base_that_another_process_activates_with(
+    zk_server, server_database_factory, tmp_path
+):
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (apt-get install redis-server)")
+    root = f"/t/{uuid.uuid4().hex}"
+    conf = storm_conf(zk_server, root)
+    state = mk_distributed_cluster_state(conf)
+    writer = mk_storm_cluster_state(state)
+    seen, never = "seen-1-1", "never-2-2"
+    base = StormBase("seen", int(time.time()) - 60)
+    procs = []
+    try:
+        for storm_id in (seen, never):
+            writer.set_task(storm_id, 1, TaskInfo("spout", "spout"))
+            writer.set_assignment(
+                storm_id,
+                Assignment("/x", {"s": "host"}, {1: ["s", 6700]}, {1: base.launch_time_secs}),
+            )
+        writer.activate_storm(seen, base)
+        redis, redis_url = live_servers.start_redis(tmp_path)
+        procs.append(redis)
+        env = live_servers.server_env(
+            zk_server.connect_string,
+            root,
+            server_database_factory(tmp_path),
+            REDIS_URL=redis_url,
+            STORMUI_SCHEDULER_THREAD="false",
+        )
+        live_servers.migrate(env)
+        procs.append(live_servers.start_relay(env, tmp_path))
+        activator = subprocess.Popen(
+            [sys.executable, "-c", ACTIVATOR, seen, never],
+            cwd=live_servers.ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(activator)
+        out, _ = activator.communicate(timeout=120)
+        assert activator.returncode == 0, out
+        assert json.loads(out) == ["success", True, "success", "not-found"]
+        assert writer.storm_base(seen) == base
+        assert writer.storm_base(never) is None
+    finally:
+        for proc in reversed(procs):
+            live_servers.stop(proc)
         writer.disconnect()
         state.close()
         cleaner = mk_distributed_cluster_state({**conf, "storm.zookeeper.root": "/"})

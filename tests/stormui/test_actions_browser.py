@@ -104,3 +104,64 @@ def test_anonymous_sees_no_action_forms(page, live_server, known_cluster):
     assert not page.locator("#storm-actions").count()
     open_page(page, f"{live_server.url}/storms/{HEALTHY}/deactivate/")
     assert "/accounts/login/" in page.url
+
+
+def test_operator_deactivates_then_activates_a_storm(page, live_server, known_cluster, operator):
+    from clusterstate import StormBase
+    from stormui.bases import BaseRecorder
+    from stormui.models import SeenStormBase
+    from stormui.source import get_source
+
+    # this process relays (nothing else does with pytest-django's live server): its recorder
+    # keeps the active storms' bases
+    recorder = BaseRecorder(get_source()).start()
+    try:
+        wait_for(lambda: SeenStormBase.objects.filter(storm_id=HEALTHY).exists())
+    finally:
+        recorder.stop(timeout=chromium.WAIT_MS / 1000)
+    base = StormBase("healthy", known_cluster.storms[HEALTHY]["launch"])
+
+    live = live_server.url
+    log_in(page, live, f"/storms/{HEALTHY}/")
+    assert not page.locator("#activate-form").count()
+    page.fill("#confirm-deactivate", "healthy")
+    page.click("#deactivate-button")
+    page.wait_for_load_state("load")
+    reload_until(page, lambda: page.locator("#storm-status").inner_text() == "INACTIVE")
+    assert known_cluster.writer.storm_base(HEALTHY) is None
+
+    # inactive, it is offered activate, confirmed by the id its page shows
+    assert not page.locator("#deactivate-form").count()
+    page.fill("#confirm-activate", page.locator("#storm-name").inner_text())
+    page.click("#activate-button")
+    page.wait_for_load_state("load")
+    assert page.url == f"{live}/storms/{HEALTHY}/"
+    assert known_cluster.writer.storm_base(HEALTHY) == base
+    reload_until(page, lambda: page.locator("#storm-status").inner_text() == "ACTIVE")
+    assert page.locator("#storm-name").inner_text() == "healthy"
+    assert not page.locator("#activate-form").count()
+    assert page.locator("#deactivate-form").count() == 1
+    assert page.watch.errors == []
+    outcomes = list(AuditEntry.objects.order_by("id").values_list("action", "outcome", "via"))
+    assert outcomes == [("deactivate", "success", "page"), ("activate", "success", "page")]
+
+
+def test_operator_kills_a_storm_after_a_wait(page, live_server, known_cluster, operator):
+    from stormui.models import ScheduledRemoval
+
+    live = live_server.url
+    log_in(page, live, f"/storms/{HEALTHY}/")
+    assert page.locator("#wait-kill").input_value() == "30"
+    page.fill("#confirm-kill", "healthy")
+    page.fill("#wait-kill", "120")
+    page.click("#kill-button")
+    page.wait_for_load_state("load")
+    assert page.url == f"{live}/storms/{HEALTHY}/"
+    assert "removal scheduled in 120 s" in page.locator(".messages").inner_text()
+    assert known_cluster.writer.storm_base(HEALTHY) is None
+    entry = ScheduledRemoval.objects.get()
+    assert entry.pending and entry.storm_id == HEALTHY
+    assert page.watch.errors == []
+    assert list(AuditEntry.objects.values_list("action", "outcome", "via")) == [
+        ("kill", "success", "page")
+    ]
