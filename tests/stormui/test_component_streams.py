@@ -51,3 +51,36 @@ def test_bolt_page_input_stats_follow_the_window(client, known_cluster):
     # the Storm spelling of the window is taken too
     doc = get_page(client, f"/storms/{TROUBLED}/components/sink/?window=:all-time")
     assert doc.by_id("input-stats") is not None
+
+
+def test_odd_ids_from_stats_never_break_the_region():
+    # input components and streams are named by heartbeats' stats: any string at all
+    from types import SimpleNamespace
+
+    from django.template.loader import render_to_string
+
+    from stormui.cluster import InputStreamStats, OutputStreamStats
+
+    odd = "a/b <c>"
+    storm = SimpleNamespace(id="s-1-1", components={odd: object()})
+    html = render_to_string(
+        "stormui/regions/component_streams.html",
+        {
+            "storm": storm,
+            "window": "600",
+            "streams": {
+                "spout": False,
+                "inputs": [
+                    InputStreamStats(odd, "", acked=1, unreadable=True),
+                    InputStreamStats("gone", "x\"'", acked=2),
+                ],
+                "inputs_system": [],
+                "outputs": [OutputStreamStats("<s>", emitted=3)],
+                "outputs_system": [OutputStreamStats("__system", emitted=4)],
+            },
+        },
+    )
+    assert "<c>" not in html and "<s>" not in html  # escaped
+    assert 'href="#' not in html  # no URL can hold the id: shown, not linked
+    assert "no tasks" in html and "unreadable" in html
+    assert html.count("<details") == 1
