@@ -45,6 +45,22 @@ def supervisor_summary(request):
 
 
 @api_view()
+def supervisor(request):
+    """``?id=`` (or ``host=``): one supervisor and its workers."""
+    sid, host = request.GET.get("id"), request.GET.get("host")
+    if not sid and not host:
+        raise BadRequest("give the supervisor's id= or host=")
+    view = get_source().cluster_view()
+    if sid:
+        sup = view.supervisors.get(sid)
+    else:
+        sup = next((s for s in view.supervisors.values() if s.host == host), None)
+    if sup is None:
+        raise Http404("no such supervisor")
+    return JsonResponse(shapes.supervisor_detail(view, sup))
+
+
+@api_view()
 def topology_summary(request):
     return JsonResponse(shapes.topologies_summary(get_source().cluster_view()))
 
@@ -56,6 +72,11 @@ def topology(request, storm_id: str):
 
 
 @api_view()
+def topology_workers(request, storm_id: str):
+    return JsonResponse(shapes.topology_workers(_storm(storm_id)))
+
+
+@api_view()
 def component(request, storm_id: str, component_id: str):
     window = _window(request)
     storm = _storm(storm_id)
@@ -64,7 +85,8 @@ def component(request, storm_id: str, component_id: str):
     comp = storm.components.get(component_id) if is_valid_id(component_id) else None
     if comp is None:
         raise Http404("no such component")
-    return JsonResponse(shapes.component_detail(storm, comp, window))
+    system = request.GET.get("sys", "").lower() in ("1", "true", "yes")
+    return JsonResponse(shapes.component_detail(storm, comp, window, system=system))
 
 
 @api_view()

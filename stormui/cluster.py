@@ -334,6 +334,194 @@ def _window_stats(sums) -> dict[str, WindowStats]:
     return out
 
 
+# -- per-stream stats ----------------------------------------------------------
+#
+# Storm's UI shows a component's output per stream and a bolt's input per
+# (input component, stream). A heartbeat's stats carry both (the Stats shape of
+# docs/contract/cluster-state.md); they are summed here over a component's
+# tasks for one window, on demand (only a component's page and API ask).
+
+
+def is_system_stream(stream: str) -> bool:
+    """Storm's system streams (``__ack_ack``, ``__system``...): ids starting with ``__``."""
+    return stream.startswith("__")
+
+
+@dataclass(frozen=True)
+class OutputStreamStats:
+    """A component's output on one stream, for one window, summed over its tasks."""
+
+    stream: str
+    emitted: int = 0
+    transferred: int = 0
+    acked: int = 0  # spouts only (a spout's acked, failed and latencies are per its own streams)
+    failed: int = 0
+    latency_ms: float | None = None  # spouts: complete latency, weighted by acked
+    unreadable: bool = False  # some task's figure for it was no count (negative, fractional)
+
+    @property
+    def system(self) -> bool:
+        return is_system_stream(self.stream)
+
+
+@dataclass(frozen=True)
+class InputStreamStats:
+    """A bolt's input from one (component, stream), for one window, summed over its tasks."""
+
+    component: str
+    stream: str
+    acked: int = 0
+    failed: int = 0
+    latency_ms: float | None = None  # process latency, weighted by acked
+    unreadable: bool = False
+
+    @property
+    def system(self) -> bool:
+        return is_system_stream(self.stream) or is_system_stream(self.component)
+
+
+def _count(value) -> int | None:
+    """A count as a non-negative int, or ``None`` when it is none (negative, fractional, NaN,
+    not a number)."""
+    if type(value) is int:
+        return value if value >= 0 else None
+    if type(value) is float and value >= 0 and value.is_integer():
+        return int(value)
+    return None
+
+
+def _latency(value) -> float | None:
+    if type(value) in (int, float) and value >= 0 and value == value and value != float("inf"):
+        return float(value)
+    return None
+
+
+class _Acc:
+    """Sums for one stream row: counts, latency * acked and the acked that had a latency."""
+
+    __slots__ = ("counts", "lat_sum", "lat_weight", "bad")
+
+    def __init__(self, n: int):
+        self.counts = [0] * n
+        self.lat_sum = 0.0
+        self.lat_weight = 0
+        self.bad = False
+
+    def add(self, i: int, value) -> int | None:
+        n = _count(value)
+        if n is None:
+            self.bad = True
+        else:
+            self.counts[i] += n
+        return n
+
+    def add_latency(self, value, weight: int | None) -> None:
+        if value is None:
+            return
+        lat = _latency(value)
+        if lat is None:
+            self.bad = True
+        elif weight:
+            self.lat_sum += lat * weight
+            self.lat_weight += weight
+
+    @property
+    def latency_ms(self) -> float | None:
+        return self.lat_sum / self.lat_weight if self.lat_weight else None
+
+
+def _window_map(stats: dict, key: str, window: str) -> dict:
+    per = stats.get(key)
+    per = per.get(window) if type(per) is dict else None
+    return per if type(per) is dict else _EMPTY
+
+
+def output_stream_stats(stats_list, window: str) -> list[OutputStreamStats]:
+    """A component's output per stream in ``window``, from its tasks' heartbeat stats.
+
+    Emitted and transferred are summed per stream; for spouts, acked, failed and the
+    complete latency too (weighted by each task's acked count, as Storm's UI weights it).
+    A bolt's acked and failed are its input's (:func:`input_stream_stats`). Streams are in
+    id order; a task's stats that are missing or lack the window add nothing.
+    """
+    rows: dict[str, _Acc] = {}
+
+    def acc(stream) -> _Acc:
+        a = rows.get(stream)
+        if a is None:
+            a = rows[stream] = _Acc(4)
+        return a
+
+    for stats in stats_list:
+        if type(stats) is not dict:
+            continue
+        for i, key in enumerate(("emitted", "transferred")):
+            for stream, value in _window_map(stats, key, window).items():
+                acc(str(stream)).add(i, value)
+        if stats.get("type") != "spout":
+            continue
+        acked = _window_map(stats, "acked", window)
+        for stream, value in acked.items():
+            acc(str(stream)).add(2, value)
+        for stream, value in _window_map(stats, "failed", window).items():
+            acc(str(stream)).add(3, value)
+        for stream, value in _window_map(stats, "complete_latencies", window).items():
+            acc(str(stream)).add_latency(value, _count(acked.get(stream)))
+    return [
+        OutputStreamStats(stream, *a.counts, latency_ms=a.latency_ms, unreadable=a.bad)
+        for stream, a in sorted(rows.items())
+    ]
+
+
+def input_stream_stats(stats_list, window: str) -> list[InputStreamStats]:
+    """A bolt's input per (input component, stream) in ``window``, from its tasks' stats.
+
+    Acked and failed are summed; the process latency is weighted by each task's acked
+    count, as Storm's UI weights it. Rows are in (component, stream) order. Spouts' stats
+    have no input and add nothing.
+    """
+    rows: dict[tuple[str, str], _Acc] = {}
+
+    def acc(key) -> _Acc:
+        a = rows.get(key)
+        if a is None:
+            a = rows[key] = _Acc(2)
+        return a
+
+    for stats in stats_list:
+        if type(stats) is not dict or stats.get("type") != "bolt":
+            continue
+        acked = _window_map(stats, "acked", window)
+        for i, per in enumerate((acked, _window_map(stats, "failed", window))):
+            for component, streams in per.items():
+                if type(streams) is not dict:
+                    acc((str(component), "")).bad = True
+                    continue
+                for stream, value in streams.items():
+                    acc((str(component), str(stream))).add(i, value)
+        for component, streams in _window_map(stats, "process_latencies", window).items():
+            if type(streams) is not dict:
+                continue
+            c_acked = acked.get(component)
+            c_acked = c_acked if type(c_acked) is dict else _EMPTY
+            for stream, value in streams.items():
+                acc((str(component), str(stream))).add_latency(value, _count(c_acked.get(stream)))
+    return [
+        InputStreamStats(c, s, *a.counts, latency_ms=a.latency_ms, unreadable=a.bad)
+        for (c, s), a in sorted(rows.items())
+    ]
+
+
+def component_stream_stats(
+    storm: StormView, comp: ComponentView, window: str
+) -> tuple[list[OutputStreamStats], list[InputStreamStats]]:
+    """A component's output and (bolts) input per stream in ``window``, over its tasks."""
+    tasks = storm.tasks
+    stats_list = [tasks[t].stats for t in comp.task_ids if t in tasks and tasks[t].stats]
+    inputs = input_stream_stats(stats_list, window) if comp.component_type != "spout" else []
+    return output_stream_stats(stats_list, window), inputs
+
+
 # -- reading -----------------------------------------------------------------
 
 

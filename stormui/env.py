@@ -99,3 +99,24 @@ def env_redis_url(name: str) -> str:
             f"{name} must be a redis://, rediss:// or unix:// URL, not {raw!r}"
         )
     return raw
+
+
+#: the names a log viewer URL template may use
+LOG_URL_FIELDS = ("host", "port", "storm_id", "task_id")
+
+
+def env_log_url(name: str) -> str | None:
+    """A log viewer URL template (``{host}``, ``{port}``, ``{storm_id}``, ``{task_id}``), or
+    ``None`` when unset or empty."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("http://", "https://", "/")):
+        raise ImproperlyConfigured(f"{name} must be an http(s) URL or a path, not {raw!r}")
+    try:
+        raw.format(**dict.fromkeys(LOG_URL_FIELDS, "x"))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ImproperlyConfigured(
+            f"{name} may only name {{host}}, {{port}}, {{storm_id}} and {{task_id}}: {exc}"
+        ) from None
+    return raw

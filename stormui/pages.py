@@ -19,7 +19,13 @@ import json
 from django.template.loader import render_to_string
 
 from . import graph
-from .cluster import DEFAULT_WINDOW, WINDOW_LABELS, WINDOWS, ClusterView
+from .cluster import (
+    DEFAULT_WINDOW,
+    WINDOW_LABELS,
+    WINDOWS,
+    ClusterView,
+    component_stream_stats,
+)
 
 #: how many of the newest errors the cluster page lists
 LATEST_ERRORS = 5
@@ -59,6 +65,7 @@ REGIONS: dict[str, list[tuple[str, str]]] = {
     "component": [
         ("component-summary", "component_summary"),
         ("component-stats-region", "component_stats"),
+        ("component-streams-region", "component_streams"),
         ("tasks-region", "component_tasks"),
         ("component-errors-region", "component_errors"),
     ],
@@ -175,11 +182,24 @@ def storm_context(storm, st: dict, window: str = DEFAULT_WINDOW) -> dict:
     }
 
 
+def _streams(storm, comp, window: str) -> dict:
+    """A component's per-stream stats in ``window``: its own streams, and system ones apart."""
+    outputs, inputs = component_stream_stats(storm, comp, window)
+    return {
+        "spout": comp.component_type == "spout",
+        "outputs": [r for r in outputs if not r.system],
+        "outputs_system": [r for r in outputs if r.system],
+        "inputs": [r for r in inputs if not r.system],
+        "inputs_system": [r for r in inputs if r.system],
+    }
+
+
 def component_context(storm, st: dict, component_id: str, window: str = DEFAULT_WINDOW):
     comp = storm.components.get(component_id)
     if comp is None:
         return None
     return {
+        "streams": _streams(storm, comp, window),
         "status": st,
         "now": storm.as_of,
         "storm": storm,

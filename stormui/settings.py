@@ -17,6 +17,7 @@ from stormui.env import (
     env_bool,
     env_choice,
     env_hosts,
+    env_log_url,
     env_number,
     env_redis_url,
     env_str,
@@ -100,6 +101,8 @@ STORMUI_HTTPS = env_bool("STORMUI_HTTPS", False)
 STORMUI_SCHEDULER_THREAD = env_bool("STORMUI_SCHEDULER_THREAD", True)
 # keeps the active storms' bases for activate, in the relaying process
 STORMUI_BASE_RECORDER = env_bool("STORMUI_BASE_RECORDER", True)
+# a worker's log, e.g. http://{host}:8000/log?file=worker-{port}.log; unset: no log links
+STORMUI_LOGVIEWER_URL = env_log_url("STORMUI_LOGVIEWER_URL")
 # Storm's own defaults for deciding that a task or supervisor is gone
 STORMUI_TASK_TIMEOUT_SECS = 30
 STORMUI_SUPERVISOR_TIMEOUT_SECS = 60

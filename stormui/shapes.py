@@ -15,6 +15,8 @@ object carries ``"unreadable": true``.
 from __future__ import annotations
 
 import datetime as dt
+from importlib import metadata
+from urllib.parse import quote
 
 from .cluster import (
     WINDOW_LABELS,
@@ -22,14 +24,29 @@ from .cluster import (
     ClusterView,
     ComponentView,
     ErrorView,
+    InputStreamStats,
+    OutputStreamStats,
     StormView,
     SupervisorView,
     TaskView,
     WindowStats,
     WorkerView,
+    component_stream_stats,
 )
 from .graph import Graph, GraphEdge, GraphNode
+from .logs import log_link
 from .pages import LATEST_ERRORS
+
+
+def _stormui_version() -> str:
+    try:
+        return metadata.version("stormui")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+#: ``stormVersion``: what the dashboard knows of the cluster's version, never an invented one
+STORM_VERSION = f"stormui {_stormui_version()} (Storm 0.5 cluster state)"
 
 # -- small formats -------------------------------------------------------------
 
@@ -63,6 +80,16 @@ def format_latency(ms: float | None) -> str:
     return f"{ms or 0.0:.3f}"
 
 
+def api_window(window: str) -> str:
+    """A window as Storm's API names it: ``":all-time"`` for all time, else its seconds."""
+    return ":all-time" if window == "all-time" else window
+
+
+def encode_id(value: str) -> str:
+    """An id as Storm's ``encoded*`` fields give it: URL-encoded, ``/`` included."""
+    return quote(value, safe="")
+
+
 def _lapsed(now: float, secs: int) -> int:
     return max(int(now - secs), 0)
 
@@ -84,7 +111,12 @@ def _counts(ws: WindowStats, latency_key: str) -> dict:
 def window_stats(ws: WindowStats, latency_key: str = "completeLatency") -> dict:
     """One window's row of ``topologyStats``, ``spoutSummary`` or ``boltStats``."""
     label = WINDOW_LABELS[ws.window]
-    return {"window": ws.window, "windowPretty": label, **_counts(ws, latency_key)}
+    return {"window": api_window(ws.window), "windowPretty": label, **_counts(ws, latency_key)}
+
+
+def bolt_window_stats(ws: WindowStats) -> dict:
+    """One window's row of a bolt's ``boltStats``: what the 0.5 layout cannot know is null."""
+    return {**window_stats(ws, "processLatency"), "executeLatency": None, "executed": None}
 
 
 def _unreadable(out: dict, unreadable) -> dict:
@@ -99,11 +131,14 @@ def _unreadable(out: dict, unreadable) -> dict:
 def cluster_summary(view: ClusterView) -> dict:
     """``GET /api/v1/cluster/summary``."""
     return {
+        "stormVersion": STORM_VERSION,
+        "nimbusUptime": None,  # the 0.5 layout has no record of Nimbus
         "supervisors": view.supervisors_present,
         "topologies": len(view.storms),
         "slotsTotal": view.slots_total,
         "slotsUsed": view.slots_used,
         "slotsFree": view.slots_free,
+        "executorsTotal": view.tasks_total,  # every task is its own executor
         "tasksTotal": view.tasks_total,
         "tasksAlive": view.tasks_alive,
         "tasksDead": view.tasks_dead,
@@ -141,6 +176,7 @@ def topology_summary(storm: StormView) -> dict:
         "uptimeSeconds": storm.uptime_secs,
         "uptime": format_duration(storm.uptime_secs),
         "tasksTotal": storm.tasks_total,
+        "executorsTotal": storm.tasks_total,
         "tasksAlive": storm.tasks_alive,
         "workersTotal": storm.workers_total,
     }
@@ -161,37 +197,59 @@ def _last_error(comp: ComponentView, now: float) -> dict:
             "errorHost": None,
             "errorPort": None,
             "errorLapsedSecs": None,
+            "errorWorkerLogLink": None,
         }
     return {
         "lastError": e.error,
-        "errorTime": format_time(e.time_secs),
+        "errorTime": e.time_secs,  # epoch seconds, as Storm gives it here
         "errorHost": e.host,
         "errorPort": e.port,
         "errorLapsedSecs": _lapsed(now, e.time_secs),
+        "errorWorkerLogLink": log_link(e.host, e.port, e.storm_id, e.task_id),
     }
 
 
 def component_summary(comp: ComponentView, window: str, now: float) -> dict:
     """A row of a topology's ``spouts`` (``spoutId``) or ``bolts`` (``boltId``)."""
-    id_key = "spoutId" if comp.component_type == "spout" else "boltId"
-    return {
+    spout = comp.component_type == "spout"
+    id_key = "spoutId" if spout else "boltId"
+    out = {
         id_key: comp.component_id,
+        ("encodedSpoutId" if spout else "encodedBoltId"): encode_id(comp.component_id),
         "componentType": comp.component_type,
         "tasks": len(comp.task_ids),
+        "executors": len(comp.task_ids),
         "tasksAlive": comp.tasks_alive,
         **_counts(comp.window_stats[window], _latency_key(comp.component_type)),
         **_last_error(comp, now),
     }
+    if not spout:  # what the 0.5 layout cannot know
+        out.update(capacity=None, executeLatency=None, executed=None)
+    return out
 
 
-def worker(w: WorkerView) -> dict:
-    """A row of a topology's ``workers``."""
+def worker(w: WorkerView, storm: StormView | None = None) -> dict:
+    """A row of a topology's ``workers`` (and of a supervisor's)."""
+    tasks = [storm.tasks[t] for t in w.task_ids if t in storm.tasks] if storm is not None else []
+    uptimes = [t.uptime_secs for t in tasks if t.uptime_secs is not None]
+    uptime = max(uptimes) if uptimes else None
+    num_tasks: dict[str, int] = {}
+    for t in tasks:
+        if t.component_id is not None:
+            num_tasks[t.component_id] = num_tasks.get(t.component_id, 0) + 1
     return {
         "host": w.host,
         "port": w.port,
         "supervisorId": w.supervisor_id,
+        "topologyId": w.storm_id,
+        "topologyName": storm.name if storm is not None else w.storm_id,
         "tasks": len(w.task_ids),
+        "executors": len(w.task_ids),
         "taskIds": list(w.task_ids),
+        "uptimeSeconds": uptime,  # its longest-running task's
+        "uptime": format_duration(uptime),
+        "componentNumTasks": dict(sorted(num_tasks.items())),
+        "workerLogLink": log_link(w.host, w.port, w.storm_id),
     }
 
 
@@ -200,19 +258,35 @@ def topology_detail(storm: StormView, window: str) -> dict:
     now = storm.as_of
     return {
         **topology_summary(storm),
-        "window": window,
+        "window": api_window(window),
         "windowHint": WINDOW_LABELS[window],
         "topologyStats": [window_stats(storm.window_stats[w]) for w in WINDOWS],
         "spouts": [component_summary(c, window, now) for c in storm.spouts],
         "bolts": [component_summary(c, window, now) for c in storm.bolts],
-        "workers": [worker(w) for w in storm.workers],
+        "workers": [worker(w, storm) for w in storm.workers],
+    }
+
+
+def topology_workers(storm: StormView) -> dict:
+    """``GET /api/v1/topology-workers/<id>``: its workers' hosts and ports."""
+    return {"hostPortList": [{"host": w.host, "port": w.port} for w in storm.workers]}
+
+
+def supervisor_detail(view: ClusterView, sup: SupervisorView) -> dict:
+    """``GET /api/v1/supervisor?id=`` (or ``host=``): its summary and its workers."""
+    workers = sorted(sup.workers, key=lambda w: (w.port, w.storm_id))
+    return {
+        **supervisor_summary(sup),
+        "workers": [worker(w, view.storms.get(w.storm_id)) for w in workers],
     }
 
 
 def task_stats(task: TaskView, window: str) -> dict:
-    """A row of a component's ``taskStats``."""
+    """A row of a component's ``taskStats`` (``id`` the task id)."""
+    bolt = task.component_type != "spout"
     out = {
         "id": task.task_id,
+        "taskId": task.task_id,
         "host": task.host,
         "port": task.port,
         "uptimeSeconds": task.uptime_secs,
@@ -220,42 +294,98 @@ def task_stats(task: TaskView, window: str) -> dict:
         "alive": task.alive,
         "heartbeatAgeSecs": task.heartbeat_age_secs,
         **_counts(task.window_stats[window], _latency_key(task.component_type)),
+        "workerLogLink": log_link(task.host, task.port, task.storm_id, task.task_id),
     }
+    if bolt:
+        out.update(executeLatency=None, executed=None)
     return _unreadable(out, task.unreadable)
+
+
+def executor_stats(task: TaskView, window: str) -> dict:
+    """A row of a component's ``executorStats``: a task, as Storm's executor ``"[3-3]"``."""
+    return {**task_stats(task, window), "id": f"[{task.task_id}-{task.task_id}]"}
+
+
+def output_stats(row: OutputStreamStats, spout: bool) -> dict:
+    """A row of a component's ``outputStats``."""
+    out = {"stream": row.stream, "emitted": row.emitted, "transferred": row.transferred}
+    if spout:
+        out.update(
+            completeLatency=format_latency(row.latency_ms), acked=row.acked, failed=row.failed
+        )
+    return _unreadable(out, row.unreadable)
+
+
+def input_stats(row: InputStreamStats) -> dict:
+    """A row of a bolt's ``inputStats``."""
+    out = {
+        "component": row.component,
+        "encodedComponent": encode_id(row.component),
+        "stream": row.stream,
+        "processLatency": format_latency(row.latency_ms),
+        "acked": row.acked,
+        "failed": row.failed,
+        "executeLatency": None,
+        "executed": None,
+    }
+    return _unreadable(out, row.unreadable)
 
 
 def component_error(e: ErrorView, now: float) -> dict:
     """A row of a component's ``componentErrors``."""
+    ms = e.time_secs * 1000
     return {
         "taskId": e.task_id,
-        "errorTime": format_time(e.time_secs),
-        "time": e.time_secs * 1000,  # Storm's own field, in milliseconds
+        "errorTime": ms,  # epoch milliseconds, as Storm gives it here
+        "time": ms,
         "errorHost": e.host,
         "errorPort": e.port,
         "error": e.error,
         "errorLapsedSecs": _lapsed(now, e.time_secs),
+        "errorWorkerLogLink": log_link(e.host, e.port, e.storm_id, e.task_id),
     }
 
 
-def component_detail(storm: StormView, comp: ComponentView, window: str) -> dict:
-    """``GET /api/v1/topology/<id>/component/<component-id>?window=``."""
+def component_detail(
+    storm: StormView, comp: ComponentView, window: str, *, system: bool = False
+) -> dict:
+    """``GET /api/v1/topology/<id>/component/<component-id>?window=``.
+
+    ``system``: include system streams (``__...``) in the stream stats, as Storm's ``sys=true``.
+    """
+    spout = comp.component_type == "spout"
     latency_key = _latency_key(comp.component_type)
-    summary_key = "spoutSummary" if comp.component_type == "spout" else "boltStats"
     now = storm.as_of
-    return {
+    outputs, inputs = component_stream_stats(storm, comp, window)
+    if not system:
+        outputs = [r for r in outputs if not r.system]
+        inputs = [r for r in inputs if not r.system]
+    tasks = [storm.tasks[t] for t in comp.task_ids if t in storm.tasks]
+    out = {
         "id": comp.component_id,
+        "encodedId": encode_id(comp.component_id),
         "name": storm.name,
         "topologyId": storm.id,
+        "encodedTopologyId": encode_id(storm.id),
+        "topologyStatus": storm.status,
         "componentType": comp.component_type,
         "tasks": len(comp.task_ids),
+        "executors": len(comp.task_ids),
         "tasksAlive": comp.tasks_alive,
-        "window": window,
+        "window": api_window(window),
         "windowHint": WINDOW_LABELS[window],
         **_counts(comp.window_stats[window], latency_key),
-        summary_key: [window_stats(comp.window_stats[w], latency_key) for w in WINDOWS],
-        "taskStats": [task_stats(storm.tasks[t], window) for t in comp.task_ids],
-        "componentErrors": [component_error(e, now) for e in comp.errors],
     }
+    if spout:
+        out["spoutSummary"] = [window_stats(comp.window_stats[w]) for w in WINDOWS]
+    else:
+        out["boltStats"] = [bolt_window_stats(comp.window_stats[w]) for w in WINDOWS]
+        out["inputStats"] = [input_stats(r) for r in inputs]
+    out["outputStats"] = [output_stats(r, spout) for r in outputs]
+    out["executorStats"] = [executor_stats(t, window) for t in tasks]
+    out["taskStats"] = [task_stats(t, window) for t in tasks]
+    out["componentErrors"] = [component_error(e, now) for e in comp.errors]
+    return out
 
 
 def graph_node(n: GraphNode) -> dict:
@@ -299,7 +429,7 @@ def topology_graph(g: Graph) -> dict:
     """``GET /api/v1/topology/<id>/graph?window=``."""
     return {
         "topologyId": g.storm_id,
-        "window": g.window,
+        "window": api_window(g.window),
         "windowHint": WINDOW_LABELS[g.window],
         "nodes": [graph_node(n) for n in g.nodes],
         "edges": [graph_edge(e) for e in g.edges],

@@ -7,6 +7,8 @@ from django import template
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from .. import logs
+
 register = template.Library()
 
 # errors younger than this are highlighted
@@ -191,3 +193,9 @@ def dom_id(prefix: str, *parts) -> str:
     so a row that moves, or an item put on top, is moved, not rewritten."""
     digest = hashlib.sha256("\0".join(str(p) for p in parts).encode("utf-8")).hexdigest()
     return f"{prefix}-{digest[:16]}"
+
+
+@register.simple_tag
+def log_link(host, port, storm_id=None, task_id=None) -> str:
+    """A worker's log link (``STORMUI_LOGVIEWER_URL``), or ``""`` when there is none."""
+    return logs.log_link(host, port, storm_id, task_id) or ""

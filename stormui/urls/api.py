@@ -11,7 +11,9 @@ from .. import action_views, api
 urlpatterns = [
     path("v1/cluster/summary", api.cluster_summary, name="api-cluster-summary"),
     path("v1/supervisor/summary", api.supervisor_summary, name="api-supervisor-summary"),
+    path("v1/supervisor", api.supervisor, name="api-supervisor"),
     path("v1/topology/summary", api.topology_summary, name="api-topology-summary"),
+    path("v1/topology-workers/<str:storm_id>", api.topology_workers, name="api-topology-workers"),
     path("v1/topology/<str:storm_id>", api.topology, name="api-topology"),
     path(
         "v1/topology/<str:storm_id>/component/<str:component_id>",

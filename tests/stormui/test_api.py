@@ -29,6 +29,10 @@ from tests.stormui.conftest import (
 urlpatterns = [path("api/", include("stormui.urls.api"))]
 pytestmark = pytest.mark.urls(__name__)
 
+# Storm's names of the windows, in order, and ours
+API_WINDOWS = ["600", "10800", "86400", ":all-time"]
+assert [w.lstrip(":") for w in API_WINDOWS] == list(WINDOWS)
+
 HOSTS = {"sup-a": "host-a.example", "sup-b": "host-b.example", "sup-gone": "host-gone.example"}
 
 
@@ -142,16 +146,21 @@ def check_topology_detail(known, client, window):
     data = get_json(client, url)
     after = int(time.time()) + 1  # ages are as of some time in between
     chosen = "all-time" if window in (None, ":all-time") else window
-    assert data["window"] == chosen
+    assert data["window"] == (":all-time" if chosen == "all-time" else chosen)
     assert (data["id"], data["name"], data["status"]) == (TROUBLED, "troubled", "ACTIVE")
     assert data["tasksTotal"] == 6 == len(known.storm_tasks(TROUBLED))
     assert data["workersTotal"] == len(known.workers(TROUBLED))
 
-    assert [row["window"] for row in data["topologyStats"]] == list(WINDOWS)
+    assert [row["window"] for row in data["topologyStats"]] == API_WINDOWS
+    assert [row["windowPretty"] for row in data["topologyStats"]] == [
+        "10m 0s",
+        "3h 0m 0s",
+        "1d 0h 0m 0s",
+        "All time",
+    ]
     for row in data["topologyStats"]:
-        _assert_stats(
-            row, _expected_storm_window(known, TROUBLED, row["window"]), "completeLatency"
-        )
+        window_name = row["window"].lstrip(":")
+        _assert_stats(row, _expected_storm_window(known, TROUBLED, window_name), "completeLatency")
 
     spouts = {s["spoutId"]: s for s in data["spouts"]}
     bolts = {b["boltId"]: b for b in data["bolts"]}
@@ -169,11 +178,14 @@ def check_topology_detail(known, client, window):
             assert row["lastError"] == text
             assert (row["errorHost"], row["errorPort"]) == (HOSTS[task.node], task.port)
             assert before - newest_time <= row["errorLapsedSecs"] <= after - newest_time
-            assert row["errorTime"] == time.strftime(
-                "%Y-%m-%d %H:%M:%S UTC", time.gmtime(newest_time)
-            )
+            assert row["errorTime"] == newest_time and type(row["errorTime"]) is int
         else:
             assert row["lastError"] == "" and row["errorLapsedSecs"] is None
+            assert row["errorTime"] is None
+        assert row["errorWorkerLogLink"] is None  # STORMUI_LOGVIEWER_URL unset
+        assert row["executors"] == row["tasks"]
+        encoded = row["encodedSpoutId"] if cid in spouts else row["encodedBoltId"]
+        assert encoded == cid
     assert bolts["mystery"]["componentType"] == "unknown"
     assert bolts["sink"]["lastError"] == "dead task's error"
     assert spouts["src"]["lastError"] == "spout error, newest"
@@ -184,6 +196,13 @@ def check_topology_detail(known, client, window):
         ids = [t.task_id for t in known.storm_tasks(TROUBLED) if (t.node, t.port) == (node, port)]
         assert w["taskIds"] == ids and w["tasks"] == len(ids)
         assert type(w["port"]) is int
+        assert (w["topologyId"], w["topologyName"]) == (TROUBLED, "troubled")
+        counts = {}
+        for t in known.storm_tasks(TROUBLED):
+            if (t.node, t.port) == (node, port) and t.component_id is not None:
+                counts[t.component_id] = counts.get(t.component_id, 0) + 1
+        assert w["componentNumTasks"] == counts
+        assert w["workerLogLink"] is None
     assert workers[("sup-gone", 6700)]["host"] == "host-gone.example"
 
 
@@ -207,9 +226,15 @@ def test_component_detail(known_cluster, client):
     assert data["tasks"] == len(tasks) == 3
     stats = [t.beat.stats for t in tasks if t.beat and t.beat.stats]
     _assert_stats(data, expected_window(stats, "10800"), "processLatency")
-    assert [r["window"] for r in data["boltStats"]] == list(WINDOWS)
+    assert [r["window"] for r in data["boltStats"]] == API_WINDOWS
     for row in data["boltStats"]:
-        _assert_stats(row, expected_window(stats, row["window"]), "processLatency")
+        _assert_stats(row, expected_window(stats, row["window"].lstrip(":")), "processLatency")
+        assert row["executeLatency"] is None and row["executed"] is None
+    assert (data["executors"], data["topologyStatus"]) == (3, "ACTIVE")
+    assert data["encodedTopologyId"] == TROUBLED
+    executors = data["executorStats"]
+    assert [e["id"] for e in executors] == [f"[{t.task_id}-{t.task_id}]" for t in tasks]
+    assert [e["taskId"] for e in executors] == [t.task_id for t in tasks]
 
     rows = {r["id"]: r for r in data["taskStats"]}
     assert list(rows) == [t.task_id for t in tasks]
@@ -242,13 +267,15 @@ def test_component_detail(known_cluster, client):
     ]
     for e, (time_secs, task_id, _, _) in zip(errors, expected, strict=True):
         assert type(e["taskId"]) is int and type(e["errorPort"]) is int
+        assert e["errorTime"] == e["time"] == time_secs * 1000
+        assert e["errorWorkerLogLink"] is None
         assert before - time_secs <= e["errorLapsedSecs"] <= after - time_secs
         assert e["errorPort"] == known.tasks[(TROUBLED, task_id)].port
 
 
 def test_spout_component_with_full_multiline_error(known_cluster, client):
     data = get_json(client, f"/api/v1/topology/{TROUBLED}/component/src")
-    assert data["componentType"] == "spout" and data["window"] == "all-time"
+    assert data["componentType"] == "spout" and data["window"] == ":all-time"
     assert "spoutSummary" in data and "completeLatency" in data
     assert [e["error"] for e in data["componentErrors"]] == [
         "spout error, newest",
@@ -342,7 +369,7 @@ def test_bad_window_is_400(known_cluster, client):
         data = get_json(client, f"/api/v1/topology/{HEALTHY}/component/words?window={window}", 400)
         assert "window" in data["error"]
     # an empty window is the default, not an error
-    assert get_json(client, f"/api/v1/topology/{HEALTHY}?window=")["window"] == "all-time"
+    assert get_json(client, f"/api/v1/topology/{HEALTHY}?window=")["window"] == ":all-time"
 
 
 def test_unreadable_storm_answers_200(known_cluster, client):
@@ -376,3 +403,119 @@ def test_login_required_is_401_json_not_a_redirect(known_cluster, client, settin
     client.force_login(user)
     data = get_json(client, "/api/v1/cluster/summary")
     assert data["tasksTotal"] == len(known_cluster.tasks)
+
+
+def test_cluster_summary_storm_fields(known_cluster, client):
+    data = get_json(client, "/api/v1/cluster/summary")
+    assert isinstance(data["stormVersion"], str) and "0.5" in data["stormVersion"]
+    assert data["nimbusUptime"] is None  # the 0.5 layout has no record of Nimbus
+    assert data["executorsTotal"] == data["tasksTotal"] == len(known_cluster.tasks)
+    tops = get_json(client, "/api/v1/topology/summary")["topologies"]
+    assert all(t["executorsTotal"] == t["tasksTotal"] for t in tops)
+
+
+def test_spout_output_stats_per_stream(known_cluster, client):
+    # words: tasks 1 and 2 (spout_stats seeds 1 and 2); all time is the 4th window (k = 4)
+    data = get_json(client, f"/api/v1/topology/{HEALTHY}/component/words")
+    assert "inputStats" not in data
+    rows = {r["stream"]: r for r in data["outputStats"]}
+    assert list(rows) == ["default", "other"]  # __ack_init is a system stream: sys=true
+    assert rows["default"] == {
+        "stream": "default",
+        "emitted": 400 + 800,
+        "transferred": 360 + 720,
+        "acked": 320 + 640,
+        "failed": 4 + 8,
+        "completeLatency": f"{(14.0 * 320 + 24.0 * 640) / 960:.3f}",  # weighted by acked
+    }
+    assert rows["other"] == {
+        "stream": "other",
+        "emitted": 0,
+        "transferred": 0,
+        "acked": 20 + 20,
+        "failed": 0,
+        "completeLatency": "3.500",
+    }
+    everything = get_json(client, f"/api/v1/topology/{HEALTHY}/component/words?sys=true")
+    system = [r for r in everything["outputStats"] if r["stream"] == "__ack_init"]
+    assert system == [
+        {
+            "stream": "__ack_init",
+            "emitted": 28 + 56,
+            "transferred": 28 + 56,
+            "acked": 0,
+            "failed": 0,
+            "completeLatency": "0.000",
+        }
+    ]
+
+
+def test_bolt_input_and_output_stats_per_stream(known_cluster, client):
+    # count: tasks 3, 4, 5 (bolt_stats seeds 1, 2, 3; task 5 also reads "other"); 600 (k = 1)
+    data = get_json(client, f"/api/v1/topology/{HEALTHY}/component/count?window=600")
+    assert data["window"] == "600"
+    assert data["outputStats"] == [{"stream": "default", "emitted": 240, "transferred": 180}]
+    other, words = data["inputStats"]  # by (component, stream)
+    assert words == {
+        "component": "words",
+        "encodedComponent": "words",
+        "stream": "default",
+        "processLatency": f"{(2.5 * 20 + 4.0 * 40 + 5.5 * 60) / 120:.3f}",
+        "acked": 20 + 40 + 60,
+        "failed": 1 + 2 + 3,
+        "executeLatency": None,
+        "executed": None,
+    }
+    assert (other["component"], other["stream"], other["acked"], other["failed"]) == (
+        "other",
+        "default",
+        61,
+        4,
+    )
+    assert other["processLatency"] == "6.500"
+
+
+def test_troubled_bolt_input_stats_by_window(known_cluster, client):
+    # sink: task 11 has no heartbeat, 12 reads words (seed 4), 13 reads src (seed 6); k = 2
+    data = get_json(client, f"/api/v1/topology/{TROUBLED}/component/sink?window=10800")
+    assert [
+        (r["component"], r["acked"], r["failed"], r["processLatency"]) for r in data["inputStats"]
+    ] == [("src", 240, 6, "11.000"), ("words", 160, 4, "8.000")]
+    assert data["outputStats"] == [{"stream": "default", "emitted": 800, "transferred": 600}]
+
+
+def test_topology_workers(known_cluster, client):
+    data = get_json(client, f"/api/v1/topology-workers/{TROUBLED}")
+    pairs = {(w["host"], w["port"]) for w in data["hostPortList"]}
+    assert pairs == {(HOSTS[n], p) for n, p in known_cluster.workers(TROUBLED)}
+    get_json(client, "/api/v1/topology-workers/no-such-storm", status=404)
+
+
+def test_supervisor_by_id_or_host(known_cluster, client):
+    by_id = get_json(client, "/api/v1/supervisor?id=sup-b")
+    by_host = get_json(client, "/api/v1/supervisor?host=host-b.example")
+    assert by_id == by_host
+    assert (by_id["id"], by_id["host"]) == ("sup-b", "host-b.example")
+    on_b = {(t.storm_id, t.port) for t in known_cluster.tasks.values() if t.node == "sup-b"}
+    assert {(w["topologyId"], w["port"]) for w in by_id["workers"]} == on_b
+    for w in by_id["workers"]:
+        assert w["supervisorId"] == "sup-b" and type(w["port"]) is int
+    get_json(client, "/api/v1/supervisor?id=nobody", status=404)
+    get_json(client, "/api/v1/supervisor", status=400)
+
+
+def test_log_links_from_the_logviewer_setting(known_cluster, client, settings):
+    settings.STORMUI_LOGVIEWER_URL = "http://{host}:8000/log?file=worker-{port}.log&t={task_id}"
+    data = get_json(client, f"/api/v1/topology/{TROUBLED}")
+    workers = {w["port"]: w for w in data["workers"] if w["supervisorId"] == "sup-b"}
+    assert workers[6701]["workerLogLink"] == (
+        "http://host-b.example:8000/log?file=worker-6701.log&t="
+    )
+    sink = next(b for b in data["bolts"] if b["boltId"] == "sink")
+    assert sink["errorWorkerLogLink"] == (
+        "http://host-gone.example:8000/log?file=worker-6700.log&t=11"
+    )
+    comp = get_json(client, f"/api/v1/topology/{TROUBLED}/component/sink")
+    links = {e["taskId"]: e["workerLogLink"] for e in comp["executorStats"]}
+    assert links[13] == "http://host-b.example:8000/log?file=worker-6701.log&t=13"
+    assert comp["componentErrors"][0]["errorWorkerLogLink"] == sink["errorWorkerLogLink"]

@@ -234,9 +234,9 @@
         return true;
       },
       beforeAttributeUpdated: function (name, node) {
-        // a highlight running, and what the script made of a sortable column, stay
+        // a highlight running, what the script made of a sortable column, a fold opened, stay
         if (name === "class" && node.classList.contains("live-new")) return false;
-        return !(node.tagName === "TH" && /^(tabindex|title|aria-sort)$/.test(name));
+        return !/^(TH (tabindex|title|aria-sort)|DETAILS open)$/.test(node.tagName + " " + name);
       },
       beforeNodeRemoved: function (node) {
         return !(node.nodeType === 1 && node.classList.contains("live-new-badge"));
