@@ -116,22 +116,32 @@ def relays_here() -> bool:
 #: each page's regions as last rendered, with the view they were rendered from
 _rendered: dict[pages.PageKey, tuple[object, dict | None]] = {}
 _rendered_lock = threading.Lock()
+#: a lock per page while its regions are rendered
+_rendering: dict[pages.PageKey, threading.Lock] = {}
 
 
 def page_regions(key: pages.PageKey, view) -> dict[str, str] | None:
     """A page's regions from ``view``, rendered once per view however many ask (the relay's
-    update and every snapshot of it); None when the page shows nothing there."""
+    update and every snapshot of it, from several threads); None when the page shows nothing
+    there."""
     with _rendered_lock:
         hit = _rendered.get(key)
-    if hit is not None and hit[0] is view:
-        return hit[1]
-    ctx = pages.context(key, view)
-    html = pages.render_regions(key[0], ctx) if ctx is not None else None
-    with _rendered_lock:
-        if len(_rendered) > 1000:  # pages not open any more: they go with the rest
-            _rendered.clear()
-        _rendered[key] = (view, html)
-    return html
+        if hit is not None and hit[0] is view:
+            return hit[1]
+        lock = _rendering.setdefault(key, threading.Lock())
+    with lock:  # one renders, the others of the same page wait for its rendering
+        with _rendered_lock:
+            hit = _rendered.get(key)
+        if hit is not None and hit[0] is view:
+            return hit[1]
+        ctx = pages.context(key, view)
+        html = pages.render_regions(key[0], ctx) if ctx is not None else None
+        with _rendered_lock:
+            if len(_rendered) > 1000:  # pages not open any more: they go with the rest
+                _rendered.clear()
+                _rendering.clear()
+            _rendered[key] = (view, html)
+        return html
 
 
 def page_message(key: pages.PageKey, view, data: dict | None = None) -> dict | None:

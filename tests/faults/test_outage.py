@@ -153,8 +153,10 @@ def test_zookeeper_restart_under_load(pause, own_zk, fault_conf, sessions, setti
             sim_failures=sim.counts()["failures"],
         )
         if not pause:
-            # ZooKeeper keeps a session across its own restart: a reconnect, not a new session
-            assert not lost
+            # ZooKeeper keeps a session across its own restart: a reconnect, not a new session,
+            # as long as the client is back within the session's timeout of ZooKeeper's return
+            # (a loaded machine can take longer to reconnect; then the expiry is ZooKeeper's due)
+            assert not lost or connected >= SESSION_TIMEOUT_MS / 1000, (lost, connected)
     finally:
         if not own_zk.is_running():
             own_zk.start()

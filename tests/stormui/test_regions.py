@@ -113,14 +113,14 @@ async def test_an_update_is_rendered_once_for_all_the_sockets_of_its_page(
     live_cluster, writer, monkeypatch
 ):
     renders: list = []
-    render_regions = pages.render_regions
+    context = pages.context
 
-    def counting(kind, ctx):
-        if kind == "component":
-            renders.append((id(ctx["storm"]), ctx["component"].component_id, ctx["window"]))
-        return render_regions(kind, ctx)
+    def counting(key, view):
+        # a page's context is built only when its regions are rendered (not cached)
+        renders.append((key, id(view)))
+        return context(key, view)
 
-    monkeypatch.setattr(pages, "render_regions", counting)
+    monkeypatch.setattr(pages, "context", counting)
     url = f"/ws/storms/{HEALTHY}/?component=count&window=600"
     comms = [connect(url) for _ in range(3)]
     for comm in comms:
@@ -142,7 +142,7 @@ async def test_an_update_is_rendered_once_for_all_the_sockets_of_its_page(
         texts.append(update)
     assert texts[0] == texts[1] == texts[2]
     # one render per view of the storm, for the three sockets' snapshots and updates alike
-    mine = [r for r in renders if r[1:] == ("count", "600")]
+    mine = [r for r in renders if r[0] == ("component", HEALTHY, "count", "600")]
     assert len(mine) >= 2, "the snapshot and the update were not rendered"
     assert len(mine) == len(set(mine)), "a page was rendered twice from one view"
     for comm in comms:
