@@ -26,6 +26,9 @@ from clusterstate.records import (
     TaskInfo,
 )
 
+from . import rates as _rates
+from .rates import NO_RATES, Rates, RateTracker
+
 log = logging.getLogger(__name__)
 
 WINDOWS = ("600", "10800", "86400", "all-time")
@@ -124,6 +127,7 @@ class ComponentView:
     window_stats: dict[str, WindowStats]
     errors: tuple[ErrorView, ...]  # newest first
     tasks_alive: int = 0
+    rates: Rates = NO_RATES  # its alive tasks' tuples per second (see stormui.rates)
 
     @property
     def last_error(self) -> ErrorView | None:
@@ -146,6 +150,10 @@ class StormView:
     unreadable_paths: tuple[str, ...] = ()
     errors: tuple[ErrorView, ...] = ()  # all its tasks' errors, newest first
     as_of: float = 0.0  # when the figures were computed (epoch seconds)
+    # tuples per second: emitted by all its alive tasks, acked and failed by its spouts'
+    rates: Rates = NO_RATES
+    # acked per second on each (input component, target component, stream)
+    input_rates: dict = field(default_factory=dict)
 
     @property
     def tasks_total(self) -> int:
@@ -626,6 +634,7 @@ def derive_storm(
     task_timeout: float,
     sums_cache: dict | None = None,
     fresh_sums: dict | None = None,
+    tracker: RateTracker | None = None,
 ) -> StormView:
     """A storm's figures, computed from its records alone (reads nothing).
 
@@ -633,6 +642,8 @@ def derive_storm(
     :param task_timeout: a task whose heartbeat is older than this is dead.
     :param sums_cache: sums of stats already computed, by the stats' id (see
         :func:`_cached_sums`); ``fresh_sums`` collects those used now.
+    :param tracker: keeps each task's previous heartbeat for its rates, and the charts'
+        points; without one, no rates.
     """
     sums_cache = {} if sums_cache is None else sums_cache
     fresh_sums = {} if fresh_sums is None else fresh_sums
@@ -669,6 +680,10 @@ def derive_storm(
     component_errors: dict[str, list] = {cid: [] for cid in by_component}
     storm_errors: list[ErrorView] = []
     workers: dict[tuple[str, int], list[int]] = {}
+    all_rates: list = []
+    spout_rates: list = []
+    component_rates: dict[str, list] = {cid: [] for cid in by_component}
+    input_rates: dict[tuple[str, str, str], float | None] = {}
     for t, info, beat, errors, bad in records.tasks:
         node_port = task_node_port.get(t)
         node, port = node_port if node_port is not None else (None, None)
@@ -714,6 +729,21 @@ def derive_storm(
                 component_sums[cid].append(sums)
         if cid is not None and alive:
             component_alive[cid] += 1
+        if tracker is not None and beat is not None:
+            rate = tracker.task_rate(storm_id, t, beat.time_secs, stats)
+            if alive:
+                all_rates.append(rate.rates)
+                if kind == "spout":
+                    spout_rates.append(rate.rates)
+                if cid is not None:
+                    component_rates[cid].append(rate.rates)
+                    for (source, stream), per_sec in rate.inputs.items():
+                        key = (source, cid, stream)
+                        if per_sec is not None:
+                            known = input_rates.get(key)
+                            input_rates[key] = per_sec if known is None else known + per_sec
+                        else:
+                            input_rates.setdefault(key, None)
         if errors:
             views = [
                 ErrorView(storm_id, t, cid, e.time_secs, e.error, host, port)
@@ -732,6 +762,7 @@ def derive_storm(
             window_stats=_window_stats(_sum_all(component_sums[cid])),
             errors=_newest_first(component_errors[cid]),
             tasks_alive=component_alive[cid],
+            rates=_rates.add_rates(component_rates[cid]),
         )
         for cid in sorted(by_component)
     }
@@ -747,6 +778,15 @@ def derive_storm(
         for node, port in sorted(workers)
     )
     active = base is not None
+    everything = _rates.add_rates(all_rates)
+    storm_rates = Rates(everything.emitted, *_rates.add_rates(spout_rates)[1:])
+    if tracker is not None:
+        tracker.forget_tasks(storm_id, tasks.keys())
+        alive_total = sum(1 for t in tasks.values() if t.alive)
+        charts = {None: (storm_rates, alive_total)}
+        for c in components.values():
+            charts[c.component_id] = (c.rates, c.tasks_alive)
+        tracker.sample(storm_id, now, charts)
     return StormView(
         id=storm_id,
         name=base.storm_name if base is not None and base.storm_name else storm_id,
@@ -762,17 +802,30 @@ def derive_storm(
         unreadable_paths=records.unreadable_paths,
         errors=_newest_first(storm_errors),
         as_of=now,
+        rates=storm_rates,
+        input_rates=input_rates,
     )
 
 
 def _read_storm(
-    reader, storm_id: str, now: float, task_timeout: float, sums_cache: dict, fresh_sums: dict
+    reader,
+    storm_id: str,
+    now: float,
+    task_timeout: float,
+    sums_cache: dict,
+    fresh_sums: dict,
+    tracker: RateTracker | None,
 ) -> StormView | None:
     records = read_storm(reader, storm_id)
     if records is None:
         return None
     return derive_storm(
-        records, now=now, task_timeout=task_timeout, sums_cache=sums_cache, fresh_sums=fresh_sums
+        records,
+        now=now,
+        task_timeout=task_timeout,
+        sums_cache=sums_cache,
+        fresh_sums=fresh_sums,
+        tracker=tracker,
     )
 
 
@@ -785,6 +838,7 @@ def build_storm_view(
     synced_at: float | None,
     task_timeout: float,
     supervisor_timeout: float,
+    tracker: RateTracker | None = _rates.TRACKER,
 ) -> StormView | None:
     """One storm's figures, or ``None`` when it has neither a /storms nor an /assignments node.
 
@@ -792,7 +846,7 @@ def build_storm_view(
     """
     if not is_valid_id(storm_id):
         return None
-    return _read_storm(reader, storm_id, now, task_timeout, _sums_cache, {})
+    return _read_storm(reader, storm_id, now, task_timeout, _sums_cache, {}, tracker)
 
 
 def _read_supervisors(reader, storms, now: float, supervisor_timeout: float):
@@ -857,6 +911,7 @@ def build_cluster_view(
     synced_at: float | None,
     task_timeout: float,
     supervisor_timeout: float,
+    tracker: RateTracker | None = _rates.TRACKER,
 ) -> ClusterView:
     """The whole cluster's figures, read through ``reader``.
 
@@ -871,9 +926,11 @@ def build_cluster_view(
         if not is_valid_id(storm_id):
             log.warning("skipping storm with an invalid id %r", storm_id)
             continue
-        storm = _read_storm(reader, storm_id, now, task_timeout, _sums_cache, fresh_sums)
+        storm = _read_storm(reader, storm_id, now, task_timeout, _sums_cache, fresh_sums, tracker)
         if storm is not None:
             storms[storm_id] = storm
+    if tracker is not None:
+        tracker.forget_storms(storms.keys())
     _sums_cache = fresh_sums  # only the tasks seen now: the cache never outgrows the cluster
     supervisors = _read_supervisors(reader, storms, now, supervisor_timeout)
     slots_total = sum(

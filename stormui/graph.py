@@ -34,7 +34,9 @@ from html import escape
 from django.template.defaultfilters import pluralize
 from django.utils.safestring import mark_safe
 
+from .charts import rate
 from .cluster import UNKNOWN, ErrorView, StormView
+from .rates import NO_RATES, Rates
 from .templatetags.dashboard import count, dom_id, first_line, href, ms
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class GraphNode:
     last_error: ErrorView | None
     recent_error: bool  # its last error is younger than RECENT_ERROR_SECS
     missing: bool = False  # named as an input by a bolt's stats, but it has no tasks
+    rates: Rates = NO_RATES  # its alive tasks' tuples per second
 
     @property
     def dead(self) -> int:
@@ -85,6 +88,7 @@ class GraphEdge:
     process_latency_ms: float | None  # weighted by acked, as the tables weigh it
     # some count or latency in its stats could not be read (negative, fractional, not a number)
     unreadable: bool = False
+    acked_rate: float | None = None  # acked per second by its target's alive tasks
 
     @property
     def system(self) -> bool:
@@ -237,6 +241,7 @@ def derive_graph(storm: StormView, window: str, now: float) -> Graph:
                 failed=failed,
                 process_latency_ms=lat_sum / weight if weight else None,
                 unreadable=edge in bad,
+                acked_rate=storm.input_rates.get(edge),
             )
         )
 
@@ -257,6 +262,7 @@ def derive_graph(storm: StormView, window: str, now: float) -> Graph:
                 latency_ms=w.latency_ms if w else None,
                 last_error=e,
                 recent_error=e is not None and now - e.time_secs < RECENT_ERROR_SECS,
+                rates=comp.rates,
             )
         )
     for cid in sorted({e.source for e in edges} - storm.components.keys()):
@@ -448,7 +454,9 @@ def text(graph: Graph) -> str:
                 line += ", an error in the last 30 minutes"
         streams = [
             f"{escape(e.source)} on {escape(e.stream)} ({count(e.acked)} acked,"
-            f" {count(e.failed)} failed{', some counts unreadable' if e.unreadable else ''})"
+            f" {count(e.failed)} failed"
+            f"{f', {rate(e.acked_rate)} acked per second' if e.acked_rate is not None else ''}"
+            f"{', some counts unreadable' if e.unreadable else ''})"
             for e in inputs.get(n.id, ())
         ]
         if streams:
@@ -494,10 +502,13 @@ def svg(graph: Graph, laid: Layout, storm_name: str, window_label: str) -> str:
         classes += " unreadable" if e.unreadable else ""
         title = (
             f"{e.source} → {e.target}, stream {e.stream}: {count(e.acked)} acked,"
-            f" {count(e.failed)} failed, process latency {ms(e.process_latency_ms)} ms"
+            f" {count(e.failed)} failed, process latency {ms(e.process_latency_ms)} ms,"
+            f" {rate(e.acked_rate)} acked per second"
             + (" (some counts unreadable)" if e.unreadable else "")
         )
-        label = f"{short(e.stream, 12)} · {compact(e.acked)}" + (" ?" if e.unreadable else "")
+        # the edge says its acked rate once two heartbeats gave one; its count until then
+        figure = f"{rate(e.acked_rate)}/s" if e.acked_rate is not None else compact(e.acked)
+        label = f"{short(e.stream, 12)} · {figure}" + (" ?" if e.unreadable else "")
         out.append(
             f'<g class="{classes}" id="{dom_id("ge", e.source, e.target, e.stream)}">'
             f"<title>{escape(title)}</title>"
@@ -512,6 +523,12 @@ def svg(graph: Graph, laid: Layout, storm_name: str, window_label: str) -> str:
         classes += " recent" if n.recent_error else ""
         figures, trouble = _figures(n), _trouble(n)
         title = f"{n.id} ({n.type}): {figures}" + (f"; {trouble}" if trouble else "")
+        if not n.missing:
+            r = n.rates
+            title += (
+                f"; per second: {rate(r.emitted)} emitted, {rate(r.acked)} acked,"
+                f" {rate(r.failed)} failed"
+            )
         if n.last_error is not None:
             title += f"; last error: {first_line(n.last_error.error)}"
         tx = f"{x + 8:.1f}"

@@ -18,7 +18,7 @@ import json
 
 from django.template.loader import render_to_string
 
-from . import graph
+from . import charts, graph
 from .cluster import (
     DEFAULT_WINDOW,
     WINDOW_LABELS,
@@ -58,6 +58,7 @@ REGIONS: dict[str, list[tuple[str, str]]] = {
         ("storm-summary", "storm_summary"),
         ("storm-stats-region", "storm_stats"),
         ("storm-graph", "storm_graph"),
+        ("storm-charts", "storm_charts"),
         ("spouts-region", "spouts"),
         ("bolts-region", "bolts"),
         ("workers-region", "workers"),
@@ -65,6 +66,7 @@ REGIONS: dict[str, list[tuple[str, str]]] = {
     "component": [
         ("component-summary", "component_summary"),
         ("component-stats-region", "component_stats"),
+        ("component-charts", "component_charts"),
         ("component-streams-region", "component_streams"),
         ("tasks-region", "component_tasks"),
         ("component-errors-region", "component_errors"),
@@ -179,6 +181,7 @@ def storm_context(storm, st: dict, window: str = DEFAULT_WINDOW) -> dict:
         "workers": sorted(storm.workers, key=lambda w: (w.host or "", w.port)),
         "unreadable_tasks": [t for t in storm.tasks.values() if t.unreadable],
         "graph": graph.storm_drawing(storm, window, WINDOW_LABELS[window]),
+        "charts": charts.charts(storm),
     }
 
 
@@ -206,6 +209,7 @@ def component_context(storm, st: dict, component_id: str, window: str = DEFAULT_
         "component": comp,
         "live_component": comp.component_id,
         "tasks": [storm.tasks[t] for t in sorted(comp.task_ids) if t in storm.tasks],
+        "charts": charts.charts(storm, comp.component_id),
         "window": window,
         "window_label": WINDOW_LABELS[window],
         "windows": _windows(),

@@ -388,6 +388,11 @@ def component_detail(
     return out
 
 
+def _rate(value: float | None) -> float | None:
+    """Tuples per second, to the thousandth; null when unknown (no two heartbeats yet)."""
+    return round(value, 3) if value is not None else None
+
+
 def graph_node(n: GraphNode) -> dict:
     """A node of a topology's graph: a component, or an input that has no tasks (``missing``)."""
     e = n.last_error
@@ -405,10 +410,10 @@ def graph_node(n: GraphNode) -> dict:
         "errorTime": e.time_secs if e is not None else None,
         "recentError": n.recent_error,
         "missing": n.missing,
-        # rates come with the rates of tuples per second; until then they are unknown
-        "emittedRate": None,
-        "ackedRate": None,
-        "failedRate": None,
+        # tuples per second (stormui.rates); null until two heartbeats gave one
+        "emittedRate": _rate(n.rates.emitted),
+        "ackedRate": _rate(n.rates.acked),
+        "failedRate": _rate(n.rates.failed),
     }
 
 
@@ -420,7 +425,7 @@ def graph_edge(e: GraphEdge) -> dict:
         "acked": e.acked,
         "failed": e.failed,
         "processLatency": format_latency(e.process_latency_ms),
-        "ackedRate": None,
+        "ackedRate": _rate(e.acked_rate),
         "unreadable": e.unreadable,
     }
 

@@ -23,7 +23,7 @@ from django.conf import settings
 
 from clusterstate import NotConnectedError, mk_storm_cluster_state
 
-from . import cluster
+from . import cluster, rates
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ class Source:
         self._changed = threading.Event()
         self._closing = threading.Event()
         self._builder = None
+        # the charts have a point per heartbeat poll
+        rates.TRACKER.configure(settings.STORMUI_HEARTBEAT_SECS)
         if settings.STORMUI_STORE == "memory":
             from clusterstate import MemoryStore, mk_memory_cluster_state
             from clusterstate.simulate import SimulationConfig, Simulator
@@ -279,3 +281,4 @@ def reset_source() -> None:
         if _source is not None:
             _source.close()
         _source = None
+        rates.TRACKER.clear()  # the next store's tasks are others, under the same ids

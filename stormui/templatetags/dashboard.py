@@ -7,7 +7,7 @@ from django import template
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from .. import logs
+from .. import charts, logs
 
 register = template.Library()
 
@@ -199,3 +199,9 @@ def dom_id(prefix: str, *parts) -> str:
 def log_link(host, port, storm_id=None, task_id=None) -> str:
     """A worker's log link (``STORMUI_LOGVIEWER_URL``), or ``""`` when there is none."""
     return logs.log_link(host, port, storm_id, task_id) or ""
+
+
+@register.filter(name="rate")
+def rate_filter(value) -> str:
+    """Tuples per second; an em dash when unknown (no two heartbeats yet)."""
+    return charts.rate(value)
