@@ -680,10 +680,6 @@ def derive_storm(
     component_errors: dict[str, list] = {cid: [] for cid in by_component}
     storm_errors: list[ErrorView] = []
     workers: dict[tuple[str, int], list[int]] = {}
-    all_rates: list = []
-    spout_rates: list = []
-    component_rates: dict[str, list] = {cid: [] for cid in by_component}
-    input_rates: dict[tuple[str, str, str], float | None] = {}
     for t, info, beat, errors, bad in records.tasks:
         node_port = task_node_port.get(t)
         node, port = node_port if node_port is not None else (None, None)
@@ -729,21 +725,6 @@ def derive_storm(
                 component_sums[cid].append(sums)
         if cid is not None and alive:
             component_alive[cid] += 1
-        if tracker is not None and beat is not None:
-            rate = tracker.task_rate(storm_id, t, beat.time_secs, stats)
-            if alive:
-                all_rates.append(rate.rates)
-                if kind == "spout":
-                    spout_rates.append(rate.rates)
-                if cid is not None:
-                    component_rates[cid].append(rate.rates)
-                    for (source, stream), per_sec in rate.inputs.items():
-                        key = (source, cid, stream)
-                        if per_sec is not None:
-                            known = input_rates.get(key)
-                            input_rates[key] = per_sec if known is None else known + per_sec
-                        else:
-                            input_rates.setdefault(key, None)
         if errors:
             views = [
                 ErrorView(storm_id, t, cid, e.time_secs, e.error, host, port)
@@ -753,6 +734,7 @@ def derive_storm(
             if cid is not None:
                 component_errors[cid].extend(views)
 
+    storm_rates, component_rates, input_rates = _storm_rates(tracker, records, tasks)
     components = {
         cid: ComponentView(
             storm_id=storm_id,
@@ -762,7 +744,7 @@ def derive_storm(
             window_stats=_window_stats(_sum_all(component_sums[cid])),
             errors=_newest_first(component_errors[cid]),
             tasks_alive=component_alive[cid],
-            rates=_rates.add_rates(component_rates[cid]),
+            rates=component_rates.get(cid, NO_RATES),
         )
         for cid in sorted(by_component)
     }
@@ -778,10 +760,7 @@ def derive_storm(
         for node, port in sorted(workers)
     )
     active = base is not None
-    everything = _rates.add_rates(all_rates)
-    storm_rates = Rates(everything.emitted, *_rates.add_rates(spout_rates)[1:])
     if tracker is not None:
-        tracker.forget_tasks(storm_id, tasks.keys())
         alive_total = sum(1 for t in tasks.values() if t.alive)
         charts = {None: (storm_rates, alive_total)}
         for c in components.values():
@@ -805,6 +784,47 @@ def derive_storm(
         rates=storm_rates,
         input_rates=input_rates,
     )
+
+
+def _storm_rates(tracker: RateTracker | None, records: StormRecords, tasks: dict) -> tuple:
+    """The storm's rates, its components' and its edges' (acked per second on each (input,
+    target, stream)): its alive tasks' rates summed. A storm's acked and failed are its
+    spouts', as in Storm."""
+    if tracker is None:
+        return NO_RATES, {}, {}
+    beats = [
+        (r.task_id, r.heartbeat.time_secs, r.heartbeat.stats) for r in records.tasks if r.heartbeat
+    ]
+    per_task = tracker.storm_task_rates(records.storm_id, beats)
+    storm = [None, None, None]
+    by_component: dict[str, list] = {}
+    inputs: dict[tuple[str, str, str], float | None] = {}
+    for t, rate in per_task.items():
+        task = tasks[t]
+        if not task.alive or rate is _rates.NO_TASK_RATE:
+            continue
+        r = rate.rates
+        cid = task.component_id
+        spout = task.component_type == "spout"
+        for i, value in enumerate(r):
+            if value is not None and (i == 0 or spout):
+                storm[i] = value if storm[i] is None else storm[i] + value
+        if cid is None:
+            continue
+        sums = by_component.get(cid)
+        if sums is None:
+            sums = by_component[cid] = [None, None, None]
+        for i, value in enumerate(r):
+            if value is not None:
+                sums[i] = value if sums[i] is None else sums[i] + value
+        for (source, stream), per_sec in rate.inputs.items():
+            key = (source, cid, stream)
+            known = inputs.get(key)
+            if per_sec is None:
+                inputs.setdefault(key, None)
+            else:
+                inputs[key] = per_sec if known is None else known + per_sec
+    return Rates(*storm), {cid: Rates(*v) for cid, v in by_component.items()}, inputs
 
 
 def _read_storm(

@@ -137,14 +137,18 @@ def rate_between(prev: TaskCounts, cur: TaskCounts, dt: float) -> TaskRate:
     return TaskRate(rates, inputs)
 
 
-def add_rates(rates) -> Rates:
-    """The sum of several rates; a field is ``None`` when no rate knows it."""
-    sums: list = [None, None, None]
-    for r in rates:
-        for i, value in enumerate(r):
-            if value is not None:
-                sums[i] = value if sums[i] is None else sums[i] + value
-    return Rates(*sums)
+def _next(prev, beat_time, stats) -> tuple:
+    """A task's (heartbeat time, counts, rate) after a heartbeat, from its previous one."""
+    if prev is not None and prev[0] == beat_time:
+        return prev  # the same heartbeat as before: the same rate
+    counts = task_counts(stats)
+    rate = NO_TASK_RATE
+    if prev is not None and prev[1] is not None and counts is not None:
+        dt = beat_time - prev[0]
+        # a clock going backwards starts over: no rate until the next beat
+        if dt > 0:
+            rate = rate_between(prev[1], counts, dt)
+    return (beat_time, counts, rate)
 
 
 class Point(NamedTuple):
@@ -180,29 +184,25 @@ class RateTracker:
     def task_rate(self, storm_id: str, task_id: int, beat_time, stats) -> TaskRate:
         """The task's rate over its last two heartbeats, remembering this one."""
         with self._lock:
-            tasks = self._tasks.get(storm_id)
-            if tasks is None:
-                tasks = self._tasks[storm_id] = {}
-            prev = tasks.get(task_id)
-            if prev is not None and prev[0] == beat_time:
-                return prev[2]  # the same heartbeat as before
-            counts = task_counts(stats)
-            rate = NO_TASK_RATE
-            if prev is not None and prev[1] is not None and counts is not None:
-                dt = beat_time - prev[0]
-                # a clock going backwards starts over: no rate until the next beat
-                if dt > 0:
-                    rate = rate_between(prev[1], counts, dt)
-            tasks[task_id] = (beat_time, counts, rate)
-            return rate
+            tasks = self._tasks.setdefault(storm_id, {})
+            entry = _next(tasks.get(task_id), beat_time, stats)
+            tasks[task_id] = entry
+            return entry[2]
 
-    def forget_tasks(self, storm_id: str, keep) -> None:
-        """Forget a storm's tasks but those in ``keep`` (a set of task ids, or dict keys)."""
+    def storm_task_rates(self, storm_id: str, beats) -> dict[int, TaskRate]:
+        """Each task's rate over its last two heartbeats, from ``beats`` (task id, heartbeat
+        time, stats): the storm's tasks that have a heartbeat now. The storm's other tasks
+        are forgotten. One call per storm view: the lock is taken once."""
+        out = {}
         with self._lock:
-            tasks = self._tasks.get(storm_id)
-            if tasks and not tasks.keys() <= keep:
-                for t in [t for t in tasks if t not in keep]:
-                    del tasks[t]
+            old = self._tasks.get(storm_id) or {}
+            new = {}
+            for task_id, beat_time, stats in beats:
+                entry = _next(old.get(task_id), beat_time, stats)
+                new[task_id] = entry
+                out[task_id] = entry[2]
+            self._tasks[storm_id] = new
+        return out
 
     def forget_storms(self, keep) -> None:
         """Forget every storm but those in ``keep`` (ids): tasks and charts."""

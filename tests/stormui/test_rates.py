@@ -119,12 +119,13 @@ def test_an_input_new_since_the_last_beat_counts_from_zero():
 
 def test_forgotten_tasks_and_storms_have_no_previous_beat():
     tr = RateTracker()
-    tr.task_rate("s", 1, T0, spout(100))
-    tr.task_rate("s", 2, T0, spout(100))
+    tr.storm_task_rates("s", [(1, T0, spout(100)), (2, T0, spout(100))])
     tr.task_rate("gone", 1, T0, spout(100))
-    tr.forget_tasks("s", {1})
+    # a storm's view names the tasks that beat; the others are forgotten
+    rates_now = tr.storm_task_rates("s", [(1, T0 + 1, spout(101))])
+    assert rates_now[1].rates.emitted == 1.0 and set(rates_now) == {1}
     tr.forget_storms({"s"})
-    assert tr.task_rate("s", 1, T0 + 1, spout(101)).rates.emitted == 1.0
+    assert tr.task_rate("s", 1, T0 + 2, spout(103)).rates.emitted == 2.0
     assert tr.task_rate("s", 2, T0 + 1, spout(101)).rates.emitted is None
     assert tr.task_rate("gone", 1, T0 + 1, spout(101)).rates.emitted is None
 
