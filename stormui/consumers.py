@@ -29,7 +29,7 @@ from django.conf import settings
 
 from clusterstate.paths import check_id, check_task_id
 
-from . import live, pages, shapes
+from . import live, pages, paging, shapes
 from .cluster import DEFAULT_WINDOW, parse_window
 from .forms import parse_error_filter
 
@@ -407,9 +407,9 @@ class ClusterConsumer(LiveConsumer):
                 return False
             self.page_key = ("supervisor", supervisor_id)
         elif query.get("page") == "supervisors":
-            self.page_key = ("supervisors",)
+            self.page_key = ("supervisors", *paging.key_part(paging.parse(query, "supervisors")))
         else:
-            self.page_key = ("cluster",)
+            self.page_key = ("cluster", *paging.key_part(paging.parse(query, "cluster")))
         return True
 
 
@@ -444,7 +444,8 @@ class StormConsumer(LiveConsumer):
             self.page_key = ("task", self.storm_id, str(task_id))
         elif component_id in storm.components:
             self.component_id = component_id
-            self.page_key = ("component", self.storm_id, component_id, window)
+            tables = paging.key_part(paging.parse(query, "component"))
+            self.page_key = ("component", self.storm_id, component_id, window, *tables)
         else:
             # an unknown component's page gets the whole storm's figures, as before
             self.page_key = ("storm", self.storm_id, window)
