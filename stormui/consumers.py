@@ -462,10 +462,14 @@ class StormConsumer(LiveConsumer):
 
 class ErrorsConsumer(LiveConsumer):
     """The error feed: every error, as it is reported; its snapshot narrowed by the page's
-    filters, as the page is (the feed filters the rest in the browser)."""
+    filters, as the page is (the feed filters the rest in the browser), and its page
+    (``?errors_page=``: the newest errors stream into the first alone)."""
+
+    feed_page = 1
 
     async def connect(self):
         self.error_filter = parse_error_filter(_query(self.scope))
+        self.feed_page = paging.parse_page(_query(self.scope).get("errors_page"))
         await super().connect()
 
     def page_groups(self) -> list[str]:
@@ -474,9 +478,10 @@ class ErrorsConsumer(LiveConsumer):
     def build_snapshot(self, view, resync):
         def build():
             st = pages.status(view.as_of, view.zk_connected, view.synced_at)
-            ctx = pages.errors_context(view, st, self.error_filter)
+            ctx = pages.errors_context(view, st, self.error_filter, self.feed_page)
             errors = ctx["errors"][:ERRORS_SNAPSHOT_LIMIT]
             data = shapes.errors_snapshot(view, errors, resync=resync)
             return {**data, "html": pages.render_regions("errors", ctx)}
 
-        return _shared_snapshot(("errors", self.error_filter, resync), view, build)
+        key = ("errors", self.error_filter, self.feed_page, resync)
+        return _shared_snapshot(key, view, build)

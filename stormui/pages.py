@@ -32,8 +32,8 @@ from .cluster import (
 
 #: how many of the newest errors the cluster page lists
 LATEST_ERRORS = 5
-#: the error feed page shows at most this many errors; the filters narrow it down
-ERROR_FEED_LIMIT = 200
+#: the error feed page shows this many errors a page; the filters narrow them down
+ERROR_FEED_LIMIT = paging.PAGE_SIZE
 
 PageKey = tuple
 
@@ -309,13 +309,18 @@ def task_context(storm, st: dict, task_id: int):
     }
 
 
-def errors_context(view: ClusterView, st: dict, error_filter) -> dict:
+def errors_context(view: ClusterView, st: dict, error_filter, page: int = 1) -> dict:
+    """The error feed's ``page`` (from 1, newest first) of the errors ``error_filter`` keeps
+    (its own form filters them: no text filter of the table's)."""
     matching = error_filter.select(view)
     storms = _by_name(view.storms.values())
+    extra = [(name, value) for name, value in error_filter.fields().items() if value]
+    table = paging.table("errors", matching, _error_text, {"errors": ("", page)}, extra)
     return {
         "status": st,
         "now": view.as_of,
-        "errors": matching[:ERROR_FEED_LIMIT],
+        "errors": table.rows,
+        "errors_table": table,
         "matching": len(matching),
         "limit": ERROR_FEED_LIMIT,
         "storms": storms,

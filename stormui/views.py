@@ -131,7 +131,9 @@ def supervisor(request, supervisor_id):
 def errors(request):
     source = get_source()
     view = source.cluster_view()
-    ctx = pages.errors_context(view, _status(source, view.as_of), parse_error_filter(request.GET))
+    error_filter = parse_error_filter(request.GET)
+    page = paging.parse_page(request.GET.getlist("errors_page", ["1"])[0])
+    ctx = pages.errors_context(view, _status(source, view.as_of), error_filter, page)
     return render(request, "stormui/errors.html", ctx)
 
 

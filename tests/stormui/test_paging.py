@@ -260,3 +260,45 @@ def test_the_first_unfiltered_pages_keep_their_keys(big):
     consumer.source = ViewSource(big)
     assert key_of(consumer, "storms_page=1&storms_q=") == ("cluster",)
     assert key_of(consumer, "page=supervisors&supervisors_page=abc") == ("supervisors",)
+
+
+# -- the error feed: its own filters, paged ----------------------------------------------
+
+
+def feed_items(html: str) -> int:
+    return len(re.findall(r'<li id="error-[0-9a-f]+"', html))
+
+
+@pytest.mark.django_db
+def test_the_error_feed_pages_keeping_its_filters(big):
+    html = get("/errors/")
+    assert feed_items(html) == 100 and 'id="error-feed"' in html
+    assert "Errors <span" in html and "1–100</span> of <span" in html
+    assert 'href="?errors_page=2"' in html
+    html = get("/errors/?q=failed&errors_page=2")
+    assert feed_items(html) == 100 and "101–200 of 200" in html
+    # a later page is not the feed the newest errors stream into
+    assert 'id="error-feed"' not in html and 'id="error-feed-page"' in html
+    assert 'href="?q=failed"' in html
+    assert "101–200 of 200" in get("/errors/?errors_page=" + "9" * 40)
+    assert 'id="error-feed"' in get("/errors/?errors_page=-2")
+    html = get("/errors/?q=task+19")
+    assert feed_items(html) == 11 and 'id="errors-pager"' not in html
+
+
+@pytest.mark.django_db
+def test_the_error_feed_socket_sends_the_page_it_names(big):
+    import json
+
+    from stormui.consumers import ErrorsConsumer, _query
+    from stormui.forms import parse_error_filter
+
+    html = get("/errors/?q=failed&errors_page=2")
+    consumer = ErrorsConsumer()
+    consumer.scope = {"query_string": b"q=failed&errors_page=2"}
+    consumer.error_filter = parse_error_filter(_query(consumer.scope))
+    consumer.feed_page = paging.parse_page(_query(consumer.scope)["errors_page"])
+    snapshot = json.loads(consumer.build_snapshot(big, resync=False))
+    for element, fragment in snapshot["html"].items():
+        assert fragment.strip() in html, element
+    assert "101–200 of 200" in snapshot["html"]["error-feed-region"]
