@@ -29,7 +29,7 @@ from django.conf import settings
 
 from clusterstate.paths import check_id, check_task_id
 
-from . import live, pages, shapes
+from . import live, pages, paging, shapes
 from .cluster import DEFAULT_WINDOW, parse_window
 from .forms import parse_error_filter
 
@@ -407,9 +407,9 @@ class ClusterConsumer(LiveConsumer):
                 return False
             self.page_key = ("supervisor", supervisor_id)
         elif query.get("page") == "supervisors":
-            self.page_key = ("supervisors",)
+            self.page_key = ("supervisors", *paging.key_part(paging.parse(query, "supervisors")))
         else:
-            self.page_key = ("cluster",)
+            self.page_key = ("cluster", *paging.key_part(paging.parse(query, "cluster")))
         return True
 
 
@@ -444,7 +444,8 @@ class StormConsumer(LiveConsumer):
             self.page_key = ("task", self.storm_id, str(task_id))
         elif component_id in storm.components:
             self.component_id = component_id
-            self.page_key = ("component", self.storm_id, component_id, window)
+            tables = paging.key_part(paging.parse(query, "component"))
+            self.page_key = ("component", self.storm_id, component_id, window, *tables)
         else:
             # an unknown component's page gets the whole storm's figures, as before
             self.page_key = ("storm", self.storm_id, window)
@@ -461,10 +462,14 @@ class StormConsumer(LiveConsumer):
 
 class ErrorsConsumer(LiveConsumer):
     """The error feed: every error, as it is reported; its snapshot narrowed by the page's
-    filters, as the page is (the feed filters the rest in the browser)."""
+    filters, as the page is (the feed filters the rest in the browser), and its page
+    (``?errors_page=``: the newest errors stream into the first alone)."""
+
+    feed_page = 1
 
     async def connect(self):
         self.error_filter = parse_error_filter(_query(self.scope))
+        self.feed_page = paging.parse_page(_query(self.scope).get("errors_page"))
         await super().connect()
 
     def page_groups(self) -> list[str]:
@@ -473,9 +478,10 @@ class ErrorsConsumer(LiveConsumer):
     def build_snapshot(self, view, resync):
         def build():
             st = pages.status(view.as_of, view.zk_connected, view.synced_at)
-            ctx = pages.errors_context(view, st, self.error_filter)
+            ctx = pages.errors_context(view, st, self.error_filter, self.feed_page)
             errors = ctx["errors"][:ERRORS_SNAPSHOT_LIMIT]
             data = shapes.errors_snapshot(view, errors, resync=resync)
             return {**data, "html": pages.render_regions("errors", ctx)}
 
-        return _shared_snapshot(("errors", self.error_filter, resync), view, build)
+        key = ("errors", self.error_filter, self.feed_page, resync)
+        return _shared_snapshot(key, view, build)

@@ -7,18 +7,21 @@ context, from the same view. So a region sent over a socket is byte for byte
 what a reload would show, and a table's look lives in one template.
 
 A page is named by a :data:`PageKey`: a tuple of strings, ``(kind, *ids,
-window)``, that travels through the channel layer as it is (JSON lists) and
-names the page's group (:func:`page_group`).
+window)``, then, when a big table shows another page or a filter, its tables'
+parameters folded in one string (:mod:`stormui.paging`). The key travels through
+the channel layer as it is (JSON lists) and names the page's group
+(:func:`page_group`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 
 from django.template.loader import render_to_string
 
-from . import charts, graph
+from . import charts, graph, paging
 from .cluster import (
     DEFAULT_WINDOW,
     WINDOW_LABELS,
@@ -29,8 +32,8 @@ from .cluster import (
 
 #: how many of the newest errors the cluster page lists
 LATEST_ERRORS = 5
-#: the error feed page shows at most this many errors; the filters narrow it down
-ERROR_FEED_LIMIT = 200
+#: the error feed page shows this many errors a page; the filters narrow them down
+ERROR_FEED_LIMIT = paging.PAGE_SIZE
 
 PageKey = tuple
 
@@ -128,32 +131,76 @@ def supervisor_workers(view: ClusterView, supervisor) -> list[dict]:
     return rows
 
 
+# -- what a big table's filter searches in a row ----------------------------------------
+
+
+def _storm_text(s):
+    return (s.name, s.id, s.status)
+
+
+def _supervisor_text(s):
+    return (s.id, s.host, "lost" if s.lost else "ok")
+
+
+def _task_text(t):
+    last = t.errors[-1].error if t.errors else None
+    return (t.task_id, t.host, t.port, "alive" if t.alive else "dead", last)
+
+
+def _error_text(e):
+    return (e.task_id, e.component_id, e.host, e.error)
+
+
+def _tables(ctx: dict, tables: dict, rows: dict, text: dict, extra=()) -> dict:
+    """Each paged table's page into ``ctx`` (its rows under the table's own name, the rest
+    under ``<name>_table``)."""
+    for name, table_rows in rows.items():
+        t = paging.table(name, table_rows, text[name], tables, extra)
+        ctx[f"{name}_table"] = t
+        ctx[name] = t.rows
+    ctx["tables_query"] = paging.encode(tables)
+    return ctx
+
+
 # -- each page's context: None when what it shows is not there -------------------------
 
 
-def cluster_context(view: ClusterView, st: dict) -> dict:
-    return {
+def cluster_context(view: ClusterView, st: dict, tables: dict | None = None) -> dict:
+    tables = tables or paging.parse({}, "cluster")
+    ctx = {
         "status": st,
         "now": view.as_of,
         "cluster": view,
-        "storms": _by_name(view.storms.values()),
-        "supervisors": _by_host(view.supervisors.values()),
         "latest_errors": view.recent_errors[:LATEST_ERRORS],
         "storm_names": {s.id: s.name for s in view.storms.values()},
-        # a built view is never changed, so its identity and time name its rendering
-        "view_key": f"{id(view)}-{view.as_of}",
     }
+    _tables(
+        ctx,
+        tables,
+        {
+            "storms": _by_name(view.storms.values()),
+            "supervisors": _by_host(view.supervisors.values()),
+        },
+        {"storms": _storm_text, "supervisors": _supervisor_text},
+    )
+    # a built view is never changed, so its identity and time (and the tables' pages) name
+    # its rendering
+    ctx["view_key"] = f"{id(view)}-{view.as_of}-{ctx['tables_query']}"
+    return ctx
 
 
-def supervisors_context(view: ClusterView, st: dict) -> dict:
-    sups = _by_host(view.supervisors.values())
-    return {
-        "status": st,
-        "now": view.as_of,
-        "cluster": view,
-        "supervisors": sups,
-        "details": [(s, supervisor_workers(view, s)) for s in sups],
-    }
+def supervisors_context(view: ClusterView, st: dict, tables: dict | None = None) -> dict:
+    tables = tables or paging.parse({}, "supervisors")
+    ctx = {"status": st, "now": view.as_of, "cluster": view}
+    _tables(
+        ctx,
+        tables,
+        {"supervisors": _by_host(view.supervisors.values())},
+        {"supervisors": _supervisor_text},
+    )
+    # the details of the supervisors the table shows
+    ctx["details"] = [(s, supervisor_workers(view, s)) for s in ctx["supervisors"]]
+    return ctx
 
 
 def supervisor_context(view: ClusterView, st: dict, supervisor_id: str) -> dict | None:
@@ -185,9 +232,30 @@ def storm_context(storm, st: dict, window: str = DEFAULT_WINDOW) -> dict:
     }
 
 
+#: each component's stream stats, by (storm view, component, window): a view never
+#: changes, so a page of a big component sums its tasks' streams once per view, not per
+#: request (what keeps a 2,000-task page as fast as a 200-task one)
+_stream_sums: dict[tuple, tuple] = {}
+_stream_sums_lock = threading.Lock()
+
+
+def _stream_stats(storm, comp, window: str):
+    key = (id(storm), comp.component_id, window)
+    with _stream_sums_lock:
+        hit = _stream_sums.get(key)
+    if hit is not None and hit[0] is storm:
+        return hit[1]
+    sums = component_stream_stats(storm, comp, window)
+    with _stream_sums_lock:
+        if len(_stream_sums) >= 256:
+            _stream_sums.clear()
+        _stream_sums[key] = (storm, sums)
+    return sums
+
+
 def _streams(storm, comp, window: str) -> dict:
     """A component's per-stream stats in ``window``: its own streams, and system ones apart."""
-    outputs, inputs = component_stream_stats(storm, comp, window)
+    outputs, inputs = _stream_stats(storm, comp, window)
     return {
         "spout": comp.component_type == "spout",
         "outputs": [r for r in outputs if not r.system],
@@ -197,23 +265,35 @@ def _streams(storm, comp, window: str) -> dict:
     }
 
 
-def component_context(storm, st: dict, component_id: str, window: str = DEFAULT_WINDOW):
+def component_context(
+    storm, st: dict, component_id: str, window: str = DEFAULT_WINDOW, tables: dict | None = None
+):
     comp = storm.components.get(component_id)
     if comp is None:
         return None
-    return {
+    tables = tables or paging.parse({}, "component")
+    ctx = {
         "streams": _streams(storm, comp, window),
         "status": st,
         "now": storm.as_of,
         "storm": storm,
         "component": comp,
         "live_component": comp.component_id,
-        "tasks": [storm.tasks[t] for t in sorted(comp.task_ids) if t in storm.tasks],
         "charts": charts.charts(storm, comp.component_id),
         "window": window,
         "window_label": WINDOW_LABELS[window],
         "windows": _windows(),
     }
+    return _tables(
+        ctx,
+        tables,
+        {
+            "tasks": [storm.tasks[t] for t in sorted(comp.task_ids) if t in storm.tasks],
+            "errors": comp.errors,
+        },
+        {"tasks": _task_text, "errors": _error_text},
+        (("window", window),) if window != DEFAULT_WINDOW else (),
+    )
 
 
 def task_context(storm, st: dict, task_id: int):
@@ -233,13 +313,18 @@ def task_context(storm, st: dict, task_id: int):
     }
 
 
-def errors_context(view: ClusterView, st: dict, error_filter) -> dict:
+def errors_context(view: ClusterView, st: dict, error_filter, page: int = 1) -> dict:
+    """The error feed's ``page`` (from 1, newest first) of the errors ``error_filter`` keeps
+    (its own form filters them: no text filter of the table's)."""
     matching = error_filter.select(view)
     storms = _by_name(view.storms.values())
+    extra = [(name, value) for name, value in error_filter.fields().items() if value]
+    table = paging.table("errors", matching, _error_text, {"errors": ("", page)}, extra)
     return {
         "status": st,
         "now": view.as_of,
-        "errors": matching[:ERROR_FEED_LIMIT],
+        "errors": table.rows,
+        "errors_table": table,
         "matching": len(matching),
         "limit": ERROR_FEED_LIMIT,
         "storms": storms,
@@ -253,9 +338,9 @@ def context(key: PageKey, view: ClusterView) -> dict | None:
     kind = key[0]
     st = status(view.as_of, view.zk_connected, view.synced_at)
     if kind == "cluster":
-        return cluster_context(view, st)
+        return cluster_context(view, st, paging.decode(key[1] if len(key) > 1 else "", kind))
     if kind == "supervisors":
-        return supervisors_context(view, st)
+        return supervisors_context(view, st, paging.decode(key[1] if len(key) > 1 else "", kind))
     if kind == "supervisor":
         return supervisor_context(view, st, key[1])
     storm = view.storms.get(key[1]) if kind in STORM_PAGES else None
@@ -264,7 +349,8 @@ def context(key: PageKey, view: ClusterView) -> dict | None:
     if kind == "storm":
         return storm_context(storm, st, key[2])
     if kind == "component":
-        return component_context(storm, st, key[2], key[3])
+        tables = paging.decode(key[4] if len(key) > 4 else "", kind)
+        return component_context(storm, st, key[2], key[3], tables)
     if kind == "task":
         return task_context(storm, st, int(key[2]))
     raise ValueError(f"no such page: {kind}")

@@ -12,7 +12,7 @@ from django.template import loader
 
 from clusterstate.paths import check_id, check_task_id
 
-from . import pages
+from . import pages, paging
 from .cluster import DEFAULT_WINDOW, parse_window
 from .forms import parse_error_filter
 from .source import get_source
@@ -63,6 +63,11 @@ def _window(request) -> str:
         return DEFAULT_WINDOW
 
 
+def _tables(request, kind: str) -> dict:
+    # the first of each parameter, as a page's socket reads its query
+    return paging.parse({name: values[0] for name, values in request.GET.lists()}, kind)
+
+
 def _found(ctx, what: str) -> dict:
     if ctx is None:
         raise Http404(f"no such {what}")
@@ -73,7 +78,7 @@ def _found(ctx, what: str) -> dict:
 def cluster(request):
     source = get_source()
     view = source.cluster_view()
-    ctx = pages.cluster_context(view, _status(source, view.as_of))
+    ctx = pages.cluster_context(view, _status(source, view.as_of), _tables(request, "cluster"))
     return render(request, "stormui/cluster.html", ctx)
 
 
@@ -91,7 +96,8 @@ def component(request, storm_id, component_id):
     storm = _storm(source, storm_id)
     component_id = _id(component_id, "component id")
     st = _status(source, storm.as_of)
-    ctx = pages.component_context(storm, st, component_id, _window(request))
+    tables = _tables(request, "component")
+    ctx = pages.component_context(storm, st, component_id, _window(request), tables)
     return render(request, "stormui/component.html", _found(ctx, "component"))
 
 
@@ -107,7 +113,8 @@ def task(request, storm_id, task_id):
 def supervisors(request):
     source = get_source()
     view = source.cluster_view()
-    ctx = pages.supervisors_context(view, _status(source, view.as_of))
+    tables = _tables(request, "supervisors")
+    ctx = pages.supervisors_context(view, _status(source, view.as_of), tables)
     return render(request, "stormui/supervisors.html", ctx)
 
 
@@ -124,7 +131,9 @@ def supervisor(request, supervisor_id):
 def errors(request):
     source = get_source()
     view = source.cluster_view()
-    ctx = pages.errors_context(view, _status(source, view.as_of), parse_error_filter(request.GET))
+    error_filter = parse_error_filter(request.GET)
+    page = paging.parse_page(request.GET.getlist("errors_page", ["1"])[0])
+    ctx = pages.errors_context(view, _status(source, view.as_of), error_filter, page)
     return render(request, "stormui/errors.html", ctx)
 
 

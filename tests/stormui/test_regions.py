@@ -42,6 +42,22 @@ PAGES = [
         ("task", TROUBLED, "13"),
         f"/ws/storms/{TROUBLED}/?task=13",
     ),
+    # big tables: a filter and a page (past the end: the last) named in the query
+    (
+        "/?storms_q=TROUB&supervisors_page=2",
+        ("cluster", "storms_q=TROUB&supervisors_page=2"),
+        "/ws/cluster/?storms_q=TROUB&supervisors_page=2",
+    ),
+    (
+        "/supervisors/?supervisors_q=sup-a",
+        ("supervisors", "supervisors_q=sup-a"),
+        "/ws/cluster/?page=supervisors&supervisors_q=sup-a",
+    ),
+    (
+        f"/storms/{HEALTHY}/components/count/?window=10800&tasks_q=1&errors_page=3",
+        ("component", HEALTHY, "count", "10800", "errors_page=3&tasks_q=1"),
+        f"/ws/storms/{HEALTHY}/?component=count&window=10800&tasks_q=1&errors_page=3",
+    ),
 ]
 
 

@@ -112,8 +112,8 @@
       param("component", f.component);
       param("q", f.q);
     }
-    var query = params.length ? "?" + params.join("&") : "";
-    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path + query;
+    location.search.replace(/[?&](\w+_(?:q|page)=[^&]*)/g, function (m, p) { params.push(p); }); // the tables' pages and filters
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path + "?" + params.join("&");
   }
 
   function connect() {
