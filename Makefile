@@ -37,20 +37,14 @@ demo-detached: setup
 stop:
 	@bash scripts/stop.sh
 
-# pytest's status 5 means it collected no test: not a failure of the code.
-# The whole suite runs on SQLite; then every test that touches the database
-# (marked `db` by tests/conftest.py) runs again on a throwaway PostgreSQL, but
-# for the browser and slow ones: their database use (a login's session, an
-# audit row) is what the other `db` tests run there already, and they are
-# the slowest (make test stays within 15 minutes on 2 cores).
+# The whole suite on SQLite and, side by side with it, its database tests on a
+# throwaway PostgreSQL (scripts/test.sh says which and why).
 test: setup-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest $(PYTEST_ARGS) || { rc=$$?; [[ $$rc == 5 ]] || exit $$rc; }
-	STORMUI_TEST_DATABASE=postgres $(VENV)/bin/pytest -m 'db and not browser and not slow' \
-		$(PYTEST_ARGS) \
-		|| { rc=$$?; [[ $$rc == 5 ]] || exit $$rc; }
+	@bash scripts/test.sh $(PYTEST_ARGS)
 
+# pytest's status 5 means it collected no test: not a failure of the code.
 test-fast: setup-test
 	$(VENV)/bin/pytest -m 'not slow and not browser' $(PYTEST_ARGS) \
 		|| { rc=$$?; [[ $$rc == 5 ]] || exit $$rc; }
