@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import UnreadableNodeError
@@ -265,8 +265,14 @@ class TaskHeartbeat(_Record):
 
 @dataclass(frozen=True)
 class TaskError:
+    """One error of a task. ``seq`` is its node's sequence number (``{time-secs}-{seq}``
+    names; ``None`` for the original's bare ``{time-secs}`` and for errors built by hand):
+    what tells how many errors ZooKeeper trimmed between two read. It is left out of
+    comparisons, so an error equals the same text at the same time however it was read."""
+
     error: str
     time_secs: int
+    seq: int | None = field(default=None, compare=False)
 
 
 def encode(record: _Record) -> bytes:
@@ -340,4 +346,6 @@ def decode_error(name: str, data: bytes, path: str) -> TaskError:
     parsed = parse_error_name(name)
     if parsed is None:
         raise UnreadableNodeError(path, "not an error node name")
-    return TaskError(error=data.decode("utf-8", errors="replace"), time_secs=parsed[0])
+    return TaskError(
+        error=data.decode("utf-8", errors="replace"), time_secs=parsed[0], seq=parsed[1]
+    )

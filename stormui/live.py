@@ -54,6 +54,7 @@ from channels.layers import get_channel_layer
 from . import bases, pages, shapes
 from .cluster import ErrorView
 from .env import env_bool
+from .history import recorder as history
 from .source import get_source
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,8 @@ async def ensure_relay():
             _relay.start()
         # the relaying process alone keeps the storms' bases for activate (stormui.bases)
         bases.ensure_recorder(source)
+        # and alone writes the history (stormui.history)
+        history.ensure_recorder(source)
         # a page named before the relay listens would wait a tick for its first update
         await _relay.listening.wait()
     return source
@@ -206,6 +209,7 @@ def stop_relay() -> None:
         _relay.stop()
         _relay = None
     bases.stop_recorder()
+    history.stop_recorder(timeout=5)
 
 
 def current_relay() -> Relay | None:

@@ -1,6 +1,7 @@
 """What the dashboard keeps in its own database: the audit log of admin actions,
-the removals that ``kill/<wait-secs>`` scheduled, and each storm's last base seen
-while it was active (what activate writes back)."""
+the removals that ``kill/<wait-secs>`` scheduled, each storm's last base seen
+while it was active (what activate writes back), and the history's runs
+(:mod:`stormui.history`)."""
 
 import json
 
@@ -143,3 +144,27 @@ class SeenStormBase(models.Model):
             return StormBase.from_json(json.loads(self.base))
         except ValueError:  # JSONDecodeError is one
             return None
+
+
+class RecorderRun(models.Model):
+    """One run of the history's writer (:mod:`stormui.history.recorder`): when it started,
+    when it was last alive, when it stopped, and what it had to drop. Times are epoch
+    milliseconds, as everywhere in the history.
+
+    A run killed without stopping is closed by the next one at its ``alive_at``: between
+    the two, no dashboard recorded.
+    """
+
+    started_at = models.BigIntegerField(db_index=True)
+    alive_at = models.BigIntegerField()
+    stopped_at = models.BigIntegerField(null=True, blank=True)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.IntegerField(null=True, blank=True)
+    #: items the writer dropped because too many waited for the database, by part
+    dropped = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self):
+        return f"history writer {self.host}:{self.pid} from {self.started_at}"

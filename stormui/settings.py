@@ -102,6 +102,9 @@ STORMUI_SCHEDULER_THREAD = env_bool("STORMUI_SCHEDULER_THREAD", True)
 # keeps the active storms' bases for activate, in the relaying process
 STORMUI_BASE_RECORDER = env_bool("STORMUI_BASE_RECORDER", True)
 # a worker's log, e.g. http://{host}:8000/log?file=worker-{port}.log; unset: no log links
+# keeps the history (stormui.history), in the relaying process; for how many days
+STORMUI_HISTORY = env_bool("STORMUI_HISTORY", True)
+STORMUI_HISTORY_DAYS = env_number("STORMUI_HISTORY_DAYS", 30, minimum=0.001)
 STORMUI_LOGVIEWER_URL = env_log_url("STORMUI_LOGVIEWER_URL")
 # Storm's own defaults for deciding that a task or supervisor is gone
 STORMUI_TASK_TIMEOUT_SECS = 30

@@ -160,10 +160,11 @@ def server_database_factory(request):
 
 @pytest.fixture(autouse=True)
 def _no_scheduler_thread(settings):
-    # the removal scheduler's and the base recorder's threads would share SQLite's in-memory
-    # test database; tests that need them run them themselves
+    # the removal scheduler's, the base recorder's and the history's threads would share
+    # SQLite's in-memory test database; tests that need them run them themselves
     settings.STORMUI_SCHEDULER_THREAD = False
     settings.STORMUI_BASE_RECORDER = False
+    settings.STORMUI_HISTORY = False
 
 
 @pytest.fixture

@@ -148,3 +148,14 @@ def test_error_names_order_bare_names_first_then_by_sequence():
     assert parse_error_name("1700000005-0000000002") == (1700000005, 2)
     assert parse_error_name("1700000001") == (1700000001, None)
     assert parse_error_name("abc") is None
+
+
+def test_an_error_carries_its_node_sequence_number_outside_comparisons():
+    from clusterstate.records import TaskError, decode_error
+
+    numbered = decode_error("1700000000-0000000042", b"boom", "/e/1700000000-0000000042")
+    assert numbered.seq == 42 and numbered.time_secs == 1700000000
+    bare = decode_error("1700000000", b"boom", "/e/1700000000")
+    assert bare.seq is None
+    # the same text at the same time is the same error, however it was named
+    assert numbered == bare == TaskError("boom", 1700000000)
