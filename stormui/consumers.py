@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections import Counter, deque
 from urllib.parse import parse_qs
 
@@ -49,21 +48,11 @@ LOGIN_RECHECK_SECS = 3.0
 CLOSE_TOO_SLOW = 4408
 
 # snapshots are built once per view and shared by every socket that asks for the same
-_snapshots: dict[tuple, tuple[object, str]] = {}
-_snapshots_lock = threading.Lock()
+_snapshots = live.PerView()
 
 
 def _shared_snapshot(key: tuple, view, build) -> str:
-    with _snapshots_lock:
-        hit = _snapshots.get(key)
-        if hit is not None and hit[0] is view:
-            return hit[1]
-    text = live.encode(build())
-    with _snapshots_lock:
-        if len(_snapshots) > 1000:
-            _snapshots.clear()
-        _snapshots[key] = (view, text)
-    return text
+    return _snapshots.get(key, view, lambda: live.encode(build()))
 
 
 #: this process's open pages: how many sockets each has

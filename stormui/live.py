@@ -114,35 +114,55 @@ def relays_here() -> bool:
     return _relay_process or env_bool("STORMUI_RELAY", False) or process_local(get_channel_layer())
 
 
+class PerView:
+    """What is built from a view, by key, built once per view however many threads ask.
+
+    A view is immutable and replaced whole on each change, so an entry is good while the
+    view it was built from is the one asked about. Threads asking for the same key and
+    view while it is being built wait for that build rather than build it again. Keys of
+    pages nobody shows any more go when there are more than :attr:`bound`, with the rest.
+    """
+
+    def __init__(self, bound: int = 1000):
+        self.bound = bound
+        self._built: dict = {}
+        self._building: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, key, view, build):
+        with self._lock:
+            hit = self._built.get(key)
+            if hit is not None and hit[0] is view:
+                return hit[1]
+            lock = self._building.setdefault(key, threading.Lock())
+        with lock:  # one builds, the others asking for the same key wait for it
+            with self._lock:
+                hit = self._built.get(key)
+            if hit is not None and hit[0] is view:
+                return hit[1]
+            value = build()
+            with self._lock:
+                if len(self._built) > self.bound:
+                    self._built.clear()
+                    self._building.clear()
+                self._built[key] = (view, value)
+            return value
+
+
 #: each page's regions as last rendered, with the view they were rendered from
-_rendered: dict[pages.PageKey, tuple[object, dict | None]] = {}
-_rendered_lock = threading.Lock()
-#: a lock per page while its regions are rendered
-_rendering: dict[pages.PageKey, threading.Lock] = {}
+_rendered = PerView()
 
 
 def page_regions(key: pages.PageKey, view) -> dict[str, str] | None:
     """A page's regions from ``view``, rendered once per view however many ask (the relay's
     update and every snapshot of it, from several threads); None when the page shows nothing
     there."""
-    with _rendered_lock:
-        hit = _rendered.get(key)
-        if hit is not None and hit[0] is view:
-            return hit[1]
-        lock = _rendering.setdefault(key, threading.Lock())
-    with lock:  # one renders, the others of the same page wait for its rendering
-        with _rendered_lock:
-            hit = _rendered.get(key)
-        if hit is not None and hit[0] is view:
-            return hit[1]
+
+    def render():
         ctx = pages.context(key, view)
-        html = pages.render_regions(key[0], ctx) if ctx is not None else None
-        with _rendered_lock:
-            if len(_rendered) > 1000:  # pages not open any more: they go with the rest
-                _rendered.clear()
-                _rendering.clear()
-            _rendered[key] = (view, html)
-        return html
+        return pages.render_regions(key[0], ctx) if ctx is not None else None
+
+    return _rendered.get(key, view, render)
 
 
 def page_message(key: pages.PageKey, view, data: dict | None = None) -> dict | None:
