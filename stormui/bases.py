@@ -25,13 +25,13 @@ import json
 import logging
 import threading
 
-from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from clusterstate import NotConnectedError, UnreadableNodeError
 
 from .models import SeenStormBase
+from .workers import OnePerProcess
 
 log = logging.getLogger(__name__)
 
@@ -209,30 +209,12 @@ class BaseRecorder:
         log.debug("storm bases: stored %d, forgot %d", len(seen), len(gone))
 
 
-_guard = threading.Lock()
-_recorder: BaseRecorder | None = None
+#: ``STORMUI_BASE_RECORDER = False`` (tests that do not ask for it) records nothing
+_one = OnePerProcess("STORMUI_BASE_RECORDER", lambda source: BaseRecorder(source).start())
+#: start recording ``source``'s bases in this process, unless it does already
+ensure_recorder = _one.ensure
+stop_recorder = _one.stop
 
 
-def ensure_recorder(source) -> BaseRecorder | None:
-    """Start recording ``source``'s bases in this process, unless it does already.
-
-    ``STORMUI_BASE_RECORDER = False`` (tests that do not ask for it) records nothing.
-    """
-    global _recorder
-    if not getattr(settings, "STORMUI_BASE_RECORDER", True):
-        return None
-    with _guard:
-        recorder = _recorder
-        if recorder is None or recorder.source is not source or not recorder.running:
-            if recorder is not None:
-                recorder.stop()
-            _recorder = BaseRecorder(source).start()
-        return _recorder
-
-
-def stop_recorder(timeout: float | None = None) -> None:
-    global _recorder
-    with _guard:
-        if _recorder is not None:
-            _recorder.stop(timeout)
-        _recorder = None
+def current_recorder() -> BaseRecorder | None:
+    return _one.current

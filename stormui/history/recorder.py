@@ -37,6 +37,8 @@ from collections import Counter, deque
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
+from ..workers import OnePerProcess
+
 log = logging.getLogger(__name__)
 
 #: the recorder's thread wakes this often
@@ -378,34 +380,14 @@ def default_parts(source) -> list[Part]:
     return [importlib.import_module(name).Part(source) for name in PART_MODULES]
 
 
-_guard = threading.Lock()
-_recorder: HistoryRecorder | None = None
-
-
-def ensure_recorder(source) -> HistoryRecorder | None:
-    """Start recording ``source``'s history in this process, unless it does already.
-
-    ``STORMUI_HISTORY = False`` (tests that do not ask for it) records nothing.
-    """
-    global _recorder
-    if not getattr(settings, "STORMUI_HISTORY", True):
-        return None
-    with _guard:
-        recorder = _recorder
-        if recorder is None or recorder.source is not source or not recorder.running:
-            if recorder is not None:
-                recorder.stop()
-            _recorder = HistoryRecorder(source, default_parts(source)).start()
-        return _recorder
+#: ``STORMUI_HISTORY = False`` (tests that do not ask for it) records nothing
+_one = OnePerProcess(
+    "STORMUI_HISTORY", lambda source: HistoryRecorder(source, default_parts(source)).start()
+)
+#: start recording ``source``'s history in this process, unless it does already
+ensure_recorder = _one.ensure
+stop_recorder = _one.stop
 
 
 def current_recorder() -> HistoryRecorder | None:
-    return _recorder
-
-
-def stop_recorder(timeout: float | None = None) -> None:
-    global _recorder
-    with _guard:
-        if _recorder is not None:
-            _recorder.stop(timeout)
-        _recorder = None
+    return _one.current

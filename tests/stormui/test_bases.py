@@ -99,16 +99,16 @@ def test_not_connected_is_tried_again():
 async def test_the_relaying_process_records(live_cluster, settings):
     settings.STORMUI_BASE_RECORDER = True
     source = await live.ensure_relay()
-    recorder = bases._recorder
+    recorder = bases.current_recorder()
     assert recorder is not None and recorder.running and recorder.source is source
     # every socket's connect asks again: still the one recorder
     await live.ensure_relay()
-    assert bases._recorder is recorder
+    assert bases.current_recorder() is recorder
     try:
         # the database is read off the loop, as the recorder writes it
         await asyncio.to_thread(wait_for, lambda: set(stored()) == {HEALTHY, TROUBLED}, WAIT)
     finally:
         live.stop_relay()
-    assert bases._recorder is None
+    assert bases.current_recorder() is None
     await asyncio.to_thread(recorder._thread.join, WAIT)
     assert not recorder.running
