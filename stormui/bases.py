@@ -31,7 +31,7 @@ from django.utils import timezone
 from clusterstate import NotConnectedError, UnreadableNodeError
 
 from .models import SeenStormBase
-from .workers import OnePerProcess
+from .workers import ListeningThread, OnePerProcess
 
 log = logging.getLogger(__name__)
 
@@ -48,49 +48,27 @@ def _encode(base) -> str:
     return json.dumps(base.to_json(), sort_keys=True)
 
 
-class BaseRecorder:
+class BaseRecorder(ListeningThread):
     """Stores the active storms' bases from ``source`` as they change, on a thread of its own.
 
     :param source: a :class:`stormui.source.Source`.
     """
 
+    thread_name = "stormui-bases"
+
     def __init__(self, source, *, batch_secs: float = BATCH_SECS, poll_secs: float = POLL_SECS):
-        self.source = source
+        super().__init__(source)
         self.batch_secs = batch_secs
         self.poll_secs = poll_secs
         self._lock = threading.Lock()
         self._dirty: set[str] = set()
         self._everything = True  # the first pass looks at every storm
-        self._wake = threading.Event()
         self._wake.set()  # the first pass comes at once
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._unsubscribe = None
         #: storm id -> its base as stored (``_encode``d); read from the database on the first pass
         self._stored: dict[str, str] | None = None
         #: passes completed, and bases written (for tests and logs)
         self.passes = 0
         self.written = 0
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> BaseRecorder:
-        self._unsubscribe = self.source.subscribe(self._on_change)
-        self._thread = threading.Thread(target=self._run, name="stormui-bases", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop listening and end the thread (waiting up to ``timeout`` seconds if given)."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        self._stop.set()
-        self._wake.set()
-        if timeout is not None and self._thread is not None:
-            self._thread.join(timeout)
 
     # -- the mirror's thread: note and return ---------------------------------------------------
 

@@ -37,7 +37,7 @@ from collections import Counter, deque
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
-from ..workers import OnePerProcess
+from ..workers import ListeningThread, OnePerProcess
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +126,14 @@ class Part:
         return 0
 
 
-class HistoryRecorder:
+class HistoryRecorder(ListeningThread):
     """Writes the ``parts``' history of ``source`` on a thread of its own.
 
     :param source: a :class:`stormui.source.Source`.
     :param parts: the :class:`Part` instances, in the order they write.
     """
+
+    thread_name = "stormui-history"
 
     def __init__(
         self,
@@ -142,17 +144,13 @@ class HistoryRecorder:
         max_buffered: int = MAX_BUFFERED,
         retry_secs: float = RETRY_SECS,
     ):
-        self.source = source
+        super().__init__(source)
         self.parts = list(parts)
         self.tick_secs = tick_secs
         self.max_buffered = max_buffered
         self.retry_secs = retry_secs
         self._lock = threading.Lock()
         self._buffer: deque = deque()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._unsubscribe = None
         self.run = None  # this run's RecorderRun row, once the database answered
         self._alive_written = 0.0
         self._expired_at = 0.0
@@ -190,10 +188,6 @@ class HistoryRecorder:
     def buffered(self) -> int:
         return len(self._buffer)
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     def status(self) -> dict:
         """What the pages say about the writer of this process."""
         with self._lock:
@@ -205,23 +199,6 @@ class HistoryRecorder:
             "lastError": self.last_error,
             "written": self.written,
         }
-
-    def start(self) -> HistoryRecorder:
-        self._unsubscribe = self.source.subscribe(self._on_change)
-        self._thread = threading.Thread(target=self._run, name="stormui-history", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop listening, write what waits (once) and end the thread (waiting up to
-        ``timeout`` seconds if given)."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        self._stop.set()
-        self._wake.set()
-        if timeout is not None and self._thread is not None:
-            self._thread.join(timeout)
 
     # -- the mirror's thread -----------------------------------------------------------------
 
