@@ -63,16 +63,23 @@ class Notes(Part):
         self.writes.append(list(items))
 
 
+def listening(**kwargs) -> tuple[FakeSource, Notes, HistoryRecorder]:
+    """A recorder of one :class:`Notes` part that hears changes but has no thread: the test
+    runs its passes (``record()``)."""
+    source = FakeSource()
+    part = Notes(source)
+    recorder = HistoryRecorder(source, [part], **kwargs)
+    recorder._unsubscribe = source.subscribe(recorder._on_change)
+    return source, part, recorder
+
+
 def written() -> list[str]:
     return list(AuditEntry.objects.order_by("id").values_list("storm_id", flat=True))
 
 
 @pytest.mark.django_db
 def test_a_pass_writes_everything_waiting_in_order_once():
-    source = FakeSource()
-    part = Notes(source)
-    recorder = HistoryRecorder(source, [part])
-    recorder._unsubscribe = source.subscribe(recorder._on_change)
+    source, part, recorder = listening()
     for n in range(5):
         source.change(f"c{n}")
     assert recorder.buffered == 5
@@ -87,10 +94,7 @@ def test_a_pass_writes_everything_waiting_in_order_once():
 
 @pytest.mark.django_db
 def test_a_refused_pass_keeps_its_items_and_the_bound_drops_and_counts():
-    source = FakeSource()
-    part = Notes(source)
-    recorder = HistoryRecorder(source, [part], max_buffered=4)
-    recorder._unsubscribe = source.subscribe(recorder._on_change)
+    source, part, recorder = listening(max_buffered=4)
     assert recorder.record()  # the run starts
     part.refuse.set()
     for n in range(3):
@@ -110,10 +114,7 @@ def test_a_refused_pass_keeps_its_items_and_the_bound_drops_and_counts():
 
 @pytest.mark.django_db
 def test_a_refused_first_pass_starts_the_run_once():
-    source = FakeSource()
-    part = Notes(source)
-    recorder = HistoryRecorder(source, [part])
-    recorder._unsubscribe = source.subscribe(recorder._on_change)
+    source, part, recorder = listening()
     part.refuse.set()
     source.change("c0")
     assert not recorder.record()
