@@ -375,7 +375,14 @@ class HeartbeatWriters:
     block ends (or when this process dies: it watches its stdin).
     """
 
-    def __init__(self, connect: str, root: str, spec: ClusterSpec, beat_secs: float = 0.0):
+    def __init__(
+        self,
+        connect: str,
+        root: str,
+        spec: ClusterSpec,
+        beat_secs: float = 0.0,
+        errors_per_sec: float = 0.0,
+    ):
         self.command = [
             sys.executable,
             "-m",
@@ -384,6 +391,7 @@ class HeartbeatWriters:
             f"--zk={connect}",
             f"--root={root}",
             f"--beat-secs={beat_secs}",
+            f"--errors-per-sec={errors_per_sec}",
             *spec.args(),
         ]
         self.process: subprocess.Popen | None = None
@@ -482,6 +490,10 @@ def _heartbeats_main(args) -> int:
         )
         print(f"ready {len(tasks)} heartbeats, {len(sups)} supervisors", flush=True)
 
+        if args.errors_per_sec > 0:
+            threading.Thread(
+                target=_write_errors, args=(args, spec, stop), name="errors", daemon=True
+            ).start()
         if args.beat_secs <= 0:
             stop.wait()
             return 0
@@ -530,6 +542,30 @@ def _heartbeats_main(args) -> int:
             client.close()
 
 
+def _write_errors(args, spec: ClusterSpec, stop: threading.Event) -> None:
+    """Report ``--errors-per-sec`` task errors, spread over the storms and tasks, as Storm's
+    workers do (the port's writer: a sequential node each, the task's newest ten kept)."""
+    from clusterstate import mk_storm_cluster_state
+
+    state = mk_storm_cluster_state(zk_conf(args.zk, args.root))
+    interval = 1.0 / args.errors_per_sec
+    n = 0
+    due = time.monotonic()
+    try:
+        while not stop.is_set():
+            s = n % spec.storms
+            t = (n // spec.storms * 7) % spec.tasks_per_storm
+            host = f"10.0.{n % 250}.{n % 97}:{6700 + n % 4}"
+            state.report_task_error(
+                storm_id(spec, s), t, f"java.net.ConnectException: Connection refused to {host}"
+            )
+            n += 1
+            due += interval
+            stop.wait(max(due - time.monotonic(), 0))
+    finally:
+        state.disconnect()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.common")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -541,6 +577,7 @@ def main(argv=None) -> int:
     beats.add_argument("--supervisors", type=int, required=True)
     beats.add_argument("--sessions", type=int, default=4)
     beats.add_argument("--beat-secs", type=float, default=0.0)
+    beats.add_argument("--errors-per-sec", type=float, default=0.0)
     args = parser.parse_args(argv)
     return _heartbeats_main(args)
 
