@@ -118,21 +118,23 @@ def test_two_processes_removing_one_storm_give_one_success_one_not_found(
 
 
 # waits until the relaying process has stored the storm's base, then deactivates and
-# activates it, and tries to activate a storm never seen active; prints the outcomes
+# activates it, and tries to activate a storm never seen active; prints the outcomes (it runs
+# in the repository's folder, so the tests' helpers import)
 ACTIVATOR = """
-import json, sys, time
+import json, sys
 import django
 django.setup()
 from stormui import actions
 from stormui.models import SeenStormBase
 from stormui.source import get_source
+from tests.helpers import wait_for
 seen, never = sys.argv[1], sys.argv[2]
-while not get_source().state.connected:
-    time.sleep(0.01)
-deadline = time.monotonic() + 60
-while not SeenStormBase.objects.filter(storm_id=seen).exists():
-    assert time.monotonic() < deadline, "the relay never stored the base"
-    time.sleep(0.02)
+wait_for(lambda: get_source().state.connected, message="never connected to ZooKeeper")
+wait_for(
+    lambda: SeenStormBase.objects.filter(storm_id=seen).exists(),
+    60,
+    message="the relay never stored the base",
+)
 outcomes = [
     actions._attempt(actions.Action.DEACTIVATE, seen).outcome,
     get_source().storm_state.storm_base(seen) is None,
