@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import gc
 import json
 import math
 import os
@@ -92,6 +93,36 @@ def percentile(values, p: float) -> float:
 
 def median(values) -> float:
     return statistics.median(values)
+
+
+def time_gets(client, cases: dict, requests: int, *, warmup: int = 0, max_secs=None) -> dict:
+    """Seconds taken by each GET through Django's test ``client``, by case.
+
+    ``cases`` maps a name to ``(url, before)``: every round GETs each case's url once, in
+    turn (a busy machine slows them all alike), after ``before()`` if it is not None
+    (untimed: it may point the views at the case's source). ``warmup`` rounds come first,
+    unmeasured, then a garbage collection, then ``requests`` measured rounds, fewer if
+    ``max_secs`` pass (at least one). Every GET must answer 200.
+    """
+    times: dict = {name: [] for name in cases}
+    deadline = None
+    for i in range(warmup + requests):
+        if i == warmup:
+            gc.collect()
+            deadline = time.monotonic() + max_secs if max_secs is not None else None
+        for name, (url, before) in cases.items():
+            if before is not None:
+                before()
+            started = time.perf_counter()
+            response = client.get(url)
+            elapsed = time.perf_counter() - started
+            if response.status_code != 200:
+                raise RuntimeError(f"GET {url} answered {response.status_code}")
+            if i >= warmup:
+                times[name].append(elapsed)
+        if deadline is not None and time.monotonic() > deadline:
+            break
+    return times
 
 
 def machine_note() -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import gc
 import os
 import shutil
 import sys
@@ -36,6 +35,7 @@ from .common import (
     populate,
     start_zookeeper,
     storm_id,
+    time_gets,
 )
 
 PAGES = (
@@ -61,20 +61,6 @@ def _setup_django(connect: str, root: str, heartbeat_secs: float):
 
     django.setup()
     call_command("migrate", verbosity=0, interactive=False)
-
-
-def measure(client, url: str, n: int, deadline: float) -> list[float]:
-    """Seconds taken by each of ``n`` GETs of ``url`` (fewer if ``deadline`` passes)."""
-    times = []
-    for _ in range(n):
-        started = time.perf_counter()
-        response = client.get(url)
-        times.append(time.perf_counter() - started)
-        if response.status_code != 200:
-            raise RuntimeError(f"GET {url} answered {response.status_code}")
-        if time.monotonic() > deadline:
-            break
-    return times
 
 
 def run_size(connect, tasks, args) -> list[dict]:
@@ -109,10 +95,9 @@ def run_size(connect, tasks, args) -> list[dict]:
                 n = args.requests if mode == "on" else args.requests_off
                 if mode == "off" and tasks >= 10000 and "storm" not in pattern:
                     n = args.requests_off_large  # each reads the whole cluster
-                warmup = args.warmup if mode == "on" else 1
-                measure(client, url, min(warmup, n), time.monotonic() + 600)  # warm up
-                gc.collect()
-                times = measure(client, url, n, time.monotonic() + args.max_secs)
+                warmup = min(args.warmup if mode == "on" else 1, n)
+                cases = {name: (url, None)}
+                times = time_gets(client, cases, n, warmup=warmup, max_secs=args.max_secs)[name]
                 row = {
                     "tasks": spec.tasks,
                     "mode": mode,

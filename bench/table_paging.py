@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import gc
 import os
 import shutil
 import sys
 import tempfile
-import time
 
-from .common import machine_note, percentile
+from .common import machine_note, percentile, time_gets
 
 NOW = 1_700_000_000
 STORM = "big-1-1700000000"
@@ -168,6 +166,15 @@ def _setup_django():
     call_command("migrate", verbosity=0, interactive=False)
 
 
+def _serving(views, source):
+    """Points the views at ``source``."""
+
+    def serve():
+        views.get_source = lambda: source
+
+    return serve
+
+
 def run(sizes, requests: int, warmup: int) -> list[dict]:
     """Each size's page timed in turn, request by request (a busy machine slows all alike)."""
     from django.test import Client
@@ -179,18 +186,8 @@ def run(sizes, requests: int, warmup: int) -> list[dict]:
     rows = []
     for name, query in (("first page", ""), ("filtered", "?tasks_q=example&errors_q=failed")):
         url = f"/storms/{STORM}/components/{COMPONENT}/{query}"
-        times = {tasks: [] for tasks in sizes}
-        for i in range(warmup + requests):
-            for tasks, source in sources.items():
-                views.get_source = lambda source=source: source
-                if i == warmup:
-                    gc.collect()
-                started = time.perf_counter()
-                response = client.get(url)
-                if i >= warmup:
-                    times[tasks].append(time.perf_counter() - started)
-                if response.status_code != 200:
-                    raise RuntimeError(f"GET {url} answered {response.status_code}")
+        cases = {tasks: (url, _serving(views, source)) for tasks, source in sources.items()}
+        times = time_gets(client, cases, requests, warmup=warmup)
         for tasks in sizes:
             row = {
                 "tasks": tasks,

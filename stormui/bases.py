@@ -6,8 +6,8 @@ own. The :class:`BaseRecorder` stores the base of every active storm whenever
 it differs from what is stored (:class:`~stormui.models.SeenStormBase`).
 
 One process records: the relaying process (:func:`stormui.live.ensure_relay`
-starts it beside the relay), so that several dashboards on one database do
-not each write every base.
+starts it beside the relay, on the process's first connection), so that
+several dashboards on one database do not each write every base.
 
 The writes are a database's, which may wait: SQLite's write lock is held for
 the length of any admin action (``StormLock``), and PostgreSQL may be far

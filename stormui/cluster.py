@@ -58,6 +58,15 @@ def parse_window(value: str | None) -> str:
     raise ValueError(f"window must be one of {', '.join(WINDOWS)}")
 
 
+def page_window(value: str | None) -> str:
+    """A window name from a page's or its socket's query string: as :func:`parse_window`, but
+    anything else gives all-time (a page shows its default; the API refuses it)."""
+    try:
+        return parse_window(value)
+    except ValueError:
+        return DEFAULT_WINDOW
+
+
 @dataclass(frozen=True)
 class WindowStats:
     window: str

@@ -29,7 +29,7 @@ from django.conf import settings
 from clusterstate.paths import check_id, check_task_id
 
 from . import live, pages, paging, shapes
-from .cluster import DEFAULT_WINDOW, parse_window
+from .cluster import page_window
 from .forms import parse_error_filter
 
 log = logging.getLogger(__name__)
@@ -98,13 +98,6 @@ def _query(scope) -> dict[str, str]:
     """The socket's query string: the first of each parameter."""
     query = parse_qs(scope.get("query_string", b"").decode("utf-8", "replace"))
     return {name: values[0] for name, values in query.items()}
-
-
-def _window(query) -> str:
-    try:
-        return parse_window(query.get("window"))
-    except ValueError:
-        return DEFAULT_WINDOW
 
 
 def still_logged_in(scope) -> bool:
@@ -421,7 +414,7 @@ class StormConsumer(LiveConsumer):
             return False
         storm = view.storms[self.storm_id]
         query = _query(self.scope)
-        window = _window(query)
+        window = page_window(query.get("window"))
         task_id = None
         try:
             task_id = check_task_id(query["task"]) if "task" in query else None

@@ -432,11 +432,16 @@ def drawing(graph: Graph, storm_name: str, window_label: str) -> dict:
     failed) and the graph as text (each node with its inputs), both escaped markup."""
     laid = layout(graph) if graph.nodes else None
     drawn = svg(graph, laid, storm_name, window_label) if laid is not None else None
-    return {"graph": graph, "svg": drawn, "text": text(graph)}
+    return {"graph": graph, "svg": drawn, "text": text(graph, links=drawn is None)}
 
 
-def text(graph: Graph) -> str:
-    """The graph's text alternative: a list item per node, saying its state and its inputs."""
+def text(graph: Graph, links: bool = True) -> str:
+    """The graph's text alternative: a list item per node, saying its state and its inputs.
+
+    With ``links`` False (the SVG is drawn, its nodes link to the components, and the text is
+    for screen readers alone) the components are named, not linked: a keyboard user reaches
+    each component once, not once in the picture and again, unseen, in the list.
+    """
     inputs: dict[str, list] = {}
     for e in graph.edges:
         inputs.setdefault(e.target, []).append(e)
@@ -446,8 +451,11 @@ def text(graph: Graph) -> str:
         if n.missing:
             line = f"{escape(n.id)} (named as an input, no tasks)"
         else:
+            name = escape(n.id)
+            if links:
+                name = f'<a href="{_component_href(storm_id, n.id)}">{name}</a>'
             line = (
-                f'<a href="{_component_href(storm_id, n.id)}">{escape(n.id)}</a> ({n.type}):'
+                f"{name} ({n.type}):"
                 f" {n.tasks_alive} of {n.tasks} tasks alive, {count(n.emitted)} emitted"
             )
             if n.recent_error:

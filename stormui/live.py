@@ -31,8 +31,10 @@ and an error reported just before a socket's snapshot may reach it twice.
 
 Which process relays: with the in-process channel layer (``REDIS_URL`` unset,
 :mod:`stormui.layers`) nothing outside the serving process can reach its
-sockets, so daphne relays itself, starting when the first socket connects (it
-needs the running loop).
+sockets, so daphne relays itself, starting on its first connection of any
+kind (:func:`start_relay_soon`, from :class:`stormui.scheduler.StartsScheduler`;
+it needs the running loop): the storms' bases are recorded from then on, not
+only once someone opens a live page.
 With Redis only the process started by ``manage.py relay`` (or any process
 with ``STORMUI_RELAY=true``) relays, so that nothing is sent twice.
 """
@@ -76,6 +78,8 @@ PAGE_TICKS = 3
 
 _relay: Relay | None = None
 _relay_process = False  # set by `manage.py relay`
+#: the task starting the relay in the background (start_relay_soon), held so it is not lost
+_starting: asyncio.Task | None = None
 
 
 def storm_group(storm_id: str) -> str:
@@ -200,8 +204,9 @@ def page_data(key: pages.PageKey, view, *, snapshot: bool = False) -> dict:
 async def ensure_relay():
     """The process's source, with the relay running on this loop if this process relays.
 
-    Called by each consumer as it connects; the source may take a while to start,
-    so it is started off the loop.
+    Called by each consumer as it connects, and in the background on the process's first
+    connection (:func:`start_relay_soon`); the source may take a while to start, so it is
+    started off the loop.
     """
     global _relay
     source = await sync_to_async(get_source, thread_sensitive=False)()
@@ -223,8 +228,40 @@ async def ensure_relay():
     return source
 
 
+def start_relay_soon() -> None:
+    """Start the relay and the base recorder on the running loop in the background, if this
+    process relays and they neither run nor are starting on this loop; returns at once.
+
+    Called on every connection, HTTP or socket: the first one starts them, without waiting
+    for the source to connect. A socket's consumer awaits :func:`ensure_relay` as well; both
+    settle on one relay, since nothing awaits between its check and its start.
+    """
+    global _starting
+    loop = asyncio.get_running_loop()
+    relay, starting = _relay, _starting
+    if relay is not None and relay.loop is loop and not relay.done:
+        return
+    if starting is not None and starting.get_loop() is loop and not starting.done():
+        return
+    if relays_here():
+        _starting = loop.create_task(_start_relay(), name="stormui-relay-start")
+
+
+async def _start_relay() -> None:
+    try:
+        await ensure_relay()
+    except Exception:
+        log.exception("starting the relay failed; the next connection tries again")
+
+
 def stop_relay() -> None:
-    global _relay
+    global _relay, _starting
+    if _starting is not None and not _starting.done():
+        try:
+            _starting.cancel()
+        except RuntimeError:  # its loop is closed already
+            pass
+    _starting = None
     if _relay is not None:
         _relay.stop()
         _relay = None

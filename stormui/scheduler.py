@@ -3,8 +3,8 @@
 The schedule lives in the database (:class:`ScheduledRemoval`), so a restart
 loses nothing: a small thread in the serving process, started by the ASGI
 application on its first connection (:class:`StartsScheduler`, the one place
-that starts it), runs what is due, first thing on start and then whenever
-the next entry falls due. Several processes
+that starts the serving process's background work), runs what is due, first
+thing on start and then whenever the next entry falls due. Several processes
 may each run one: an entry is claimed by moving its ``due_at`` forward by a
 lease, and only the process whose update took runs it. ``manage.py
 run_scheduled`` runs what is due once (or, with ``--loop``, keeps running).
@@ -21,6 +21,7 @@ from django.db import close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
 
+from . import live
 from .actions import removal_scheduled, run_scheduled_removal
 from .models import Outcome, ScheduledRemoval
 
@@ -157,9 +158,14 @@ removal_scheduled.connect(_on_removal_scheduled)
 
 
 class StartsScheduler:
-    """ASGI middleware: makes sure this process's scheduler runs before it serves.
+    """ASGI middleware: the one place where the serving process starts its background work,
+    on its first connection of any kind.
 
-    Removals scheduled before a restart run once the process serves again.
+    - The scheduler runs before the process serves: removals scheduled before a restart run
+      once it serves again.
+    - The relay, with the base recorder beside it, starts in the background if this process
+      relays (:func:`stormui.live.start_relay_soon`): activate needs the bases of storms that
+      were active while nobody had a live page open. The request does not wait for it.
     """
 
     def __init__(self, app):
@@ -168,6 +174,7 @@ class StartsScheduler:
     async def __call__(self, scope, receive, send):
         if _scheduler is None or not _scheduler.running:
             ensure_scheduler_started()
+        live.start_relay_soon()
         return await self.app(scope, receive, send)
 
 

@@ -13,7 +13,7 @@ from django.template import loader
 from clusterstate.paths import check_id, check_task_id
 
 from . import pages, paging
-from .cluster import DEFAULT_WINDOW, parse_window
+from .cluster import page_window
 from .forms import parse_error_filter
 from .source import get_source
 
@@ -56,13 +56,6 @@ def _storm(source, storm_id: str):
     return storm
 
 
-def _window(request) -> str:
-    try:
-        return parse_window(request.GET.get("window"))
-    except ValueError:
-        return DEFAULT_WINDOW
-
-
 def _tables(request, kind: str) -> dict:
     # the first of each parameter, as a page's socket reads its query
     return paging.parse({name: values[0] for name, values in request.GET.lists()}, kind)
@@ -86,7 +79,8 @@ def cluster(request):
 def storm(request, storm_id):
     source = get_source()
     storm = _storm(source, storm_id)
-    ctx = pages.storm_context(storm, _status(source, storm.as_of), _window(request))
+    window = page_window(request.GET.get("window"))
+    ctx = pages.storm_context(storm, _status(source, storm.as_of), window)
     return render(request, "stormui/storm.html", ctx)
 
 
@@ -97,7 +91,8 @@ def component(request, storm_id, component_id):
     component_id = _id(component_id, "component id")
     st = _status(source, storm.as_of)
     tables = _tables(request, "component")
-    ctx = pages.component_context(storm, st, component_id, _window(request), tables)
+    window = page_window(request.GET.get("window"))
+    ctx = pages.component_context(storm, st, component_id, window, tables)
     return render(request, "stormui/component.html", _found(ctx, "component"))
 
 

@@ -4,15 +4,20 @@ and one ZooKeeper.
 - Two processes removing the same storms at once: for each storm one says it removed it
   and the other that nothing was left, as when one process serves both.
 - The relaying process keeps the storms' bases; another process activates with them.
+- A daphne that relays keeps them from its first HTTP request, before any socket opens.
 """
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 
 import pytest
@@ -26,6 +31,8 @@ from clusterstate import (
     mk_storm_cluster_state,
 )
 from tests.helpers import storm_conf, wait_for
+from tests.stormui.conftest import HEALTHY
+from tests.stormui.served import Served
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -111,21 +118,23 @@ def test_two_processes_removing_one_storm_give_one_success_one_not_found(
 
 
 # waits until the relaying process has stored the storm's base, then deactivates and
-# activates it, and tries to activate a storm never seen active; prints the outcomes
+# activates it, and tries to activate a storm never seen active; prints the outcomes (it runs
+# in the repository's folder, so the tests' helpers import)
 ACTIVATOR = """
-import json, sys, time
+import json, sys
 import django
 django.setup()
 from stormui import actions
 from stormui.models import SeenStormBase
 from stormui.source import get_source
+from tests.helpers import wait_for
 seen, never = sys.argv[1], sys.argv[2]
-while not get_source().state.connected:
-    time.sleep(0.01)
-deadline = time.monotonic() + 60
-while not SeenStormBase.objects.filter(storm_id=seen).exists():
-    assert time.monotonic() < deadline, "the relay never stored the base"
-    time.sleep(0.02)
+wait_for(lambda: get_source().state.connected, message="never connected to ZooKeeper")
+wait_for(
+    lambda: SeenStormBase.objects.filter(storm_id=seen).exists(),
+    60,
+    message="the relay never stored the base",
+)
 outcomes = [
     actions._attempt(actions.Action.DEACTIVATE, seen).outcome,
     get_source().storm_state.storm_base(seen) is None,
@@ -190,3 +199,80 @@ def test_the_relay_keeps_the_base_that_another_process_activates_with(
             cleaner.delete_node(root)
         finally:
             cleaner.close()
+
+
+# makes a superuser to act with, then waits until the serving process has stored the storm's
+# base; the environment holds the credentials
+RECORDED = """
+import os, sys
+import django
+django.setup()
+from django.contrib.auth import get_user_model
+from stormui.models import SeenStormBase
+from tests.helpers import wait_for
+get_user_model().objects.create_superuser(
+    os.environ["NEW_USER_NAME"], None, os.environ["NEW_USER_PASSWORD"]
+)
+storm_id = sys.argv[1]
+wait_for(
+    lambda: SeenStormBase.objects.filter(storm_id=storm_id).exists(),
+    message="the serving process never stored the base",
+)
+"""
+
+
+def logged_in(url: str, username: str, password: str):
+    """An opener with a session on the dashboard at ``url``, and its CSRF token."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(jar)
+    )
+
+    def csrf_token():
+        return next(c.value for c in jar if c.name == "csrftoken")
+
+    opener.open(url + "/accounts/login/", timeout=30).read()
+    form = {"username": username, "password": password, "csrfmiddlewaretoken": csrf_token()}
+    with opener.open(
+        url + "/accounts/login/", urllib.parse.urlencode(form).encode(), timeout=30
+    ) as response:
+        assert response.url == url + "/", "the login failed"
+    return opener, csrf_token()  # a login rotates the token
+
+
+def test_a_daphne_records_bases_from_its_first_request_without_a_socket(
+    zk_server, server_database_factory, tmp_path
+):
+    # daphne relays itself (no REDIS_URL); Served waited for its first page, over HTTP: no
+    # socket has opened, and none will
+    served = Served(zk_server, tmp_path, server_database_factory(tmp_path))
+    try:
+        recorded = subprocess.run(
+            [sys.executable, "-c", RECORDED, HEALTHY],
+            cwd=live_servers.ROOT,
+            env={**served.env, "NEW_USER_NAME": "olga", "NEW_USER_PASSWORD": "s3cret-pass"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert recorded.returncode == 0, recorded.stderr
+        base = served.writer.storm_base(HEALTHY)
+        served.writer.deactivate_storm(HEALTHY)
+        opener, token = logged_in(served.url, "olga", "s3cret-pass")
+        request = urllib.request.Request(
+            f"{served.url}/api/v1/topology/{HEALTHY}/activate",
+            data=b"",
+            headers={"X-CSRFToken": token},
+        )
+        try:
+            with opener.open(request, timeout=30) as response:
+                status, body = response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read().decode()
+        assert (status, body) == (
+            200,
+            {"topologyOperation": "activate", "topologyId": HEALTHY, "status": "success"},
+        )
+        assert served.writer.storm_base(HEALTHY) == base
+    finally:
+        served.close()

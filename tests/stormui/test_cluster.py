@@ -30,6 +30,7 @@ from stormui.cluster import (
     build_cluster_view,
     build_storm_view,
     derive_storm,
+    page_window,
     parse_window,
     select_errors,
 )
@@ -310,6 +311,8 @@ def test_parse_window():
     for bad in ("5", "all", "600 ", "-1"):
         with pytest.raises(ValueError):
             parse_window(bad)
+        assert page_window(bad) == "all-time"  # a page shows its default instead
+    assert page_window("10800") == "10800" and page_window(":all-time") == "all-time"
 
 
 def test_unreadable_assignment_and_supervisor(zk_conf):

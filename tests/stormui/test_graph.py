@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import xml.etree.ElementTree as ET
+from collections import Counter
+from html.parser import HTMLParser
 
 import pytest
 from django.template.loader import render_to_string
@@ -71,6 +73,26 @@ def region(storm, window="all-time") -> str:
 def parsed_svg(html: str):
     start, end = html.index("<svg"), html.index("</svg>") + len("</svg>")
     return ET.fromstring(html[start:end])  # well-formed XML, or this raises
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.stops: Counter = Counter()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "a" and "href" in a and a.get("tabindex") != "-1":
+            self.stops[a["href"]] += 1
+
+
+def tab_stops(html: str) -> Counter:
+    """The links a keyboard user tabs to in ``html``, by href: every <a href>, HTML or SVG,
+    not taken out of the tab order; none may be hidden from screen readers."""
+    assert "aria-hidden" not in html
+    parser = _Links()
+    parser.feed(html)
+    return parser.stops
 
 
 def edges_of(g):
@@ -295,6 +317,32 @@ def test_without_dot_the_graph_is_listed_as_text(monkeypatch):
     assert "cannot be drawn here" in html
     assert 'class="graph-text"' in html  # shown, not only to screen readers
     assert "src on d (1 acked, 0 failed)" in html
+    # the list is all there is: its names link to the components, once each
+    assert tab_stops(html) == {
+        "/storms/s-1-1/components/src/": 1,
+        "/storms/s-1-1/components/sink/": 1,
+    }
+
+
+def test_each_component_is_one_tab_stop():
+    # the SVG's nodes link to the components; the list beside it, for screen readers, names
+    # them without a second, unseen tab stop each
+    storm = make_storm(
+        [
+            (1, "src", "spout", spout(1), 1),
+            (2, "sink", "bolt", bolt({"src": {"d": 1}, "ghost": {"d": 1}}), 1),
+        ]
+    )
+    html = region(storm)
+    assert tab_stops(html) == {
+        "/storms/s-1-1/components/src/": 1,
+        "/storms/s-1-1/components/sink/": 1,
+    }
+    svg_links = {a.get("href") for a in parsed_svg(html).iter(f"{SVG}a")}
+    assert svg_links == set(tab_stops(html))  # the picture's links are the ones
+    listed = html[html.index('<ul class="graph-text') :]
+    assert "sink (bolt): 1 of 1 tasks alive" in listed  # the list still says it all
+    assert "ghost (named as an input, no tasks)" in listed
 
 
 def test_a_storm_without_components_shows_no_graph():

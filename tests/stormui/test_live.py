@@ -19,7 +19,7 @@ from clusterstate import (
     SupervisorInfo,
     TaskHeartbeat,
 )
-from stormui import consumers, live
+from stormui import consumers, live, scheduler
 from stormui.asgi import application
 from tests.stormui.conftest import HEALTHY, PAUSED, TROUBLED, bolt_stats, expected_window
 
@@ -339,6 +339,30 @@ async def test_status_and_resync_after_zookeeper_reconnect(live_cluster):
     assert up["synced_at"] >= down["synced_at"]
     snapshot = await receive_until(comm, lambda m: m["type"] == "snapshot")
     assert snapshot["resync"] is True and snapshot["zk_connected"] is True
+    await comm.disconnect()
+
+
+async def test_the_first_request_starts_the_relay_once_without_waiting(live_cluster, monkeypatch):
+    # no page open: HTTP requests come first, at once, then a socket; one relay starts
+    starts = []
+    real_start = live.Relay.start
+    monkeypatch.setattr(live.Relay, "start", lambda self: starts.append(self) or real_start(self))
+    served = []
+
+    async def app(scope, receive, send):
+        served.append(live.current_relay())
+
+    requests = scheduler.StartsScheduler(app)
+    await asyncio.gather(*(requests({"type": "http"}, None, None) for _ in range(5)))
+    assert served == [None] * 5  # each answered without waiting for the relay
+    comm = connect("/ws/cluster/")
+    assert (await comm.connect())[0]
+    assert (await comm.receive_json_from(timeout=WAIT))["type"] == "snapshot"
+    await until(lambda: live._starting is not None and live._starting.done())
+    relay = live.current_relay()
+    assert starts == [relay] and not relay.done
+    await requests({"type": "http"}, None, None)  # a later request finds it running
+    assert starts == [relay]
     await comm.disconnect()
 
 

@@ -317,6 +317,21 @@ def test_a_live_update_keeps_the_users_sort_and_focus(page, served):
     assert page.watch.errors == [] and page.watch.dialogs == []
 
 
+def graph_tab_stops(page) -> list[str]:
+    """The hrefs a keyboard user tabs to inside the graph region, in order: Tab from its
+    heading until the focus leaves the region."""
+    page.evaluate(
+        "() => { const h = document.getElementById('graph-heading'); h.tabIndex = -1; h.focus(); }"
+    )
+    inside = "() => document.activeElement.closest('#storm-graph') !== null"
+    stops = []
+    page.keyboard.press("Tab")
+    while page.evaluate(inside):
+        stops.append(page.evaluate("() => document.activeElement.getAttribute('href')"))
+        page.keyboard.press("Tab")
+    return stops
+
+
 def test_storm_graph_grows_live_when_a_bolt_names_a_new_input(page, served):
     storm_id = "graph-7-7000"
     served.submit(storm_id, "graph")
@@ -351,6 +366,13 @@ def test_storm_graph_grows_live_when_a_bolt_names_a_new_input(page, served):
     counter = page.locator("#storm-graph svg .graph-node a", has_text="counter")
     assert counter.get_attribute("href") == f"/storms/{storm_id}/components/counter/"
     expect(page.locator("#storm-graph .graph-text")).to_contain_text("inputs: spout-x on default")
+    # a keyboard user reaches each component once in the graph, by a link named for it
+    assert graph_tab_stops(page) == [
+        f"/storms/{storm_id}/components/spout-x/",
+        f"/storms/{storm_id}/components/counter/",
+    ]
+    graph = page.locator("#storm-graph")
+    expect(graph.get_by_role("link", name=re.compile(r"^counter \(bolt\)"))).to_have_count(1)
 
     # and another input, with no tasks of its own: drawn, marked
     served.writer.set_task_heartbeat(
