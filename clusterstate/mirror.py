@@ -326,6 +326,10 @@ class ClusterMirror(StormReader):
         self._synced_at: float | None = None
         self._first_sync_done = False
         self._version = 0
+        #: full syncs completed, the cold load included (read from any thread)
+        self.resyncs = 0
+        #: how long the last complete heartbeat poll took, in seconds; ``None`` before one
+        self.heartbeat_poll_secs: float | None = None
         self._touched: set[str] | None = None  # during a resync: paths events read
         self._deferred: list[tuple[str, str]] = []  # events for after the resync's apply
 
@@ -399,6 +403,15 @@ class ClusterMirror(StormReader):
     def version(self) -> int:
         """Bumped on every applied change (see :meth:`subscribe`)."""
         return self._version
+
+    def node_count(self) -> int:
+        """How many nodes the mirror holds: folders, records and error nodes."""
+        with self._lock:
+            return (
+                len(self._children)
+                + len(self._data)
+                + sum(len(errors) for errors in self._errors.values())
+            )
 
     def subscribe(self, listener: Callable[[MirrorChange], None]) -> Callable[[], None]:
         """Call ``listener(change)`` for every :class:`MirrorChange` from now on.
@@ -621,6 +634,7 @@ class ClusterMirror(StormReader):
         self._resync_due = now + self._resync_secs
         self._beat_due = now + self._heartbeat_secs
         self._first_sync_done = True
+        self.resyncs += 1
         if gen == self._connection_gen and self._state.connected and not self._need_resync:
             self._synced_at = self._time_fn()
             self._connected = True
@@ -699,6 +713,7 @@ class ClusterMirror(StormReader):
         # on a cluster too large to re-read every heartbeat_secs, rest twice as long as a
         # poll takes, so polls never take more than a third of the time pages need too
         now = time.monotonic()
+        self.heartbeat_poll_secs = now - started
         self._beat_due = now + max(self._heartbeat_secs, 2 * (now - started))
         if self._connected and gen == self._connection_gen and not self._need_resync:
             self._synced_at = self._time_fn()

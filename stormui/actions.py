@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from clusterstate import NotConnectedError, UnreadableNodeError, paths
 
+from . import metrics
 from .forms import MAX_KILL_WAIT_SECS, ConfirmForm, KillForm
 from .models import (
     Action,
@@ -81,6 +82,7 @@ def _storable(text) -> str:
 def record(user, action, storm_id, via, remote_addr, outcome, detail="") -> AuditEntry:
     """Write one audit entry."""
     authenticated = user is not None and user.is_authenticated
+    metrics.admin_actions.add((str(action), str(outcome)))
     return AuditEntry.objects.create(
         user=user if authenticated else None,
         username=user.get_username() if authenticated else "",

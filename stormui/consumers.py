@@ -28,7 +28,7 @@ from django.conf import settings
 
 from clusterstate.paths import check_id, check_task_id
 
-from . import live, pages, paging, shapes
+from . import live, metrics, pages, paging, shapes
 from .cluster import page_window
 from .forms import parse_error_filter
 
@@ -148,6 +148,12 @@ class ErrorBatch(Item):
         return [text for v, text in self.errors if v > version]
 
 
+def _message_count(items) -> int:
+    return sum(
+        len(item.errors) if isinstance(item, ErrorBatch) else len(item.texts) for item in items
+    )
+
+
 class Outbox:
     """A socket's bounded queue, drained by its own task."""
 
@@ -167,6 +173,8 @@ class Outbox:
             return  # the snapshot about to be built holds this too
         if len(self.items) >= self.limit and not item.keep:
             self.overflows += 1
+            lost = [i for i in self.items if not i.keep]
+            metrics.messages.add("dropped", _message_count(lost) + _message_count([item]))
             self.request_snapshot(resync=True)
             return
         self.items.append(item)
@@ -205,10 +213,12 @@ class Outbox:
                     async with asyncio.timeout(self.timeout):
                         for text in texts:
                             await consumer.send(text_data=text)
+                    metrics.messages.add("sent", len(texts))
         except asyncio.CancelledError:
             raise
         except TimeoutError:
             log.warning("closing a socket stuck for %ss", self.timeout)
+            metrics.messages.add("dropped", _message_count(self.items))
             await self._close(CLOSE_TOO_SLOW)
         except Exception:
             log.exception("live socket failed; closing it")
@@ -231,6 +241,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     login_guard: asyncio.Task | None = None
     outbox_limit = OUTBOX_LIMIT
     send_timeout = SEND_TIMEOUT_SECS
+    #: names the socket in stormui_sockets_open (stormui.metrics); counted while open
+    kind = "cluster"
+    counted = False
 
     async def connect(self):
         user = self.scope.get("user")
@@ -257,6 +270,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         self.outbox = Outbox(self, self.outbox_limit, self.send_timeout)
         self.outbox.request_snapshot(resync=False)
+        metrics.sockets_open.add(self.kind)
+        self.counted = True
         if settings.STORMUI_LOGIN_REQUIRED:
             self.login_guard = asyncio.get_running_loop().create_task(self._guard_login())
 
@@ -312,6 +327,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             page_closed(self.page_key)
         if self.outbox is not None:
             self.outbox.close()
+        if self.counted:
+            self.counted = False
+            metrics.sockets_open.add(self.kind, -1)
 
     async def receive_json(self, content, **kwargs):
         pass  # the pages only listen
@@ -399,6 +417,7 @@ class StormConsumer(LiveConsumer):
     """A storm's page; with ``?component=`` a component's, with ``?task=`` a task's (both
     narrowed to the component); ``?window=`` the page's window."""
 
+    kind = "storm"
     storm_id = None
     component_id = None
 
@@ -447,6 +466,7 @@ class ErrorsConsumer(LiveConsumer):
     filters, as the page is (the feed filters the rest in the browser), and its page
     (``?errors_page=``: the newest errors stream into the first alone)."""
 
+    kind = "errors"
     feed_page = 1
 
     async def connect(self):

@@ -1,5 +1,6 @@
 """Reading settings from the environment: a bad value names its variable."""
 
+import ipaddress
 import math
 import os
 from urllib.parse import urlsplit
@@ -71,6 +72,19 @@ def env_zk_root(name: str, default: str) -> str:
             f"{name} must be an absolute ZooKeeper path like /storm, not {root!r}"
         )
     return root.rstrip("/")
+
+
+def env_networks(name: str, default: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Networks in CIDR notation (``10.0.0.0/8``, ``::1/128``; a bare address is one host)."""
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=True))
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{name} entries must be networks like 10.0.0.0/8, not {item!r}: {exc}"
+            ) from None
+    return networks
 
 
 def env_hosts(name: str, default: str) -> list[str]:

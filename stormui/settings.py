@@ -4,6 +4,7 @@ The variables are those ``docs/contract/dashboard.md`` ("Running it") and
 ``docs/contract/operations.md`` list.
 """
 
+import logging
 import os
 import secrets
 import warnings
@@ -18,6 +19,7 @@ from stormui.env import (
     env_choice,
     env_hosts,
     env_log_url,
+    env_networks,
     env_number,
     env_redis_url,
     env_str,
@@ -106,6 +108,12 @@ STORMUI_BASE_RECORDER = env_bool("STORMUI_BASE_RECORDER", True)
 STORMUI_HISTORY = env_bool("STORMUI_HISTORY", True)
 STORMUI_HISTORY_DAYS = env_number("STORMUI_HISTORY_DAYS", 30, minimum=0.001)
 STORMUI_LOGVIEWER_URL = env_log_url("STORMUI_LOGVIEWER_URL")
+# who may scrape /metrics (by the address daphne gives: see stormui.health); empty: nobody
+STORMUI_METRICS_ALLOW = env_networks("STORMUI_METRICS_ALLOW", "127.0.0.0/8,::1/128")
+STORMUI_LOG_LEVEL = env_choice(
+    "STORMUI_LOG_LEVEL", "INFO", ("debug", "info", "warning", "error", "critical")
+).upper()
+STORMUI_LOG_FORMAT = env_choice("STORMUI_LOG_FORMAT", "text", ("text", "json"))
 # Storm's own defaults for deciding that a task or supervisor is gone
 STORMUI_TASK_TIMEOUT_SECS = 30
 STORMUI_SUPERVISOR_TIMEOUT_SECS = 60
@@ -233,14 +241,20 @@ if STORMUI_HTTPS:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# one line per event, with its time, level and logger (STORMUI_LOG_FORMAT=json: one JSON
+# object per line); kazoo's INFO is a line per connection state change, so it stays at WARNING
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": "WARNING"},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "stormui.logformat.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": STORMUI_LOG_FORMAT},
+    },
+    "root": {"handlers": ["console"], "level": STORMUI_LOG_LEVEL},
     "loggers": {
-        "stormui": {"level": "INFO"},
-        "clusterstate": {"level": "INFO"},
-        "kazoo": {"level": "WARNING"},
+        "kazoo": {"level": max(STORMUI_LOG_LEVEL, "WARNING", key=logging.getLevelName)},
     },
 }

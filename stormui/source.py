@@ -274,6 +274,11 @@ def get_source() -> Source:
         return _source
 
 
+def current_source() -> Source | None:
+    """The process's source if it has been started, else ``None`` (starts nothing)."""
+    return _source
+
+
 def reset_source() -> None:
     """Close and forget the source (tests switch stores between cases)."""
     global _source

@@ -3,7 +3,8 @@
 - :mod:`.pages`: the HTML pages;
 - :mod:`.actions`: the pages' admin actions and the audit page;
 - :mod:`.api`: Storm's REST API (reads and actions) and the error feed, under ``api/``;
-- :mod:`.sockets`: the websocket routes, which :mod:`stormui.asgi` mounts.
+- :mod:`.sockets`: the websocket routes, which :mod:`stormui.asgi` mounts;
+- :mod:`.health`: ``healthz``, ``readyz`` and ``metrics``, for load balancers and Prometheus.
 """
 
 from django.contrib import admin
@@ -15,6 +16,7 @@ urlpatterns = [
     path("", include("stormui.urls.pages")),
     path("", include("stormui.urls.actions")),
     path("api/", include("stormui.urls.api")),
+    path("", include("stormui.urls.health")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     # for what asks the old way (pages without our <link rel="icon">: the admin's, the API's)

@@ -159,6 +159,13 @@ def test_cold_load_equals_a_fresh_read(writer, make_mirror):
     kinds = [c.kind for c in changes.changes]
     assert kinds == ["resync", "connection"], kinds
     assert [c.version for c in changes.changes] == [1, 2] and mirror.version == 2
+    assert mirror.resyncs == 1
+
+    # every node under Storm's folders, those folders included (the writer keeps ten errors)
+    def nodes(path):
+        return 1 + sum(nodes(f"{path}/{c}") for c in writer.cluster_state.get_children(path))
+
+    assert mirror.node_count() == sum(map(nodes, paths.SUBTREES))
 
 
 def test_reads_refuse_bad_ids_and_miss_quietly(writer, make_mirror):
@@ -305,6 +312,8 @@ def test_heartbeats_appear_change_and_vanish(state_factory, writer, make_mirror)
     change = changes.wait("heartbeats", storm_id=None, timeout=TIMEOUT)
     wait_for(lambda: mirror.task_heartbeat("s1", 1) == heartbeat(emitted=99), TIMEOUT)
     assert change.task_id is None
+    wait_for(lambda: mirror.heartbeat_poll_secs is not None, TIMEOUT)  # a poll ended
+    assert 0 <= mirror.heartbeat_poll_secs < TIMEOUT
     # one change per batch, never one per task
     changes.clear()
     for t in range(1, 3):

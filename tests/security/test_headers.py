@@ -114,6 +114,9 @@ SETTING_VARS = (
     "DJANGO_ALLOWED_HOSTS",
     "STORMUI_HEARTBEAT_SECS",
     "STORMUI_HTTPS",
+    "STORMUI_METRICS_ALLOW",
+    "STORMUI_LOG_LEVEL",
+    "STORMUI_LOG_FORMAT",
 )
 
 
@@ -180,6 +183,9 @@ BAD_VALUES = {
     "DJANGO_ALLOWED_HOSTS": "https://storm.example.com/",
     "STORMUI_HEARTBEAT_SECS": "inf",
     "STORMUI_HTTPS": "on",
+    "STORMUI_METRICS_ALLOW": "127.0.0.0/8,10.0.0.1/8",
+    "STORMUI_LOG_LEVEL": "verbose",
+    "STORMUI_LOG_FORMAT": "logfmt",
 }
 
 

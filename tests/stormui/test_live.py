@@ -19,7 +19,7 @@ from clusterstate import (
     SupervisorInfo,
     TaskHeartbeat,
 )
-from stormui import consumers, live, scheduler
+from stormui import consumers, live, metrics, scheduler
 from stormui.asgi import application
 from tests.stormui.conftest import HEALTHY, PAUSED, TROUBLED, bolt_stats, expected_window
 
@@ -439,6 +439,7 @@ slow_app = AllowedHostsOriginValidator(
 
 async def test_slow_socket_is_resynced_and_does_not_hold_up_others(live_cluster, writer):
     gate.update(open=asyncio.Event(), sent=0)
+    dropped = metrics.messages.get("dropped")
     slow = connect("/ws/slow/", app=slow_app)
     fast = connect("/ws/errors/", app=slow_app)
     assert (await slow.connect())[0] and (await fast.connect())[0]
@@ -457,6 +458,7 @@ async def test_slow_socket_is_resynced_and_does_not_hold_up_others(live_cluster,
     resync = await slow.receive_json_from(timeout=WAIT)
     assert resync["type"] == "snapshot" and resync["resync"] is True
     assert {f"slow {i}" for i in range(8)} <= {e["error"] for e in resync["errors"]}
+    assert metrics.messages.get("dropped") > dropped  # stormui_messages_dropped_total
     # what overflowed is dropped, not sent after the snapshot: the next message is what comes next
     await asyncio.to_thread(writer.report_task_error, HEALTHY, 1, "after the resync")
     after = await receive_until(slow, lambda m: m["type"] == "error")
