@@ -173,6 +173,14 @@ try:
     }
 except (ValueError, KeyError) as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # several threads write (requests, the scheduler, the history's writer): in WAL mode
+    # readers never wait for a writer, and a writer waits up to `timeout` seconds for another
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"
+    )
+    DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
 
 _redis_url = env_redis_url("REDIS_URL")
 if _redis_url:

@@ -142,9 +142,24 @@ def _use_database(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(request, django_db_modify_db_settings_parallel_suffix):
-    """pytest-django's hook to change the database settings: the lane's database."""
+    """pytest-django's hook to change the database settings: the lane's database.
+
+    On SQLite the test database is a file, as the dashboard's is, not Django's default
+    in-memory one: that one's shared cache locks whole tables and fails a read at once
+    while another thread (a recorder's) writes, where a file in WAL mode lets readers
+    read and makes writers wait their turn.
+    """
     if database_lane() == "postgres":
         _use_database(request.getfixturevalue("postgres_server").url("stormui"))
+        return
+    from django.conf import settings
+    from django.db import connections
+
+    folder = request.getfixturevalue("tmp_path_factory").mktemp("database")
+    for default in {
+        id(d): d for d in (settings.DATABASES["default"], connections.settings["default"])
+    }.values():
+        default.setdefault("TEST", {})["NAME"] = str(folder / "test.sqlite3")
 
 
 @pytest.fixture(scope="session")
