@@ -16,6 +16,7 @@ from . import graph, shapes
 from .cluster import parse_window
 from .decorators import api_view
 from .forms import BadErrorFilter, parse_error_filter
+from .history import timeline
 from .source import get_source
 
 
@@ -103,6 +104,17 @@ def errors(request):
     except BadErrorFilter as exc:
         raise BadRequest(str(exc)) from None
     return JsonResponse(shapes.errors_feed(error_filter.select(get_source().cluster_view())))
+
+
+@api_view()
+def timeline_events(request):
+    """``?storm=&kind=&since=&until=&limit=&cursor=``: the timeline, newest first."""
+    try:
+        query = timeline.parse_query(request.GET)
+    except timeline.BadQuery as exc:
+        raise BadRequest(str(exc)) from None
+    events, next_cursor = timeline.select(query)
+    return JsonResponse(shapes.timeline(events, next_cursor))
 
 
 @api_view("GET", "POST", "PUT", "PATCH", "DELETE")

@@ -487,3 +487,50 @@ class ErrorsConsumer(LiveConsumer):
 
         key = ("errors", self.error_filter, self.feed_page, resync)
         return _shared_snapshot(key, view, build)
+
+
+class TimelineConsumer(LiveConsumer):
+    """The timeline's first page (``?storm=&kind=`` as the page's filters): its snapshot is
+    the page's list; then each new event the filters keep, rendered as the list renders it."""
+
+    query = None
+
+    async def admit(self) -> bool:
+        from .history import timeline
+
+        try:
+            self.query = timeline.parse_query(_query(self.scope))
+        except timeline.BadQuery:
+            await self.accept()
+            await self.close(code=CLOSE_NOT_FOUND)
+            return False
+        return True
+
+    def page_groups(self) -> list[str]:
+        return [live.TIMELINE_GROUP]
+
+    def build_snapshot(self, view, resync):
+        st = pages.status(view.as_of, view.zk_connected, view.synced_at)
+        html = pages.render_regions("timeline", pages.timeline_context(self.query, st))
+        return live.encode(
+            {
+                "type": "snapshot",
+                "as_of": view.as_of,
+                "zk_connected": view.zk_connected,
+                "resync": resync,
+                "html": html,
+            }
+        )
+
+    def timeline_events(self, event):
+        storm, kind = self.query.storm, self.query.kind
+        texts = [
+            text
+            for _id, storm_id, event_kind, text in event["events"]
+            if (storm is None or storm_id == storm) and (kind is None or event_kind == kind)
+        ]
+        if texts:
+            self.outbox.put(Item(texts))
+
+
+_RELAY_EVENTS["timeline.events"] = TimelineConsumer.timeline_events

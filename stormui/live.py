@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 #: every socket joins this group, for ZooKeeper's connection state
 STATUS_GROUP = "status"
 ERRORS_GROUP = "errors"
+#: the timeline's sockets (stormui.history.timeline's events, as the recorder writes them)
+TIMELINE_GROUP = "timeline"
 #: the relay's own group: the consumers' processes tell it which pages are open
 RELAY_GROUP = "relay"
 
@@ -271,6 +273,22 @@ def stop_relay() -> None:
 
 def current_relay() -> Relay | None:
     return _relay
+
+
+def publish_timeline(events) -> None:
+    """Send timeline events just written (the recorder's thread, after its commit) to the
+    timeline's sockets, each rendered as the page lists it. A no-op when nothing relays."""
+    relay = _relay
+    if relay is None or relay.done or not events:
+        return
+    now = time.time()
+    items = [[e.id, e.storm_id, e.kind, encode(timeline_message(e, now))] for e in events]
+    event = {"type": "timeline.events", "events": items}
+    asyncio.run_coroutine_threadsafe(relay._send(TIMELINE_GROUP, event), relay.loop)
+
+
+def timeline_message(event, now: float) -> dict:
+    return {"type": "event", "id": event.id, "html": pages.render_timeline_event(event, now)}
 
 
 class Relay:

@@ -168,3 +168,64 @@ class RecorderRun(models.Model):
 
     def __str__(self):
         return f"history writer {self.host}:{self.pid} from {self.started_at}"
+
+
+# -- the timeline (stormui.history.timeline) ------------------------------------------------
+
+
+class TimelineEvent(models.Model):
+    """One thing that happened to the cluster, as the timeline tells it (``time`` in epoch
+    ms). Written by :mod:`stormui.history.timeline` in the recording process only."""
+
+    time = models.BigIntegerField()
+    kind = models.CharField(max_length=32)
+    storm_id = models.CharField(max_length=255, null=True, blank=True)
+    task_id = models.IntegerField(null=True, blank=True)
+    supervisor_id = models.CharField(max_length=255, null=True, blank=True)
+    #: the task's component, for the restart counts
+    component_id = models.CharField(max_length=255, null=True, blank=True)
+    user = models.CharField(max_length=150, null=True, blank=True)
+    detail = models.TextField(blank=True)
+    #: the audit entry it tells of (an admin action), once at most
+    audit_id = models.BigIntegerField(null=True, blank=True, unique=True)
+    #: that action's outcome
+    outcome = models.CharField(max_length=16, blank=True)
+    #: the change was seen in ZooKeeper (not only in the audit log)
+    seen = models.BooleanField(default=True)
+    #: the change happened after this (epoch ms): ``time`` for a change seen as it came, the
+    #: last recording's end for one found when recording started again
+    after = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["-time", "-id"]
+        indexes = [
+            models.Index(fields=["time", "id"], name="timeline_time"),
+            models.Index(fields=["storm_id", "time", "id"], name="timeline_storm_time"),
+            models.Index(fields=["kind", "time", "id"], name="timeline_kind_time"),
+            models.Index(fields=["storm_id", "kind", "time"], name="timeline_storm_kind_time"),
+        ]
+
+    def __str__(self):
+        return f"{self.time} {self.kind} {self.storm_id or self.supervisor_id or ''}"
+
+    @property
+    def time_secs(self) -> float:
+        return self.time / 1000
+
+
+class TimelineMark(models.Model):
+    """The last state the timeline recorded of a storm, supervisor, task or the ZooKeeper
+    connection: what a restarted recorder compares the cluster with, so nothing is told
+    twice and what changed meanwhile is told once."""
+
+    subject = models.CharField(max_length=16)
+    key = models.CharField(max_length=300)
+    state = models.CharField(max_length=16)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subject", "key"], name="timeline_mark_subject_key")
+        ]
+
+    def __str__(self):
+        return f"{self.subject} {self.key}: {self.state}"

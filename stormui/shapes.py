@@ -679,3 +679,20 @@ def errors_snapshot(view: ClusterView, errors, *, resync: bool = False) -> dict:
     if resync:
         out["resync"] = True
     return out
+
+
+def timeline_event(event) -> dict:
+    """A timeline event as the API answers it (``docs/contract/history.md``)."""
+    return {
+        "time": event.time,
+        "kind": event.kind,
+        "stormId": event.storm_id,
+        "taskId": event.task_id,
+        "supervisorId": event.supervisor_id,
+        "user": event.user,
+        "detail": event.detail or None,
+    }
+
+
+def timeline(events, next_cursor: str | None) -> dict:
+    return {"events": [timeline_event(e) for e in events], "next": next_cursor}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import time
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import BadRequest
 from django.http import Http404, HttpResponseServerError
 from django.shortcuts import render
 from django.template import loader
@@ -15,6 +17,7 @@ from clusterstate.paths import check_id, check_task_id
 from . import pages, paging
 from .cluster import page_window
 from .forms import parse_error_filter
+from .history import timeline
 from .source import get_source
 
 
@@ -81,6 +84,7 @@ def storm(request, storm_id):
     storm = _storm(source, storm_id)
     window = page_window(request.GET.get("window"))
     ctx = pages.storm_context(storm, _status(source, storm.as_of), window)
+    ctx.update(pages.storm_history_context(storm))
     return render(request, "stormui/storm.html", ctx)
 
 
@@ -92,8 +96,9 @@ def component(request, storm_id, component_id):
     st = _status(source, storm.as_of)
     tables = _tables(request, "component")
     window = page_window(request.GET.get("window"))
-    ctx = pages.component_context(storm, st, component_id, window, tables)
-    return render(request, "stormui/component.html", _found(ctx, "component"))
+    ctx = _found(pages.component_context(storm, st, component_id, window, tables), "component")
+    ctx.update(pages.component_history_context(storm, component_id))
+    return render(request, "stormui/component.html", ctx)
 
 
 @page
@@ -130,6 +135,17 @@ def errors(request):
     page = paging.parse_page(request.GET.getlist("errors_page", ["1"])[0])
     ctx = pages.errors_context(view, _status(source, view.as_of), error_filter, page)
     return render(request, "stormui/errors.html", ctx)
+
+
+@page
+def timeline_page(request):
+    source = get_source()
+    try:
+        query = timeline.parse_query(request.GET, cursor_name="before")
+    except timeline.BadQuery as exc:
+        raise BadRequest(str(exc)) from None
+    ctx = pages.timeline_context(query, _status(source, time.time()))
+    return render(request, "stormui/timeline.html", ctx)
 
 
 def not_found(request, exception=None):

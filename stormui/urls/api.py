@@ -22,6 +22,7 @@ urlpatterns = [
     ),
     path("v1/topology/<str:storm_id>/graph", api.topology_graph, name="api-topology-graph"),
     path("errors", api.errors, name="api-errors"),
+    path("v1/timeline", api.timeline_events, name="api-timeline"),
     path(
         "v1/topology/<str:storm_id>/activate",
         action_views.api_activate,

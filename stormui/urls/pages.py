@@ -16,4 +16,5 @@ urlpatterns = [
     path("supervisors/", views.supervisors, name="supervisors"),
     path("supervisors/<str:supervisor_id>/", views.supervisor, name="supervisor"),
     path("errors/", views.errors, name="errors"),
+    path("timeline/", views.timeline_page, name="timeline"),
 ]

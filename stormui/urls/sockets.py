@@ -8,4 +8,5 @@ websocket_urlpatterns = [
     path("ws/cluster/", consumers.ClusterConsumer.as_asgi()),
     path("ws/storms/<str:storm_id>/", consumers.StormConsumer.as_asgi()),
     path("ws/errors/", consumers.ErrorsConsumer.as_asgi()),
+    path("ws/timeline/", consumers.TimelineConsumer.as_asgi()),
 ]

@@ -111,7 +111,7 @@
       param("storm", f.storm);
       param("component", f.component);
       param("q", f.q);
-    }
+    } else if (kind === "timeline") params.push(statusEl.getAttribute("data-live-query"));
     location.search.replace(/[?&](\w+_(?:q|page)=[^&]*)/g, function (m, p) { params.push(p); }); // the tables' pages and filters
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path + "?" + params.join("&");
   }
@@ -156,8 +156,8 @@
       swap(msg.html);
       return;
     }
-    if (msg.type === "error") {
-      if (kind === "errors") feedError(msg);
+    if (msg.type === "error" || msg.type === "event") {
+      if (kind === "errors" || kind === "timeline") feedError(msg);
       return; // other pages: the page's own update follows with the error in place
     }
     if (msg.removed) {
@@ -309,10 +309,11 @@
   }
 
   function insertError(msg) {
-    var feed = $("error-feed");
+    var feed = $("error-feed") || $("timeline-feed");
     var item = msg.html && parseItem(msg.html);
     if (!feed || !item) return;
-    var empty = $("no-errors");
+    if ($(item.id)) $(item.id).parentNode.removeChild($(item.id)); // an event told again, updated
+    var empty = $("no-errors") || $("no-events");
     if (empty) empty.parentNode.removeChild(empty);
     item.hidden = !matches(item, filterValues());
     markNew(item);
