@@ -25,12 +25,14 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.db import connection
 
 from clusterstate.paths import check_id, check_task_id
 
 from . import live, metrics, pages, paging, shapes
 from .cluster import page_window
 from .forms import parse_error_filter
+from .history import timeline
 
 log = logging.getLogger(__name__)
 
@@ -496,8 +498,6 @@ class TimelineConsumer(LiveConsumer):
     query = None
 
     async def admit(self) -> bool:
-        from .history import timeline
-
         try:
             self.query = timeline.parse_query(_query(self.scope))
         except timeline.BadQuery:
@@ -511,7 +511,11 @@ class TimelineConsumer(LiveConsumer):
 
     def build_snapshot(self, view, resync):
         st = pages.status(view.as_of, view.zk_connected, view.synced_at)
-        html = pages.render_regions("timeline", pages.timeline_context(self.query, st))
+        try:
+            html = pages.render_regions("timeline", timeline.timeline_context(self.query, st))
+        finally:
+            # a worker thread of the pool, not Channels' database thread: leave no connection
+            connection.close()
         return live.encode(
             {
                 "type": "snapshot",

@@ -34,8 +34,6 @@ from .cluster import (
 LATEST_ERRORS = 5
 #: the error feed page shows this many errors a page; the filters narrow them down
 ERROR_FEED_LIMIT = paging.PAGE_SIZE
-#: a storm page lists this many of its newest events
-RECENT_EVENTS = 10
 
 PageKey = tuple
 
@@ -385,47 +383,3 @@ def render_error_item(error, storm_name: str | None, now: float) -> str:
 def render_timeline_event(event, now: float) -> str:
     """One timeline event as the timeline and a storm's recent events list it."""
     return render_to_string("stormui/_timeline_event.html", {"ev": event, "now": now})
-
-
-# -- the timeline (stormui.history.timeline): read from the database, not the view -----------
-
-
-def storm_history_context(storm) -> dict:
-    """A storm page's recent events and task restarts."""
-    from .history import timeline
-
-    now = int(storm.as_of * 1000)
-    return {
-        "recent_events": timeline.recent(storm.id, RECENT_EVENTS),
-        "restarts": timeline.restart_counts(storm.id, now),
-    }
-
-
-def component_history_context(storm, component_id: str) -> dict:
-    from .history import timeline
-
-    counts = timeline.restart_counts(storm.id, int(storm.as_of * 1000))
-    return {"restarts": counts["components"].get(component_id, {"hour": 0, "day": 0})}
-
-
-def timeline_context(query, st: dict) -> dict:
-    """The timeline page: one page of the events ``query`` asks for, newest first."""
-    from urllib.parse import urlencode
-
-    from .history import timeline
-
-    events, next_cursor = timeline.select(query)
-    filters = {"storm": query.storm or "", "kind": query.kind or ""}
-    kept = [(name, value) for name, value in filters.items() if value]
-    return {
-        "status": st,
-        "now": st["as_of"],
-        "events": events,
-        "filters": filters,
-        "kinds": timeline.KINDS,
-        "cursor": query.cursor,
-        "newest_query": urlencode(kept),
-        "next_query": urlencode([*kept, ("before", next_cursor)]) if next_cursor else "",
-        # what the page's socket asks for: the same filters (a later page is not live)
-        "live_query": urlencode(kept),
-    }

@@ -84,7 +84,7 @@ def storm(request, storm_id):
     storm = _storm(source, storm_id)
     window = page_window(request.GET.get("window"))
     ctx = pages.storm_context(storm, _status(source, storm.as_of), window)
-    ctx.update(pages.storm_history_context(storm))
+    ctx.update(timeline.storm_history_context(storm))
     return render(request, "stormui/storm.html", ctx)
 
 
@@ -97,7 +97,7 @@ def component(request, storm_id, component_id):
     tables = _tables(request, "component")
     window = page_window(request.GET.get("window"))
     ctx = _found(pages.component_context(storm, st, component_id, window, tables), "component")
-    ctx.update(pages.component_history_context(storm, component_id))
+    ctx.update(timeline.component_history_context(storm, component_id))
     return render(request, "stormui/component.html", ctx)
 
 
@@ -144,7 +144,7 @@ def timeline_page(request):
         query = timeline.parse_query(request.GET, cursor_name="before")
     except timeline.BadQuery as exc:
         raise BadRequest(str(exc)) from None
-    ctx = pages.timeline_context(query, _status(source, time.time()))
+    ctx = timeline.timeline_context(query, _status(source, time.time()))
     return render(request, "stormui/timeline.html", ctx)
 
 

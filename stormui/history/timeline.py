@@ -34,6 +34,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import transaction
@@ -196,6 +197,7 @@ class Part(recorder.Part):
         self._supervisors_at = 0.0
         self._audit_from: int | None = None
         self._audit_seen: dict[int, int] = {}
+        self._timeout = self.task_timeout
 
     @property
     def task_timeout(self) -> float:
@@ -254,6 +256,7 @@ class Part(recorder.Part):
         put(Note("dashboard-started", now))
 
     def tick(self, now: int, put) -> None:
+        self._timeout = self.task_timeout  # read once a pass: a setting's read is not free
         try:
             self._read_audit(now, put)
         except Exception as exc:  # the database is away: the entries are read again next pass
@@ -412,7 +415,8 @@ class Part(recorder.Part):
         """Look at a task's heartbeat: the :class:`Change` it makes, or None."""
         secs = now / 1000
         beat = self._beat(storm_id, task_id)
-        alive = beat is not None and secs - beat.time_secs <= self.task_timeout
+        timeout = self._timeout
+        alive = beat is not None and secs - beat.time_secs <= timeout
         storm = self._storms[storm_id]
         if task is None:
             task = storm.tasks[task_id] = _Task(
@@ -425,7 +429,7 @@ class Part(recorder.Part):
         restarted = alive and was and task.uptime is not None and beat.uptime_secs < task.uptime
         task.alive = alive
         if alive:
-            task.deadline = beat.time_secs + self.task_timeout
+            task.deadline = beat.time_secs + timeout
             task.uptime = beat.uptime_secs
             heapq.heappush(self._deadlines, (task.deadline, storm_id, task_id))
             self._not_alive.discard(key)
@@ -941,3 +945,42 @@ def count_restarts(times, now: int) -> dict:
 def recent(storm_id: str, limit: int = 10) -> list:
     events, _next = select(Query(storm=storm_id, limit=limit))
     return events
+
+
+# -- the pages' contexts -------------------------------------------------------------------------
+
+#: a storm page lists this many of its newest events
+RECENT_EVENTS = 10
+
+
+def storm_history_context(storm) -> dict:
+    """A storm page's recent events and task restarts."""
+    now = int(storm.as_of * 1000)
+    return {
+        "recent_events": recent(storm.id, RECENT_EVENTS),
+        "restarts": restart_counts(storm.id, now),
+    }
+
+
+def component_history_context(storm, component_id: str) -> dict:
+    counts = restart_counts(storm.id, int(storm.as_of * 1000))
+    return {"restarts": counts["components"].get(component_id, {"hour": 0, "day": 0})}
+
+
+def timeline_context(query, st: dict) -> dict:
+    """The timeline page: one page of the events ``query`` asks for, newest first."""
+    events, next_cursor = select(query)
+    filters = {"storm": query.storm or "", "kind": query.kind or ""}
+    kept = [(name, value) for name, value in filters.items() if value]
+    return {
+        "status": st,
+        "now": st["as_of"],
+        "events": events,
+        "filters": filters,
+        "kinds": KINDS,
+        "cursor": query.cursor,
+        "newest_query": urlencode(kept),
+        "next_query": urlencode([*kept, ("before", next_cursor)]) if next_cursor else "",
+        # what the page's socket asks for: the same filters (a later page is not live)
+        "live_query": urlencode(kept),
+    }
