@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from clusterstate import UnreadableNodeError
 
@@ -540,6 +540,7 @@ class Part(recorder.Part):
 
     def write(self, items: list, now: int) -> None:
         writer = _Writer()
+        writer._load([(c.subject, c.key) for c in items if isinstance(c, Change)])
         for item in items:
             if isinstance(item, Baseline):
                 writer.baseline(item)
@@ -954,16 +955,24 @@ RECENT_EVENTS = 10
 
 
 def storm_history_context(storm) -> dict:
-    """A storm page's recent events and task restarts."""
-    now = int(storm.as_of * 1000)
-    return {
-        "recent_events": recent(storm.id, RECENT_EVENTS),
-        "restarts": restart_counts(storm.id, now),
-    }
+    """A storm page's recent events and task restarts (none when the database is away: the
+    page's figures come from ZooKeeper and are worth showing without them)."""
+    try:
+        return {
+            "recent_events": recent(storm.id, RECENT_EVENTS),
+            "restarts": restart_counts(storm.id, int(storm.as_of * 1000)),
+        }
+    except DatabaseError:
+        log.warning("timeline: the history of %s could not be read", storm.id, exc_info=True)
+        return {"recent_events": [], "restarts": None}
 
 
 def component_history_context(storm, component_id: str) -> dict:
-    counts = restart_counts(storm.id, int(storm.as_of * 1000))
+    try:
+        counts = restart_counts(storm.id, int(storm.as_of * 1000))
+    except DatabaseError:
+        log.warning("timeline: the restarts of %s could not be read", storm.id, exc_info=True)
+        return {"restarts": None}
     return {"restarts": counts["components"].get(component_id, {"hour": 0, "day": 0})}
 
 

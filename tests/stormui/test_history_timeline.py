@@ -10,7 +10,7 @@ import time
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import OperationalError, connection
+from django.db import DatabaseError, OperationalError, connection
 from django.test import Client
 
 from clusterstate import Assignment, StormBase, SupervisorInfo, TaskHeartbeat, TaskInfo
@@ -176,8 +176,14 @@ def test_a_task_dies_and_revives_and_is_counted(recording, writer):
     assert '<span data-field="restarts-day">0</span> in the last day' in page
 
 
+@pytest.fixture
+def fast_heartbeats(settings):
+    """The mirror re-reads heartbeat data often (asked for before the source starts)."""
+    settings.STORMUI_HEARTBEAT_SECS = 0.2
+
+
 def test_tasks_die_by_the_clock_and_a_restart_within_the_timeout_counts(
-    recording, writer, monkeypatch
+    fast_heartbeats, recording, writer, monkeypatch
 ):
     ahead = (TASK_TIMEOUT + 5) * 1000
     real = rec.now_ms
@@ -443,6 +449,19 @@ def test_the_storm_page_lists_its_recent_events_escaped(known_cluster):
     assert "<script>alert(1)" not in page
 
 
+def test_the_storm_page_stands_without_the_history(known_cluster, monkeypatch):
+    def away(*args, **kwargs):
+        raise DatabaseError("the database is away")
+
+    monkeypatch.setattr(timeline, "recent", away)
+    monkeypatch.setattr(timeline, "restart_counts", away)
+    response = Client().get(f"/storms/{HEALTHY}/")
+    assert response.status_code == 200
+    assert "The history cannot be read just now." in response.content.decode()
+    response = Client().get(f"/storms/{HEALTHY}/components/words/")
+    assert response.status_code == 200 and "component-restarts" not in response.content.decode()
+
+
 # -- live --------------------------------------------------------------------------------------
 
 
@@ -469,7 +488,8 @@ async def test_the_timeline_page_is_live(live_cluster, writer, settings):
 
     def baselined():
         recorder = rec.current_recorder()
-        return recorder is not None and recorder.parts[0]._baselined
+        parts = recorder.parts if recorder is not None else ()
+        return any(p.name == "timeline" and p._baselined for p in parts)
 
     await asyncio.to_thread(wait_for, baselined, WAIT)
     # another storm's event is not this page's
