@@ -327,20 +327,25 @@ class Part(recorder.Part):
                 if connected != self._connected:
                     self._connected = connected
                     put(Change(ZOOKEEPER, ZOOKEEPER, state, when, when))
-            elif what == "resync":  # what the watches missed, the resync found: look again
+            elif what == "resync":
+                # what the watches missed, the resync reported as changes; storms and
+                # supervisors are few: look at them all again anyway (tasks are many)
                 reader = self.source.reader
-                for storm_id in (
-                    set(reader.active_storms()) | set(reader.assignments()) | set(self._storms)
-                ):
-                    self._storm_changed(storm_id, self._storm_state(storm_id), when, put)
+                storms = set(reader.active_storms()) | set(reader.assignments())
+                for storm_id in storms | set(self._storms):
+                    state = self._storm_state(storm_id)
+                    self._storm_changed(storm_id, state, when, put, rescan=False)
                 for sid in set(reader.supervisors()) | set(self._supervisors):
                     self._supervisor_changed(sid, when, put)
-                self._dirty.update(self._storms)
 
-    def _storm_changed(self, storm_id: str, state: str | None, when: int, put) -> None:
+    def _storm_changed(
+        self, storm_id: str, state: str | None, when: int, put, *, rescan: bool = True
+    ) -> None:
         known = self._storms.get(storm_id)
         old = known.state if known is not None else None
         if state == old:
+            if known is not None and rescan:
+                self._dirty.add(storm_id)  # its assignment changed: its tasks may have
             return
         quiet = False
         if old is None and state == INACTIVE:

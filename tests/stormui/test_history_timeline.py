@@ -182,6 +182,18 @@ def fast_heartbeats(settings):
     settings.STORMUI_HEARTBEAT_SECS = 0.2
 
 
+def test_a_task_an_assignment_adds_is_followed(recording, writer):
+    # its heartbeat first, then the assignment that names it (a rebalance)
+    writer.set_task_heartbeat(PAUSED, 2, TaskHeartbeat(int(time.time()), 5, spout_stats(3)))
+    recording.until(lambda: 2 in get_source().reader.heartbeat_tasks(PAUSED))
+    writer.set_assignment(PAUSED, assignment(PAUSED, tasks=(1, 2)))
+    key = f"{PAUSED}/2"
+    recording.until(lambda: TimelineMark.objects.filter(subject="task", key=key).exists())
+    writer.remove_task_heartbeat(PAUSED, 2)
+    recording.until(lambda: has("task-died", storm_id=PAUSED, task_id=2))
+    assert kinds(storm_id=PAUSED) == ["task-died"]
+
+
 def test_tasks_die_by_the_clock_and_a_restart_within_the_timeout_counts(
     fast_heartbeats, recording, writer, monkeypatch
 ):
