@@ -275,16 +275,28 @@ def current_relay() -> Relay | None:
     return _relay
 
 
+#: past this many events in one pass, the timeline's sockets take a fresh snapshot instead
+TIMELINE_BATCH = 200
+
+
 def publish_timeline(events) -> None:
     """Send timeline events just written (the recorder's thread, after its commit) to the
     timeline's sockets, each rendered as the page lists it. A no-op when nothing relays."""
-    relay = _relay
-    if relay is None or relay.done or not events:
-        return
     now = time.time()
     items = [[e.id, e.storm_id, e.kind, encode(timeline_message(e, now))] for e in events]
-    event = {"type": "timeline.events", "events": items}
-    asyncio.run_coroutine_threadsafe(relay._send(TIMELINE_GROUP, event), relay.loop)
+    _send_timeline({"type": "timeline.events", "events": items})
+
+
+def resync_timeline() -> None:
+    """A burst too large to send event by event (a storm's tasks dying at once): the
+    timeline's sockets take a fresh snapshot."""
+    _send_timeline({"type": "resync.requested"})
+
+
+def _send_timeline(event: dict) -> None:
+    relay = _relay
+    if relay is not None and not relay.done:
+        asyncio.run_coroutine_threadsafe(relay._send(TIMELINE_GROUP, event), relay.loop)
 
 
 def timeline_message(event, now: float) -> dict:

@@ -572,8 +572,11 @@ def publish(ids) -> None:
     from ..models import TimelineEvent
 
     try:
-        events = list(TimelineEvent.objects.filter(id__in=list(ids)).order_by("time", "id"))
-        live.publish_timeline(events)
+        if len(ids) > live.TIMELINE_BATCH:
+            live.resync_timeline()
+        else:
+            events = TimelineEvent.objects.filter(id__in=list(ids)).order_by("time", "id")
+            live.publish_timeline(list(events))
     except Exception:  # the pages miss a live event; the history has it
         log.exception("timeline: telling the live pages failed")
 

@@ -14,7 +14,7 @@ from django.db import DatabaseError, OperationalError, connection
 from django.test import Client
 
 from clusterstate import Assignment, StormBase, SupervisorInfo, TaskHeartbeat, TaskInfo
-from stormui import actions
+from stormui import actions, live
 from stormui.history import recorder as rec
 from stormui.history import timeline
 from stormui.history.recorder import HistoryRecorder
@@ -480,7 +480,7 @@ def test_the_storm_page_stands_without_the_history(known_cluster, monkeypatch):
 @pytest.mark.asyncio
 @pytest.mark.timeout(120)
 @pytest.mark.django_db(transaction=True)
-async def test_the_timeline_page_is_live(live_cluster, writer, settings):
+async def test_the_timeline_page_is_live(live_cluster, writer, settings, monkeypatch):
     from channels.testing import WebsocketCommunicator
 
     from stormui.asgi import application
@@ -526,4 +526,11 @@ async def test_the_timeline_page_is_live(live_cluster, writer, settings):
     assert PAUSED in message["html"] and message["html"].startswith(
         f'<li id="event-{message["id"]}"'
     )
+    # a burst too large to send event by event: a fresh snapshot instead
+    monkeypatch.setattr(live, "TIMELINE_BATCH", 0)
+    await asyncio.to_thread(writer.deactivate_storm, PAUSED)
+    snapshot = await comm.receive_json_from(timeout=WAIT)
+    assert snapshot["type"] == "snapshot" and snapshot["resync"] is True
+    region = snapshot["html"]["timeline-region"]
+    assert region.index("storm-deactivated") < region.index("storm-activated")
     await comm.disconnect()
