@@ -495,6 +495,7 @@ class TimelineConsumer(LiveConsumer):
     """The timeline's first page (``?storm=&kind=`` as the page's filters): its snapshot is
     the page's list; then each new event the filters keep, rendered as the list renders it."""
 
+    kind = "timeline"
     query = None
 
     async def admit(self) -> bool:

@@ -43,7 +43,7 @@ class Tally:
 
 #: the live sockets open in this process, by kind (``cluster``, ``storm``, ``errors``)
 sockets_open = Tally()
-SOCKET_KINDS = ("cluster", "storm", "errors")
+SOCKET_KINDS = ("cluster", "storm", "errors", "timeline")
 #: messages sent to this process's sockets (``sent``), and those a slow socket lost
 #: (``dropped``: thrown away when its queue overflowed, or queued when it was closed)
 messages = Tally()
