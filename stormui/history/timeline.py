@@ -88,6 +88,9 @@ AUDIT_BATCH = 5000
 TASK_CHECK_SECS = 2.0
 #: supervisors are looked at this often (one is lost when its heartbeat is too old)
 SUPERVISOR_CHECK_SECS = 2.0
+#: the mirror's changes waiting for the recorder's thread at most; past it, the next pass
+#: compares the whole cluster instead
+INBOX_MAX = 100_000
 #: marks are read this many keys a query
 MARK_CHUNK = 500
 
@@ -198,6 +201,8 @@ class Part(recorder.Part):
         self._audit_from: int | None = None
         self._audit_seen: dict[int, int] = {}
         self._timeout = self.task_timeout
+        self._overflowed = False
+        self._ticked = 0  # the last pass (ms)
 
     @property
     def task_timeout(self) -> float:
@@ -212,6 +217,11 @@ class Part(recorder.Part):
     # -- the mirror's thread ---------------------------------------------------------------
 
     def note(self, change, put) -> None:
+        if len(self._inbox) >= INBOX_MAX:
+            # the recorder's thread is far behind (the database away): forget the details,
+            # the next pass compares the whole cluster with what was told
+            self._inbox.clear()
+            self._overflowed = True
         kind = change.kind
         now = recorder.now_ms()
         if kind in ("storm", "assignment") and change.storm_id is not None:
@@ -264,6 +274,11 @@ class Part(recorder.Part):
         mirror = self.source.mirror
         if mirror is None:
             return  # no mirror, no changes to compare (STORMUI_MIRROR=off)
+        if self._overflowed:
+            self._overflowed = False
+            self._baselined = False
+            self._after = self._ticked or self._after
+        self._ticked = now
         if not self._baselined:
             if not mirror.connected:
                 self._inbox.clear()  # the baseline, once synced, holds it all
