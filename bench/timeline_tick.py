@@ -110,7 +110,7 @@ def once(tasks: int) -> dict:
     before = len(put)
     part._supervisors_at = part._tasks_at = float("inf")  # the tasks alone
     started = time.perf_counter()
-    part.tick(now + (TIMEOUT + 1) * 1000, put.append)
+    part.tick(now + int((TIMEOUT + part._beat_lag() + 1) * 1000), put.append)
     due = time.perf_counter() - started
     assert len(put) == before, f"a renewed task must not die: {put[before : before + 3]}"
     assert len(part._deadlines) >= tasks

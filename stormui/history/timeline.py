@@ -13,7 +13,8 @@ How a change becomes an event, once:
 - The mirror's thread (:meth:`Part.note`) only notes what it saw (the storm's state read
   from the mirror, and when) in an inbox; the recorder's thread (:meth:`Part.tick`)
   compares it with what it saw before and puts the differences. A task dies by the clock
-  (its heartbeat older than ``STORMUI_TASK_TIMEOUT_SECS``, or gone, after it was alive):
+  (its heartbeat older than ``STORMUI_TASK_TIMEOUT_SECS`` and the time the mirror's copy
+  may lag behind, or gone, after it was alive):
   each alive task is looked at again when its heartbeat would expire (a heap of deadlines),
   so a pass costs what expires, not the cluster's size.
 - :meth:`Part.write` keeps the last state told of each storm, supervisor, task and the
@@ -208,6 +209,14 @@ class Part(recorder.Part):
     def task_timeout(self) -> float:
         return float(getattr(self.source, "task_timeout", settings.STORMUI_TASK_TIMEOUT_SECS))
 
+    def _beat_lag(self) -> float:
+        """How old the mirror's copy of a heartbeat may be (it re-reads them every so often,
+        and a poll of a large cluster takes a while): a task is dead only when its heartbeat
+        is older than the timeout by more than that, so none dies between two polls."""
+        mirror = getattr(self.source, "mirror", None)
+        poll = getattr(mirror, "heartbeat_poll_secs", None) or 0.0
+        return max(float(settings.STORMUI_HEARTBEAT_SECS), 2 * poll) + poll
+
     @property
     def supervisor_timeout(self) -> float:
         return float(
@@ -266,7 +275,7 @@ class Part(recorder.Part):
         put(Note("dashboard-started", now))
 
     def tick(self, now: int, put) -> None:
-        self._timeout = self.task_timeout  # read once a pass: a setting's read is not free
+        self._timeout = self.task_timeout + self._beat_lag()  # once a pass: reads are not free
         try:
             self._read_audit(now, put)
         except Exception as exc:  # the database is away: the entries are read again next pass
