@@ -455,7 +455,9 @@ class Part(recorder.Part):
         else:
             was = task.alive
         key = (storm_id, task_id)
-        restarted = alive and was and task.uptime is not None and beat.uptime_secs < task.uptime
+        # its uptime before: what tells a restart from heartbeats that came late
+        uptime = task.uptime
+        restarted = alive and was and uptime is not None and beat.uptime_secs < uptime
         task.alive = alive
         if alive:
             task.deadline = beat.time_secs + timeout
@@ -463,8 +465,7 @@ class Part(recorder.Part):
             heapq.heappush(self._deadlines, (task.deadline, storm_id, task_id))
             self._not_alive.discard(key)
         else:
-            task.uptime = None
-            self._not_alive.add(key)
+            self._not_alive.add(key)  # its last uptime is kept, for when it revives
         if was == alive and not restarted:
             return None
         change = Change(
@@ -482,6 +483,9 @@ class Part(recorder.Part):
             change.detail = "restarted within the timeout: its uptime started again"
         elif not alive:
             change.detail = "no heartbeat" if beat is None else "heartbeat too old"
+        elif was is False and uptime is not None:
+            late = beat.uptime_secs >= uptime
+            change.detail = "its heartbeats came late" if late else "restarted"
         return change
 
     def _scan_storm(self, storm_id: str, now: int):

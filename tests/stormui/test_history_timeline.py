@@ -10,7 +10,7 @@ import time
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import DatabaseError, OperationalError, connection
+from django.db import DatabaseError, connection
 from django.test import Client
 
 from clusterstate import Assignment, StormBase, SupervisorInfo, TaskHeartbeat, TaskInfo
@@ -159,6 +159,7 @@ def test_a_task_dies_and_revives_and_is_counted(recording, writer):
     writer.set_task_heartbeat(HEALTHY, 1, TaskHeartbeat(int(time.time()), 5, spout_stats(1)))
     recording.until(lambda: has("task-revived", storm_id=HEALTHY, task_id=1))
     assert kinds(storm_id=HEALTHY) == ["task-died", "task-revived"]
+    assert TimelineEvent.objects.get(kind="task-revived").detail == "restarted"  # uptime 5
     counts = timeline.restart_counts(HEALTHY, rec.now_ms())
     assert counts == {"hour": 1, "day": 1, "components": {"words": {"hour": 1, "day": 1}}}
     # a day later the hour has none, two days later the day has none
@@ -518,14 +519,8 @@ async def test_the_timeline_page_is_live(live_cluster, writer, settings, monkeyp
     await asyncio.to_thread(writer.deactivate_storm, HEALTHY)
 
     def told_healthy():
-        def told():
-            try:
-                return has("storm-deactivated", storm_id=HEALTHY)
-            except OperationalError:  # in-memory SQLite's table lock, while the recorder writes
-                return False
-
         try:
-            wait_for(told, WAIT)
+            wait_for(lambda: has("storm-deactivated", storm_id=HEALTHY), WAIT)
         finally:
             connection.close()  # a thread of asyncio's: leave no connection behind
 
