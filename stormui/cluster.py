@@ -805,7 +805,7 @@ def _storm_rates(tracker: RateTracker | None, records: StormRecords, tasks: dict
         (r.task_id, r.heartbeat.time_secs, r.heartbeat.stats) for r in records.tasks if r.heartbeat
     ]
     per_task = tracker.storm_task_rates(records.storm_id, beats)
-    storm = [None, None, None]
+    storm = [None, None, None, None]
     by_component: dict[str, list] = {}
     inputs: dict[tuple[str, str, str], float | None] = {}
     for t, rate in per_task.items():
@@ -816,13 +816,14 @@ def _storm_rates(tracker: RateTracker | None, records: StormRecords, tasks: dict
         cid = task.component_id
         spout = task.component_type == "spout"
         for i, value in enumerate(r):
-            if value is not None and (i == 0 or spout):
+            # emitted and transferred by every task; acked and failed by the spouts
+            if value is not None and (i in (0, 3) or spout):
                 storm[i] = value if storm[i] is None else storm[i] + value
         if cid is None:
             continue
         sums = by_component.get(cid)
         if sums is None:
-            sums = by_component[cid] = [None, None, None]
+            sums = by_component[cid] = [None, None, None, None]
         for i, value in enumerate(r):
             if value is not None:
                 sums[i] = value if sums[i] is None else sums[i] + value

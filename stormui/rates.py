@@ -35,6 +35,7 @@ class TaskCounts(NamedTuple):
     acked: int | None  # a spout's own; a bolt's summed over its inputs
     failed: int | None
     inputs: dict  # a bolt's acked per (input component, stream); None values unreadable
+    transferred: int | None = None
 
 
 class Rates(NamedTuple):
@@ -43,6 +44,7 @@ class Rates(NamedTuple):
     emitted: float | None = None
     acked: float | None = None
     failed: float | None = None
+    transferred: float | None = None  # last: the figures were (emitted, acked, failed) first
 
 
 NO_RATES = Rates()
@@ -89,6 +91,8 @@ def task_counts(stats) -> TaskCounts | None:
         return None
     emitted_map = _all_time(stats, "emitted")
     emitted = _sum(emitted_map.values()) if emitted_map is not None else None
+    transferred_map = _all_time(stats, "transferred")
+    transferred = _sum(transferred_map.values()) if transferred_map is not None else None
     acked_map = _all_time(stats, "acked")
     failed_map = _all_time(stats, "failed")
     inputs: dict = {}
@@ -113,7 +117,7 @@ def task_counts(stats) -> TaskCounts | None:
         for per_stream in (failed_map or {}).values():
             s = _sum(per_stream.values()) if type(per_stream) is dict else None
             failed = None if s is None or failed is None else failed + s
-    return TaskCounts(emitted, acked, failed, inputs)
+    return TaskCounts(emitted, acked, failed, inputs, transferred)
 
 
 def _per_sec(prev: int | None, cur: int | None, dt: float) -> float | None:
@@ -129,6 +133,7 @@ def rate_between(prev: TaskCounts, cur: TaskCounts, dt: float) -> TaskRate:
         _per_sec(prev.emitted, cur.emitted, dt),
         _per_sec(prev.acked, cur.acked, dt),
         _per_sec(prev.failed, cur.failed, dt),
+        _per_sec(prev.transferred, cur.transferred, dt),
     )
     inputs = {}
     for key, n in cur.inputs.items():
@@ -157,6 +162,7 @@ class Point(NamedTuple):
     acked: float | None
     failed: float | None
     alive: int
+    transferred: float | None = None
 
 
 class RateTracker:
@@ -226,7 +232,7 @@ class RateTracker:
                 ring = charts.get(component)
                 if ring is None:
                     ring = charts[component] = deque(maxlen=self.points)
-                point = Point(now, *rates, alive)
+                point = Point(now, rates.emitted, rates.acked, rates.failed, alive, rates.transferred)
                 if ring:
                     last = ring[-1].time
                     if now < last:
@@ -235,6 +241,24 @@ class RateTracker:
                         ring[-1] = point
                         continue
                 ring.append(point)
+
+    def recent(self, since: float) -> dict[tuple[str, str | None], tuple[Point, ...]]:
+        """Every chart's points from ``since`` on, oldest first, by (storm, None or component):
+        what the history's time series takes (walked from the newest, so a call costs what
+        it returns, not the hour each ring holds)."""
+        out = {}
+        with self._lock:
+            for storm_id, charts in self._series.items():
+                for component, ring in charts.items():
+                    points = []
+                    for p in reversed(ring):
+                        if p.time < since:
+                            break
+                        points.append(p)
+                    if points:
+                        points.reverse()
+                        out[(storm_id, component)] = tuple(points)
+        return out
 
     def series(self, storm_id: str, component: str | None = None, now: float | None = None):
         """A chart's points, oldest first, in the hour up to ``now`` (or up to the last)."""
