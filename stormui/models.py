@@ -229,3 +229,54 @@ class TimelineMark(models.Model):
 
     def __str__(self):
         return f"{self.subject} {self.key}: {self.state}"
+
+
+# -- history: time series (stormui.history.series) ----------------------------------------
+
+
+class SeriesKey(models.Model):
+    """A storm's (``component_id`` empty) or one of its components' time series: the points
+    name it by this row's small id, not by the storm's id again in each of millions of rows."""
+
+    storm_id = models.CharField(max_length=255)
+    component_id = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["storm_id", "component_id"], name="series_key_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.storm_id}/{self.component_id}" if self.component_id else self.storm_id
+
+
+class SeriesPoint(models.Model):
+    """One bucket of a series at one resolution (10 s, 1 min or 10 min; ``time`` is the
+    bucket's start in epoch ms). Rates are tuples per second, null when unknown; a rolled-up
+    point holds the means of its finer points' rates and tasks alive, and the sum of their
+    errors (a count: the API says it per minute). No row is a time when no dashboard ran.
+
+    The unique key serves every read (a series' range at one resolution) and makes every
+    write an upsert, so a retried pass or a restart writes nothing twice.
+    """
+
+    # the unique key below leads with it: no index of its own
+    series = models.ForeignKey(SeriesKey, on_delete=models.CASCADE, db_index=False)
+    resolution = models.IntegerField()  # the bucket's length in ms
+    time = models.BigIntegerField()
+    emitted = models.FloatField(null=True)
+    transferred = models.FloatField(null=True)
+    acked = models.FloatField(null=True)
+    failed = models.FloatField(null=True)
+    tasks_alive = models.FloatField(null=True)
+    errors = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["series", "resolution", "time"], name="series_point_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.series_id} @{self.time} ({self.resolution} ms)"

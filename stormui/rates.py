@@ -232,7 +232,9 @@ class RateTracker:
                 ring = charts.get(component)
                 if ring is None:
                     ring = charts[component] = deque(maxlen=self.points)
-                point = Point(now, rates.emitted, rates.acked, rates.failed, alive, rates.transferred)
+                point = Point(
+                    now, rates.emitted, rates.acked, rates.failed, alive, rates.transferred
+                )
                 if ring:
                     last = ring[-1].time
                     if now < last:

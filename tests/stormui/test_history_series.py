@@ -1,0 +1,226 @@
+"""The history's time series: 10 s points from the tracker's rates, roll-ups with known sums,
+gaps kept as gaps, idempotent writes, retention, the API and the long-range charts."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from clusterstate import TaskError
+from clusterstate.mirror import MirrorChange
+from stormui import charts
+from stormui.history import recorder as rec
+from stormui.history import series
+from stormui.history.recorder import HistoryRecorder
+from stormui.history.series import MINUTE, STEP, TEN_MINUTES
+from stormui.models import RecorderRun, SeriesKey, SeriesPoint
+from stormui.rates import Rates, RateTracker
+from tests.helpers import wait_for
+
+#: a minute boundary, and a ten minutes one
+T0 = 1_700_000_400_000
+HOSTILE = "<script>alert(1)</script>"
+
+
+class Clock:
+    def __init__(self, now: int):
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class Info:
+    def __init__(self, component_id):
+        self.component_id = component_id
+
+
+class Reader:
+    """The mirror's task infos: task n of a storm is component "c"."""
+
+    def task_info(self, storm_id, task_id):
+        return Info("c")
+
+
+class FakeSource:
+    reader = Reader()
+
+    def __init__(self):
+        self.listeners = []
+
+    def subscribe(self, listener):
+        self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener)
+
+    def change(self, change):
+        for listener in list(self.listeners):
+            listener(change)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = Clock(T0)
+    monkeypatch.setattr(rec, "now_ms", c)
+    return c
+
+
+def sample(tracker, at_ms: int, emitted, alive=4, storm="s", transferred=None):
+    """The tracker's points for storm ``storm`` and its component "c" at ``at_ms``."""
+    rates = Rates(emitted, emitted / 2 if emitted is not None else None, 0.0, transferred)
+    tracker.sample(storm, at_ms / 1000, {None: (rates, alive), "c": (rates, alive)})
+
+
+def error_change(n: int, storm="s", task=1) -> MirrorChange:
+    errors = tuple(TaskError(1_700_000_000 + i, f"boom {i}") for i in range(n))
+    return MirrorChange("errors", storm, task, errors)
+
+
+def make(clock, tracker=None):
+    source = FakeSource()
+    tracker = tracker or RateTracker(step=1)
+    part = series.Part(source, tracker)
+    recorder = HistoryRecorder(source, [part])
+    recorder._unsubscribe = source.subscribe(recorder._on_change)
+    assert recorder.record()  # the run starts at T0
+    return source, tracker, part, recorder
+
+
+def rows(resolution: int, storm="s", component="") -> list[tuple]:
+    return list(
+        SeriesPoint.objects.filter(
+            series__storm_id=storm, series__component_id=component, resolution=resolution
+        )
+        .order_by("time")
+        .values_list("time", *series.FIELDS)
+    )
+
+
+# -- the figures ------------------------------------------------------------------------
+
+
+def test_roll_ups_are_means_of_what_is_known_and_sums_of_errors():
+    fine = [
+        (10.0, None, 2.0, 0.0, 4, 1),
+        (20.0, None, None, 1.0, 3, 2),
+        (None, None, 4.0, 0.0, 4, 0),
+    ]
+    assert series.roll_up(fine) == (15.0, None, 3.0, 1 / 3, 11 / 3, 3)
+    assert series.per_minute(3, STEP) == 18.0 and series.per_minute(30, TEN_MINUTES) == 3.0
+
+
+def test_the_resolution_is_the_finest_that_holds_the_range():
+    day = series.DAY
+    now, keep = T0, 30 * day
+    assert series.choose_resolution(now - 3600_000, now, now, keep) == STEP
+    assert series.choose_resolution(now - 6 * 3600_000, now, now, keep) == STEP
+    assert series.choose_resolution(now - day, now, now, keep) == MINUTE
+    assert series.choose_resolution(now - 7 * day, now, now, keep) == TEN_MINUTES  # too many
+    assert series.choose_resolution(now - 30 * day, now, now, keep) == TEN_MINUTES
+    # an hour a week ago: only the minutes hold it
+    assert series.choose_resolution(now - 6 * day, now - 6 * day + 3600_000, now, keep) == MINUTE
+
+
+# -- recording --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_point_every_10_s_and_minutes_rolled_up_with_known_sums(clock):
+    source, tracker, part, recorder = make(clock)
+    # a minute of 10 s buckets, two tracker points in each (means: 15, 25, ...), errors in two
+    for i in range(6):
+        at = T0 + i * STEP
+        sample(tracker, at + 1000, 10.0 * i + 10, alive=4, transferred=1.0)
+        sample(tracker, at + 6000, 10.0 * i + 20, alive=3 if i == 2 else 4, transferred=None)
+        clock.now = at + 7000
+        if i in (1, 4):
+            source.change(error_change(i))  # 1 error, then 4
+        clock.now = at + STEP
+        assert recorder.record()
+    steps = rows(STEP)
+    assert [r[0] for r in steps] == [T0 + i * STEP for i in range(6)]
+    assert [r[1] for r in steps] == [15.0, 25.0, 35.0, 45.0, 55.0, 65.0]
+    assert steps[0][2] == 1.0  # transferred: the one point that knew it
+    assert steps[2][5] == 3.5  # tasks alive: the mean
+    assert [r[6] for r in steps] == [0, 1, 0, 0, 4, 0]
+    assert rows(STEP, component="c")[4][6] == 4  # the component's errors too
+    minute = rows(MINUTE)
+    assert minute == [(T0, 40.0, 1.0, 20.0, 0.0, (4 * 5 + 3.5) / 6, 5)]
+    assert rows(MINUTE, component="c")[0][1] == 40.0
+    # the API says the errors per minute at each resolution
+    res, got = series.read("s", "", T0, T0 + MINUTE, T0 + MINUTE)
+    assert res == STEP
+    assert series.metric_points(got, "errors", res)[1] == [T0 + STEP, 6.0]
+
+
+@pytest.mark.django_db
+def test_a_time_without_points_stays_a_gap(clock):
+    source, tracker, part, recorder = make(clock)
+    for i in (0, 1, 4):  # nothing in buckets 2 and 3, and none after the first minute
+        sample(tracker, T0 + i * STEP + 500, 6.0)
+    for t in range(T0, T0 + 12 * MINUTE, STEP):
+        clock.now = t
+        assert recorder.record()
+    assert [r[0] for r in rows(STEP)] == [T0, T0 + STEP, T0 + 4 * STEP]
+    assert [r[0] for r in rows(MINUTE)] == [T0]  # the empty minutes have no row
+    assert [(r[0], r[1]) for r in rows(TEN_MINUTES)] == [(T0, 6.0)]
+
+
+@pytest.mark.django_db
+def test_retried_passes_and_restarts_write_nothing_twice(clock):
+    source, tracker, part, recorder = make(clock)
+    for i in range(3):
+        sample(tracker, T0 + i * STEP + 500, 12.0)
+    source.change(error_change(2))
+    clock.now = T0 + 3 * STEP
+    # the database refuses the pass: its items wait and go in once
+    original = part.write
+    part.write = lambda items, now: (_ for _ in ()).throw(RuntimeError("refused"))
+    assert not recorder.record()
+    part.write = original
+    assert recorder.record()
+    assert [(r[1], r[6]) for r in rows(STEP)] == [(12.0, 2), (12.0, 0), (12.0, 0)]
+    # the same points put again (a pass tried again after its commit was lost) change nothing
+    part.write(part.points(T0, T0 + 3 * STEP, {("s", "", T0): 2}), clock.now)
+    assert SeriesPoint.objects.filter(resolution=STEP).count() == 6
+    assert rows(STEP)[0][6] == 2
+    # killed mid-minute: the next run rolls up what it wrote, once, however often it starts
+    RecorderRun.objects.update(alive_at=T0 + 3 * STEP)
+    for _ in range(2):
+        clock.now = T0 + 2 * MINUTE
+        _, _, _, again = make(clock, tracker)
+        assert again.record()
+        RecorderRun.objects.filter(stopped_at=None).update(alive_at=T0 + 3 * STEP)
+        assert rows(MINUTE) == [(T0, 12.0, None, 6.0, 0.0, 4.0, 2)]
+    assert SeriesKey.objects.count() == 2
+    assert SeriesPoint.objects.filter(resolution=TEN_MINUTES).count() == 0  # still under way
+
+
+@pytest.mark.django_db
+def test_each_resolution_is_kept_its_time_and_empty_series_go(clock, settings):
+    settings.STORMUI_HISTORY_DAYS = 30
+    source, tracker, part, recorder = make(clock)
+    sample(tracker, T0 + 500, 1.0, storm="old")
+    sample(tracker, T0 + 500, 1.0, storm="new")
+    clock.now = T0 + STEP
+    assert recorder.record()
+    keys = dict(SeriesKey.objects.values_list("storm_id", "id").filter(component_id=""))
+    day = series.DAY
+    now = T0 + 40 * day
+    made = []
+    for res, age in ((STEP, 7 * 3600_000), (STEP, 5 * 3600_000), (MINUTE, 8 * day)):
+        made.append(SeriesPoint(series_id=keys["new"], resolution=res, time=now - age))
+    made.append(SeriesPoint(series_id=keys["new"], resolution=MINUTE, time=now - 6 * day))
+    made.append(SeriesPoint(series_id=keys["new"], resolution=TEN_MINUTES, time=now - 29 * day))
+    SeriesPoint.objects.bulk_create(made)
+    SeriesPoint.objects.filter(time__lt=T0 + STEP).delete()
+    SeriesPoint.objects.create(series_id=keys["old"], resolution=TEN_MINUTES, time=now - 31 * day)
+    gone = part.expire(now - rec.retention_ms())
+    assert gone == 3
+    left = sorted(SeriesPoint.objects.values_list("resolution", "time"))
+    assert left == [
+        (STEP, now - 5 * 3600_000),
+        (MINUTE, now - 6 * day),
+        (TEN_MINUTES, now - 29 * day),
+    ]
+    assert not SeriesKey.objects.filter(storm_id="old").exists()
+    assert SeriesKey.objects.filter(storm_id="new").count() == 1  # "c" had no point left
