@@ -16,7 +16,7 @@ from . import graph, shapes
 from .cluster import parse_window
 from .decorators import api_view
 from .forms import BadErrorFilter, parse_error_filter
-from .history import timeline
+from .history import recorder, series, timeline
 from .source import get_source
 
 
@@ -95,6 +95,31 @@ def topology_graph(request, storm_id: str):
     window = _window(request)
     storm = _storm(storm_id)
     return JsonResponse(shapes.topology_graph(graph.derive_graph(storm, window, storm.as_of)))
+
+
+@api_view()
+def topology_series(request, storm_id: str):
+    """A storm's (or with ``component=`` a component's) figure over time, from the history."""
+    # a storm gone from the cluster still has its history
+    storm = get_source().storm_view(storm_id) if is_valid_id(storm_id) else None
+    if storm is None and not (is_valid_id(storm_id) and series.stored(storm_id)):
+        raise Http404("no such topology")
+    now = recorder.now_ms()
+    try:
+        metric, component, since, until = series.parse_query(request.GET, now)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    if component and not (
+        is_valid_id(component)
+        and (
+            (storm is not None and component in storm.components)
+            or series.stored(storm_id, component)
+        )
+    ):
+        raise Http404("no such component")
+    resolution, rows = series.read(storm_id, component, since, until, now)
+    points = series.metric_points(rows, metric, resolution)
+    return JsonResponse(shapes.series(metric, series.METRICS[metric][1], points))
 
 
 @api_view()

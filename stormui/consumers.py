@@ -29,7 +29,7 @@ from django.db import connection
 
 from clusterstate.paths import check_id, check_task_id
 
-from . import live, metrics, pages, paging, shapes
+from . import charts, live, metrics, pages, paging, shapes
 from .cluster import page_window
 from .forms import parse_error_filter
 from .history import timeline
@@ -448,10 +448,12 @@ class StormConsumer(LiveConsumer):
         elif component_id in storm.components:
             self.component_id = component_id
             tables = paging.key_part(paging.parse(query, "component"))
-            self.page_key = ("component", self.storm_id, component_id, window, *tables)
+            key = ("component", self.storm_id, component_id, window, *tables)
+            self.page_key = pages.with_chart_range(key, charts.parse_range(query.get("range")))
         else:
             # an unknown component's page gets the whole storm's figures, as before
-            self.page_key = ("storm", self.storm_id, window)
+            key = ("storm", self.storm_id, window)
+            self.page_key = pages.with_chart_range(key, charts.parse_range(query.get("range")))
         return True
 
     def page_groups(self) -> list[str]:

@@ -8,7 +8,8 @@ what a reload would show, and a table's look lives in one template.
 
 A page is named by a :data:`PageKey`: a tuple of strings, ``(kind, *ids,
 window)``, then, when a big table shows another page or a filter, its tables'
-parameters folded in one string (:mod:`stormui.paging`). The key travels through
+parameters folded in one string (:mod:`stormui.paging`), then, when the charts show
+another range than the last hour, the range (:func:`with_chart_range`). The key travels through
 the channel layer as it is (JSON lists) and names the page's group
 (:func:`page_group`).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from urllib.parse import parse_qsl, urlencode
 
 from django.template.loader import render_to_string
 
@@ -218,8 +220,42 @@ def supervisor_context(view: ClusterView, st: dict, supervisor_id: str) -> dict 
     }
 
 
-def storm_context(storm, st: dict, window: str = DEFAULT_WINDOW) -> dict:
+def with_chart_range(key: PageKey, chart_range: str) -> PageKey:
+    """A storm or component page's key with its charts' range (the default: the key as
+    it was). A component's key then always has its tables' part, empty or not."""
+    if chart_range == charts.DEFAULT_RANGE:
+        return key
+    if key[0] == "component" and len(key) == 4:
+        key = (*key, "")
+    return (*key, chart_range)
+
+
+def chart_range_of(key: PageKey) -> str:
+    position = {"storm": 3, "component": 5}.get(key[0])
+    if position is None or len(key) <= position:
+        return charts.DEFAULT_RANGE
+    return charts.parse_range(key[position])
+
+
+def _chart_ranges(chart_range: str, query: list) -> dict:
+    """The charts' range and a link to each (the page's other parameters kept)."""
+    links = []
+    for name, _, words in charts.RANGES:
+        pairs = query if name == charts.DEFAULT_RANGE else [*query, ("range", name)]
+        links.append({"name": name, "words": words, "query": "?" + urlencode(pairs)})
     return {
+        "chart_range": chart_range,
+        "chart_range_words": charts.range_words(chart_range),
+        "chart_ranges": links,
+    }
+
+
+def storm_context(
+    storm, st: dict, window: str = DEFAULT_WINDOW, chart_range: str = charts.DEFAULT_RANGE
+) -> dict:
+    window_query = [("window", window)] if window != DEFAULT_WINDOW else []
+    return {
+        **_chart_ranges(chart_range, window_query),
         "status": st,
         "now": storm.as_of,
         "storm": storm,
@@ -229,7 +265,7 @@ def storm_context(storm, st: dict, window: str = DEFAULT_WINDOW) -> dict:
         "workers": sorted(storm.workers, key=lambda w: (w.host or "", w.port)),
         "unreadable_tasks": [t for t in storm.tasks.values() if t.unreadable],
         "graph": graph.storm_drawing(storm, window, WINDOW_LABELS[window]),
-        "charts": charts.charts(storm),
+        "charts": charts.charts(storm, chart_range=chart_range),
     }
 
 
@@ -267,7 +303,12 @@ def _streams(storm, comp, window: str) -> dict:
 
 
 def component_context(
-    storm, st: dict, component_id: str, window: str = DEFAULT_WINDOW, tables: dict | None = None
+    storm,
+    st: dict,
+    component_id: str,
+    window: str = DEFAULT_WINDOW,
+    tables: dict | None = None,
+    chart_range: str = charts.DEFAULT_RANGE,
 ):
     comp = storm.components.get(component_id)
     if comp is None:
@@ -280,12 +321,14 @@ def component_context(
         "storm": storm,
         "component": comp,
         "live_component": comp.component_id,
-        "charts": charts.charts(storm, comp.component_id),
+        "charts": charts.charts(storm, comp.component_id, chart_range=chart_range),
         "window": window,
         "window_label": WINDOW_LABELS[window],
         "windows": _windows(),
     }
-    return _tables(
+    window_query = [("window", window)] if window != DEFAULT_WINDOW else []
+    range_query = [("range", chart_range)] if chart_range != charts.DEFAULT_RANGE else []
+    _tables(
         ctx,
         tables,
         {
@@ -293,8 +336,10 @@ def component_context(
             "errors": comp.errors,
         },
         {"tasks": _task_text, "errors": _error_text},
-        (("window", window),) if window != DEFAULT_WINDOW else (),
+        (*window_query, *range_query),
     )
+    ctx.update(_chart_ranges(chart_range, window_query + parse_qsl(paging.encode(tables))))
+    return ctx
 
 
 def task_context(storm, st: dict, task_id: int):
@@ -348,10 +393,10 @@ def context(key: PageKey, view: ClusterView) -> dict | None:
     if storm is None:
         return None
     if kind == "storm":
-        return storm_context(storm, st, key[2])
+        return storm_context(storm, st, key[2], chart_range_of(key))
     if kind == "component":
         tables = paging.decode(key[4] if len(key) > 4 else "", kind)
-        return component_context(storm, st, key[2], key[3], tables)
+        return component_context(storm, st, key[2], key[3], tables, chart_range_of(key))
     if kind == "task":
         return task_context(storm, st, int(key[2]))
     raise ValueError(f"no such page: {kind}")

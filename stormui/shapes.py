@@ -696,3 +696,9 @@ def timeline_event(event) -> dict:
 
 def timeline(events, next_cursor: str | None) -> dict:
     return {"events": [timeline_event(e) for e in events], "next": next_cursor}
+
+
+def series(metric: str, unit: str, points: list) -> dict:
+    """A storm's or component's time series (``/api/v1/topology/<id>/series``): points
+    ``[epoch_ms, value]``, oldest first, value null where unknown."""
+    return {"metric": metric, "unit": unit, "points": points}

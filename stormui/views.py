@@ -14,7 +14,7 @@ from django.template import loader
 
 from clusterstate.paths import check_id, check_task_id
 
-from . import pages, paging
+from . import charts, pages, paging
 from .cluster import page_window
 from .forms import parse_error_filter
 from .history import timeline
@@ -83,7 +83,8 @@ def storm(request, storm_id):
     source = get_source()
     storm = _storm(source, storm_id)
     window = page_window(request.GET.get("window"))
-    ctx = pages.storm_context(storm, _status(source, storm.as_of), window)
+    chart_range = charts.parse_range(request.GET.get("range"))
+    ctx = pages.storm_context(storm, _status(source, storm.as_of), window, chart_range)
     ctx.update(timeline.storm_history_context(storm))
     return render(request, "stormui/storm.html", ctx)
 
@@ -96,7 +97,9 @@ def component(request, storm_id, component_id):
     st = _status(source, storm.as_of)
     tables = _tables(request, "component")
     window = page_window(request.GET.get("window"))
-    ctx = _found(pages.component_context(storm, st, component_id, window, tables), "component")
+    chart_range = charts.parse_range(request.GET.get("range"))
+    ctx = pages.component_context(storm, st, component_id, window, tables, chart_range)
+    ctx = _found(ctx, "component")
     ctx.update(timeline.component_history_context(storm, component_id))
     return render(request, "stormui/component.html", ctx)
 

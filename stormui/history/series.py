@@ -350,11 +350,14 @@ def _lookup(keys) -> dict[tuple[str, str], int]:
 # -- reading ---------------------------------------------------------------------------
 
 
-def stored(storm_id: str) -> bool:
-    """Whether the history holds any series of ``storm_id``."""
+def stored(storm_id: str, component: str | None = None) -> bool:
+    """Whether the history holds a series of ``storm_id`` (of its ``component`` if given)."""
     from ..models import SeriesKey
 
-    return SeriesKey.objects.filter(storm_id=storm_id).exists()
+    keys = SeriesKey.objects.filter(storm_id=storm_id)
+    if component is not None:
+        keys = keys.filter(component_id=component)
+    return keys.exists()
 
 
 def read(storm_id: str, component: str, since: int, until: int, now: int) -> tuple[int, list]:
@@ -380,3 +383,27 @@ def metric_points(rows, metric: str, resolution: int) -> list[list]:
     if field == "errors":
         return [[r[0], per_minute(r[i], resolution)] for r in rows]
     return [[r[0], r[i]] for r in rows]
+
+
+def parse_query(query, now: int) -> tuple[str, str, int, int]:
+    """The API's ``metric``, ``component``, ``since`` and ``until`` (epoch ms; the last hour
+    up to ``now`` by default) from a query.
+
+    :raises ValueError: naming what is wrong.
+    """
+    metric = query.get("metric")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}")
+    until = _epoch_ms(query.get("until"), "until", now)
+    since = _epoch_ms(query.get("since"), "since", until - HOUR)
+    if since >= until:
+        raise ValueError("since must be before until")
+    return metric, query.get("component") or "", since, until
+
+
+def _epoch_ms(value, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if not (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 15):
+        raise ValueError(f"{name} must be a time in epoch milliseconds")
+    return int(value)

@@ -21,6 +21,7 @@ urlpatterns = [
         name="api-component",
     ),
     path("v1/topology/<str:storm_id>/graph", api.topology_graph, name="api-topology-graph"),
+    path("v1/topology/<str:storm_id>/series", api.topology_series, name="api-topology-series"),
     path("errors", api.errors, name="api-errors"),
     path("v1/timeline", api.timeline_events, name="api-timeline"),
     path(

@@ -4,18 +4,15 @@ gaps kept as gaps, idempotent writes, retention, the API and the long-range char
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 from clusterstate import TaskError
 from clusterstate.mirror import MirrorChange
-from stormui import charts
 from stormui.history import recorder as rec
 from stormui.history import series
 from stormui.history.recorder import HistoryRecorder
 from stormui.history.series import MINUTE, STEP, TEN_MINUTES
 from stormui.models import RecorderRun, SeriesKey, SeriesPoint
 from stormui.rates import Rates, RateTracker
-from tests.helpers import wait_for
 
 #: a minute boundary, and a ten minutes one
 T0 = 1_700_000_400_000

@@ -112,7 +112,7 @@
       param("component", f.component);
       param("q", f.q);
     } else if (kind === "timeline") params.push(statusEl.getAttribute("data-live-query"));
-    location.search.replace(/[?&](\w+_(?:q|page)=[^&]*)/g, function (m, p) { params.push(p); }); // the tables' pages and filters
+    location.search.replace(/[?&]((?:\w+_(?:q|page)|range)=[^&]*)/g, function (m, p) { params.push(p); }); // the tables' pages and filters, the charts' range
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path + "?" + params.join("&");
   }
 
