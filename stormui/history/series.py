@@ -361,7 +361,8 @@ def stored(storm_id: str, component: str | None = None) -> bool:
 
 
 def read(storm_id: str, component: str, since: int, until: int, now: int) -> tuple[int, list]:
-    """A series' resolution and stored points in ``[since, until)``, oldest first: each
+    """A series' resolution and stored points (by their bucket's start) in ``[since,
+    until)``, oldest first: each
     ``(time, emitted, transferred, acked, failed, tasks_alive, errors)``."""
     from ..models import SeriesPoint
 
@@ -370,7 +371,7 @@ def read(storm_id: str, component: str, since: int, until: int, now: int) -> tup
         series__storm_id=storm_id,
         series__component_id=component,
         resolution=res,
-        time__gte=bucket(since, res),
+        time__gte=since,
         time__lt=until,
     ).order_by("time")
     return res, list(rows.values_list("time", *FIELDS))

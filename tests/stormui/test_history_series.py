@@ -3,16 +3,23 @@ gaps kept as gaps, idempotent writes, retention, the API and the long-range char
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import pytest
+from django.test import Client
 
 from clusterstate import TaskError
 from clusterstate.mirror import MirrorChange
+from stormui import charts, live, pages
 from stormui.history import recorder as rec
 from stormui.history import series
 from stormui.history.recorder import HistoryRecorder
 from stormui.history.series import MINUTE, STEP, TEN_MINUTES
 from stormui.models import RecorderRun, SeriesKey, SeriesPoint
 from stormui.rates import Rates, RateTracker
+from stormui.source import get_source
+from tests.stormui.conftest import HEALTHY
+from tests.stormui.test_views import get_page
 
 #: a minute boundary, and a ten minutes one
 T0 = 1_700_000_400_000
@@ -221,3 +228,143 @@ def test_each_resolution_is_kept_its_time_and_empty_series_go(clock, settings):
     ]
     assert not SeriesKey.objects.filter(storm_id="old").exists()
     assert SeriesKey.objects.filter(storm_id="new").count() == 1  # "c" had no point left
+
+
+# -- reading: the API and the long charts ------------------------------------------------
+
+
+def store(storm: str, component: str, points: dict[int, tuple]) -> None:
+    """10 s points, by time: (emitted, transferred, acked, failed, tasks alive, errors)."""
+    part = series.Part(FakeSource(), RateTracker())
+    part.write([("point", storm, component, t, *f) for t, f in sorted(points.items())], 0)
+
+
+def api(client, storm: str, **query):
+    return client.get(f"/api/v1/topology/{storm}/series", query)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_answers_a_series_oldest_first_in_its_unit(known_cluster):
+    client = Client()
+    now = rec.now_ms()
+    base = series.bucket(now, STEP) - 30 * STEP
+    store(HEALTHY, "", {base + STEP: (2.0, 1.5, 1.0, 0.0, 5, 2), base: (1.0, None, 0.5, 0.0, 4, 0)})
+    store(HEALTHY, "words", {base: (9.0, 9.0, 3.0, 1.0, 2, 1)})
+    body = api(client, HEALTHY, metric="emitted").json()
+    assert body == {
+        "metric": "emitted",
+        "unit": "tuples/s",
+        "points": [[base, 1.0], [base + STEP, 2.0]],
+    }
+    body = api(client, HEALTHY, metric="transferred").json()
+    assert body["points"] == [[base, None], [base + STEP, 1.5]]  # unknown stays null
+    assert api(client, HEALTHY, metric="tasksAlive").json()["unit"] == "tasks"
+    body = api(client, HEALTHY, metric="errors").json()
+    assert body["unit"] == "errors/min" and body["points"][1] == [base + STEP, 12.0]
+    body = api(client, HEALTHY, metric="failed", component="words").json()
+    assert body["points"] == [[base, 1.0]]
+    # since and until (epoch ms) choose the points
+    body = api(client, HEALTHY, metric="acked", since=str(base + 1), until=str(now)).json()
+    assert body["points"] == [[base + STEP, 1.0]]
+    assert api(client, HEALTHY, metric="acked", until=str(base)).json()["points"] == []
+    # a storm gone from the cluster keeps its history; one never seen is not found
+    store("gone-9-9000", "", {base: (1.0, 1.0, 1.0, 0.0, 1, 0)})
+    assert api(client, "gone-9-9000", metric="emitted").json()["points"] == [[base, 1.0]]
+    for storm, query in [
+        ("never-seen-1", {"metric": "emitted"}),
+        ("bad%0Aid", {"metric": "emitted"}),
+        (HEALTHY, {"metric": "emitted", "component": "no-such"}),
+    ]:
+        response = api(client, storm, **query)
+        assert response.status_code == 404 and "error" in response.json()
+    for query in [
+        {},
+        {"metric": "bogus"},
+        {"metric": "emitted", "since": "yesterday"},
+        {"metric": "emitted", "since": "-5"},
+        {"metric": "emitted", "since": str(now), "until": str(now)},
+        {"metric": "emitted", "until": "1" * 40},
+    ]:
+        response = api(client, HEALTHY, **query)
+        assert response.status_code == 400, query
+        assert response.json()["error"]
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+class FakeStorm:
+    def __init__(self, storm_id, name, as_of):
+        self.id, self.name, self.as_of = storm_id, name, as_of
+
+
+@pytest.mark.django_db
+def test_a_long_chart_draws_the_stored_points_breaks_at_gaps_and_escapes(settings):
+    charts._made.clear()
+    now = rec.now_ms()
+    base = series.bucket(now, STEP) - 60 * STEP
+    points = {base + i * STEP: (float(i), None, 1.0, 0.0, 3, 0) for i in (0, 1, 2, 10, 11)}
+    store("s-1-1", "", points)
+    made = charts.charts(FakeStorm("s-1-1", HOSTILE, now / 1000), chart_range="6h")
+    rates_chart = made[0]
+    svg = ET.fromstring(rates_chart["svg"])  # well formed: the name is escaped
+    assert HOSTILE not in rates_chart["svg"] and "6 hours ago" in rates_chart["svg"]
+    assert rates_chart["title"] == f"Tuples per second of {HOSTILE}, the last 6 hours"
+    emitted = next(g for g in svg.iter(f"{SVG}g") if "emitted" in g.get("class"))
+    lines = [p.get("points").split() for p in emitted.iter(f"{SVG}polyline")]
+    assert [len(line) for line in lines] == [3, 2]  # the gap stays a gap
+    assert (
+        rates_chart["words"][0]
+        == "Emitted: 11.0/s now; from 0.00 to 11.0/s over the last 2 minutes."
+    )
+    empty = charts.charts(FakeStorm("none-1-1", HOSTILE, now / 1000), chart_range="30d")
+    assert (
+        empty[0]["empty"] and empty[0]["empty_text"] == "Nothing was recorded in the last 30 days."
+    )
+    charts._made.clear()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pages_chart_a_range_from_the_history_and_live_updates_keep_it(known_cluster):
+    charts._made.clear()
+    client = Client()
+    now = rec.now_ms()
+    base = series.bucket(now, MINUTE) - 20 * MINUTE
+    store(HEALTHY, "", {base: (7.0, None, 1.0, 0.0, 3, 0)})
+    # a day is read at 1 minute: roll the stored 10 s point up
+    part = series.Part(FakeSource(), RateTracker())
+    part.write([("roll-up", MINUTE, base)], 0)
+    with_minutes = rows(MINUTE, storm=HEALTHY)
+    assert with_minutes[0][:2] == (base, 7.0)
+    doc = get_page(client, f"/storms/{HEALTHY}/?window=600&range=1d")
+    assert doc.by_id("charts-heading").words == "The last day"
+    nav = doc.find("nav", cls="chart-ranges")
+    links = {a.words: a.attrs["href"] for a in nav.find_all("a")}
+    assert links["The last hour"] == "?window=600"
+    assert links["The last 7 days"] == "?window=600&range=7d"
+    current = [a.words for a in nav.find_all("a") if a.attrs.get("aria-current")]
+    assert current == ["The last day"]
+    words = doc.by_id("storm-chart-rates-words").words
+    assert "Emitted: 7.00/s now" in words
+    # the socket of that page names the range; its update renders the same charts
+    key = pages.with_chart_range(("storm", HEALTHY, "600"), "1d")
+    assert key == ("storm", HEALTHY, "600", "1d")
+    view = get_source().cluster_view()
+    region = live.page_regions(key, view)["storm-charts"]
+    assert "Emitted: 7.00/s now" in region and "1 days ago" not in region
+    # a component's page: its tables' part is kept, the range after it
+    assert pages.with_chart_range(("component", HEALTHY, "words", "600"), "6h") == (
+        "component",
+        HEALTHY,
+        "words",
+        "600",
+        "",
+        "6h",
+    )
+    doc = get_page(client, f"/storms/{HEALTHY}/components/words/?range=30d&tasks_q=x")
+    assert doc.by_id("charts-heading").words == "The last 30 days"
+    assert "Nothing was recorded" in doc.by_id("component-chart-rates-words").words
+    # a range that is no range is the last hour
+    doc = get_page(client, f"/storms/{HEALTHY}/?range=%3Cscript%3E")
+    assert doc.by_id("charts-heading").words == "The last hour"
+    charts._made.clear()
