@@ -3,6 +3,7 @@ gaps kept as gaps, idempotent writes, retention, the API and the long-range char
 
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -18,6 +19,7 @@ from stormui.history.series import MINUTE, STEP, TEN_MINUTES
 from stormui.models import RecorderRun, SeriesKey, SeriesPoint
 from stormui.rates import Rates, RateTracker
 from stormui.source import get_source
+from tests.helpers import wait_for
 from tests.stormui.conftest import HEALTHY
 from tests.stormui.test_views import get_page
 
@@ -368,3 +370,29 @@ def test_the_pages_chart_a_range_from_the_history_and_live_updates_keep_it(known
     doc = get_page(client, f"/storms/{HEALTHY}/?range=%3Cscript%3E")
     assert doc.by_id("charts-heading").words == "The last hour"
     charts._made.clear()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_mirrors_errors_and_the_dashboards_rates_become_points(known_cluster, clock):
+    """The real source: the mirror reports a new error, the views built feed the tracker."""
+    source = get_source()
+    clock.now = int(time.time() * 1000)
+    part = series.Part(source)
+    recorder = HistoryRecorder(source, [part])
+    recorder._unsubscribe = source.subscribe(recorder._on_change)
+    try:
+        assert recorder.record()
+        known_cluster.writer.report_task_error(HEALTHY, 3, "a new error")
+        wait_for(lambda: part._errors, timeout=30, message="the error was never noted")
+        view = get_source().cluster_view()  # the error is in it: the tracker has a point
+        storm = view.storms[HEALTHY]
+        component = storm.tasks[3].component_id
+        clock.now = int(time.time() * 1000) + STEP
+        assert recorder.record()
+    finally:
+        recorder._unsubscribe()
+    steps = rows(STEP, storm=HEALTHY)
+    assert sum(r[6] for r in steps) == 1
+    assert max(r[5] for r in steps if r[5] is not None) == storm.tasks_alive
+    assert sum(r[6] for r in rows(STEP, storm=HEALTHY, component=component)) == 1
+    assert not rows(STEP, storm="no-such-storm")

@@ -300,3 +300,30 @@ def test_the_graph_api_gives_rates_after_a_second_heartbeat(known_cluster):
     assert "Emitted: 428/s now" in html
     svg = parsed_svg(html)
     assert svg.get("class") == "storm-graph"
+
+
+def test_transferred_per_second_is_summed_over_every_alive_task():
+    tr = RateTracker()
+
+    def with_transferred(stats, n):
+        return {**stats, "transferred": {"all-time": {"default": n, "__ack_ack": 1}}}
+
+    def beats(k):
+        return [
+            (1, "src", "spout", with_transferred(spout(10 * k), 8 * k), T0 + 10 * k),
+            (
+                2,
+                "sink",
+                "bolt",
+                with_transferred(bolt({"src": {"default": k}}), 2 * k),
+                T0 + 10 * k,
+            ),
+        ]
+
+    storm_at(tr, T0, beats(0))
+    s = storm_at(tr, T0 + 10, beats(1))
+    assert s.rates.transferred == 1.0  # (8 + 2) / 10: bolts transfer too
+    assert s.components["src"].rates.transferred == 0.8
+    assert s.components["sink"].rates.transferred == 0.2
+    assert tr.series("s-1-1")[-1].transferred == 1.0
+    assert task_counts(with_transferred(spout(), 5)).transferred == 6  # every stream
