@@ -24,6 +24,7 @@ import threading
 from collections import Counter
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from .. import rates as _rates
 from . import recorder
@@ -223,16 +224,16 @@ class Part(recorder.Part):
         return [("point", *key, *fields) for key, fields in sorted(out.items(), key=_time)]
 
     def write(self, items: list, now: int) -> None:
-        points: list = []
+        # the points first: a roll-up's buckets ended before any point put after it
+        self._write_points([item for item in items if item[0] == "point"])
+        wanted: dict[int, set] = {}
         for item in items:
-            if item[0] == "point":
-                points.append(item)
-                continue
-            self._write_points(points)
-            points = []
-            _, res, at = item
-            self._upsert(self._roll_up(res, at))
-        self._write_points(points)
+            if item[0] == "roll-up":
+                wanted.setdefault(item[1], set()).add(item[2])
+        # the minutes before the ten minutes made of them
+        for res, _ in ROLL_UPS:
+            if res in wanted:
+                self._upsert(self._roll_up(res, wanted[res]))
 
     def _write_points(self, items: list) -> None:
         from ..models import SeriesPoint
@@ -262,18 +263,23 @@ class Part(recorder.Part):
                 update_fields=list(FIELDS),
             )
 
-    def _roll_up(self, res: int, at: int) -> list:
-        """The points of ``res`` at ``at``, from the finer ones stored."""
+    def _roll_up(self, res: int, buckets: set) -> list:
+        """The points of ``res`` in ``buckets`` (their starts), from the finer ones stored."""
         from ..models import SeriesKey, SeriesPoint
 
         finer = dict(ROLL_UPS)[res]
-        rows: dict[int, list] = {}
+        rows: dict[tuple[int, int], list] = {}
         for ids in _chunks(SeriesKey.objects.values_list("id", flat=True)):
             found = SeriesPoint.objects.filter(
-                series_id__in=ids, resolution=finer, time__gte=at, time__lt=at + res
-            ).values_list("series_id", *FIELDS)
-            for series_id, *fields in found:
-                rows.setdefault(series_id, []).append(fields)
+                series_id__in=ids,
+                resolution=finer,
+                time__gte=min(buckets),
+                time__lt=max(buckets) + res,
+            ).values_list("series_id", "time", *FIELDS)
+            for series_id, t, *fields in found:
+                at = bucket(t, res)
+                if at in buckets:
+                    rows.setdefault((series_id, at), []).append(fields)
         return [
             SeriesPoint(
                 series_id=series_id,
@@ -281,7 +287,7 @@ class Part(recorder.Part):
                 time=at,
                 **dict(zip(FIELDS, roll_up(fine), strict=True)),
             )
-            for series_id, fine in rows.items()
+            for (series_id, at), fine in rows.items()
         ]
 
     def series_ids(self, keys) -> dict[tuple[str, str], int]:
@@ -316,17 +322,18 @@ class Part(recorder.Part):
             for ids in _chunks(all_ids):
                 old = SeriesPoint.objects.filter(series_id__in=ids, resolution=res)
                 gone += recorder.delete_before(old, "time", before)
-        # series with no point left (their storm went long ago)
-        for ids in _chunks(all_ids):
-            empty = set(ids) - set(
-                SeriesPoint.objects.filter(series_id__in=ids)
-                .values_list("series_id", flat=True)
-                .distinct()
-            )
-            if empty:
-                with transaction.atomic():
-                    SeriesKey.objects.filter(id__in=empty).delete()
-                self._keys = {k: v for k, v in self._keys.items() if v not in empty}
+        # series with no point left (their storm went long ago): one probe of the key each
+        empty = list(
+            SeriesKey.objects.filter(
+                ~Exists(SeriesPoint.objects.filter(series=OuterRef("pk")))
+            ).values_list("id", flat=True)
+        )
+        for ids in _chunks(empty):
+            with transaction.atomic():
+                SeriesKey.objects.filter(id__in=ids).delete()
+        if empty:
+            gone_ids = set(empty)
+            self._keys = {k: v for k, v in self._keys.items() if v not in gone_ids}
         return gone
 
 
