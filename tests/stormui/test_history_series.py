@@ -396,3 +396,10 @@ def test_the_mirrors_errors_and_the_dashboards_rates_become_points(known_cluster
     assert max(r[5] for r in steps if r[5] is not None) == storm.tasks_alive
     assert sum(r[6] for r in rows(STEP, storm=HEALTHY, component=component)) == 1
     assert not rows(STEP, storm="no-such-storm")
+
+
+@pytest.mark.django_db
+def test_the_series_api_asks_for_a_login_when_the_deployment_does(settings):
+    settings.STORMUI_LOGIN_REQUIRED = True
+    response = api(Client(), "s-1-1", metric="emitted")
+    assert response.status_code == 401 and response.json()["error"]

@@ -37,6 +37,17 @@ PAGES = [
         ("component", HEALTHY, "count", "10800"),
         f"/ws/storms/{HEALTHY}/?component=count&window=10800",
     ),
+    # the charts' range: from the history, kept by the live updates
+    (
+        f"/storms/{TROUBLED}/?range=6h",
+        ("storm", TROUBLED, "all-time", "6h"),
+        f"/ws/storms/{TROUBLED}/?range=6h",
+    ),
+    (
+        f"/storms/{HEALTHY}/components/count/?range=7d",
+        ("component", HEALTHY, "count", "all-time", "", "7d"),
+        f"/ws/storms/{HEALTHY}/?component=count&range=7d",
+    ),
     (
         f"/storms/{TROUBLED}/tasks/13/",
         ("task", TROUBLED, "13"),
