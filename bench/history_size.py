@@ -2,6 +2,8 @@
 
 ``python -m bench.history_size [--tasks 20000] [--days 30] [--postgres]``
 
+Errors and the timeline are measured on SQLite either way.
+
 1. **Building the points.** The cluster of :class:`bench.common.ClusterSpec` (100 storms
    of 200 tasks, the simulator's topologies) as the dashboard derives it twice, 10 s of
    heartbeats apart (so every task has rates): the tracker holds the charts' points. Then
@@ -16,7 +18,8 @@
 3. **At full size.** Every other storm's series get a copy of that storm's points (the same
    rows, other series ids), and the database file is measured after ``VACUUM``: the series'
    real size at 100 storms and their components. With ``--postgres`` the same rows go into
-   a throwaway PostgreSQL too, measured by ``pg_total_relation_size``.
+   a throwaway PostgreSQL instead (the whole run on it), measured by
+   ``pg_total_relation_size``.
 4. **Errors and the timeline**, scaled: a sample of rows in tables shaped as the error
    history's and the timeline's (columns and indexes as their models declare them), bytes
    per row measured, multiplied by 30 days at 20 errors a second (~52 M rows) and at one
@@ -45,10 +48,10 @@ TIMELINE_PER_SEC = 1
 SAMPLE_ROWS = 100_000
 
 
-def setup_django(db_dir: str) -> None:
+def setup_django(db_dir: str, url: str | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stormui.settings")
     os.environ.setdefault("STORMUI_STORE", "memory")
-    os.environ["DATABASE_URL"] = f"sqlite:///{db_dir}/history.sqlite3"
+    os.environ["DATABASE_URL"] = url or f"sqlite:///{db_dir}/history.sqlite3"
     import django
     from django.core.management import call_command
 
@@ -215,6 +218,31 @@ def fill_cluster(spec: ClusterSpec) -> int:
     return made + len(sample)
 
 
+def full_size_costs(days: float) -> dict:
+    """What the part's periodic work costs with every storm's series stored: a minute's and
+    ten minutes' roll-up (of the newest stored), and an expire pass with nothing to delete."""
+    from django.db import transaction
+
+    from stormui.history import recorder, series
+
+    part = series.Part(None, None)
+    out = {}
+    end = T0 * 1000 + int(days * 86_400_000)
+    for name, res in (
+        ("rollUpMinuteMs", series.MINUTE),
+        ("rollUpTenMinutesMs", series.TEN_MINUTES),
+    ):
+        newest = series.bucket(end, res) - res  # the last that ended
+        started = time.perf_counter()
+        with transaction.atomic():
+            part.write([("roll-up", res, newest)], 0)
+        out[name] = round((time.perf_counter() - started) * 1000, 1)
+    started = time.perf_counter()
+    part.expire(end - recorder.retention_ms())
+    out["expireMs"] = round((time.perf_counter() - started) * 1000, 1)
+    return out
+
+
 def series_size() -> dict:
     from django.db import connection
 
@@ -345,12 +373,22 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--days", type=float, default=30.0)
+    parser.add_argument(
+        "--postgres", action="store_true", help="the series in a throwaway PostgreSQL"
+    )
     args = parser.parse_args(argv)
     spec = ClusterSpec.for_tasks(args.tasks)
     folder = tempfile.mkdtemp(prefix="stormui-history-size-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     os.environ["STORMUI_HISTORY_DAYS"] = str(args.days)
-    setup_django(folder)
+    url = None
+    if args.postgres:
+        from tests.pgserver import PostgresServer
+
+        server = PostgresServer().start()
+        atexit.register(server.stop)
+        url = server.create_database()
+    setup_django(folder, url)
 
     result = {"cluster": spec.describe(), "machine": machine_note()}
     result["points"] = points_cost(spec)
@@ -360,7 +398,8 @@ def main(argv=None) -> int:
     SeriesKey.objects.all().delete()
     result["month"] = simulate_month(spec, args.days)
     fill_cluster(spec)
-    result["seriesSqlite"] = series_size()
+    result["fullSizeCosts"] = full_size_costs(args.days)
+    result["series"] = series_size()
     per_row = bytes_per_row(folder, spec)
     days_secs = args.days * 86400
     error_rows = int(ERRORS_PER_SEC * days_secs)
@@ -375,11 +414,8 @@ def main(argv=None) -> int:
         "bytesPerRow": per_row["timeline"],
         "bytes": int(event_rows * per_row["timeline"]),
     }
-    total = (
-        result["seriesSqlite"]["databaseBytes"]
-        + result["errors"]["bytes"]
-        + result["timeline"]["bytes"]
-    )
+    size = result["series"].get("databaseBytes") or result["series"]["relationBytes"]
+    total = size + result["errors"]["bytes"] + result["timeline"]["bytes"]
     result["totalBytes"] = total
     print_json(result)
     return 0
