@@ -227,7 +227,9 @@ def chart(
 
 
 def _alive(value) -> str:
-    return f"{int(value):,}"
+    # a stored point's tasks alive is a mean: a dip shows as a fraction
+    value = float(value)
+    return f"{int(value):,}" if value.is_integer() else f"{value:,.1f}"
 
 
 _made: dict = {}

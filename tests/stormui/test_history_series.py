@@ -403,3 +403,8 @@ def test_the_series_api_asks_for_a_login_when_the_deployment_does(settings):
     settings.STORMUI_LOGIN_REQUIRED = True
     response = api(Client(), "s-1-1", metric="emitted")
     assert response.status_code == 401 and response.json()["error"]
+
+
+def test_a_mean_of_tasks_alive_keeps_its_fraction():
+    assert charts._alive(200) == "200" and charts._alive(199.5) == "199.5"
+    assert charts._alive(1234.0) == "1,234"
