@@ -14,8 +14,9 @@ each ten minutes into a 10 minute one, from the finer points stored (rates and t
 alive: the mean of the finer points that know them, so a dip in tasks alive shows as a
 fraction; errors: the sum). A roll-up is computed again from the stored points whenever
 it runs, and every write is an upsert on (series, resolution, time): a retried pass or a
-restart writes nothing twice. Kept: 10 s points :data:`RESOLUTIONS` say how long (6 hours),
-1 minute points 7 days, 10 minute points ``STORMUI_HISTORY_DAYS``.
+restart writes nothing twice. Kept (:data:`RESOLUTIONS`): 10 s points 6 hours, 1 minute
+points 7 days, 10 minute points ``STORMUI_HISTORY_DAYS``; each expire pass deletes what is
+older, in batches.
 """
 
 from __future__ import annotations
