@@ -145,6 +145,18 @@ class DashboardCollector:
             "Rows the history's writer in this process has written",
             recorder.written if recorder is not None else 0,
         )
+        yield _gauge(
+            "stormui_history_buffered",
+            "Items waiting for the database in this process's history writer",
+            recorder.buffered if recorder is not None else 0,
+        )
+        yield _labelled(
+            CounterMetricFamily,
+            "stormui_history_dropped",
+            "Items the history's writer dropped because too many waited for the database",
+            "part",
+            dict(recorder.status()["dropped"]) if recorder is not None else {},
+        )
         yield from self.cluster(source)
 
     def cluster(self, source):

@@ -107,6 +107,8 @@ STORMUI_BASE_RECORDER = env_bool("STORMUI_BASE_RECORDER", True)
 # keeps the history (stormui.history), in the relaying process; for how many days
 STORMUI_HISTORY = env_bool("STORMUI_HISTORY", True)
 STORMUI_HISTORY_DAYS = env_number("STORMUI_HISTORY_DAYS", 30, minimum=0.001)
+# how many items the history's writer keeps while the database does not answer
+STORMUI_HISTORY_BUFFER = int(env_number("STORMUI_HISTORY_BUFFER", 200_000, minimum=1))
 STORMUI_LOGVIEWER_URL = env_log_url("STORMUI_LOGVIEWER_URL")
 # who may scrape /metrics (by the address daphne gives: see stormui.health); empty: nobody
 STORMUI_METRICS_ALLOW = env_networks("STORMUI_METRICS_ALLOW", "127.0.0.0/8,::1/128")

@@ -257,6 +257,15 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 continue
 
+    def halt(self) -> None:
+        """Shut the server down (a fast shutdown: clients are cut off), keeping its data."""
+        self._shutdown()
+
+    def resume(self, timeout: float = 60) -> None:
+        """Start a halted server again, on the same port, with the same data."""
+        if not self._launch(bin_dir(), timeout):
+            raise RuntimeError(f"PostgreSQL did not start again; log tail:\n{self._log_tail()}")
+
     def stop(self) -> None:
         """Shut the server down and remove its folder; harmless if not running."""
         self._shutdown()

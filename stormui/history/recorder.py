@@ -46,6 +46,7 @@ TICK_SECS = 1.0
 #: so many items waiting wake it at once
 FLUSH_AT = 5000
 #: at most this many items wait for the database; past it, new ones are dropped and counted
+#: (``STORMUI_HISTORY_BUFFER`` for the process's writer)
 MAX_BUFFERED = 200_000
 #: at most this many items are written in one transaction
 MAX_BATCH = 20_000
@@ -359,7 +360,10 @@ def default_parts(source) -> list[Part]:
 
 #: ``STORMUI_HISTORY = False`` (tests that do not ask for it) records nothing
 _one = OnePerProcess(
-    "STORMUI_HISTORY", lambda source: HistoryRecorder(source, default_parts(source)).start()
+    "STORMUI_HISTORY",
+    lambda source: HistoryRecorder(
+        source, default_parts(source), max_buffered=settings.STORMUI_HISTORY_BUFFER
+    ).start(),
 )
 #: start recording ``source``'s history in this process, unless it does already
 ensure_recorder = _one.ensure
