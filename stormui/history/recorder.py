@@ -57,7 +57,7 @@ EXPIRE_SECS = 600.0
 EXPIRE_BATCH = 1000
 
 #: the parts a recorder writes by default, by module (each has a ``Part`` class)
-PART_MODULES: tuple[str, ...] = ()
+PART_MODULES: tuple[str, ...] = ("stormui.history.errors",)
 
 
 def now_ms() -> int:
