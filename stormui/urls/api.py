@@ -22,6 +22,8 @@ urlpatterns = [
     ),
     path("v1/topology/<str:storm_id>/graph", api.topology_graph, name="api-topology-graph"),
     path("errors", api.errors, name="api-errors"),
+    path("v1/errors/history", api.error_history, name="api-error-history"),
+    path("v1/errors/groups", api.error_groups, name="api-error-groups"),
     path(
         "v1/topology/<str:storm_id>/activate",
         action_views.api_activate,

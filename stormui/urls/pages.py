@@ -16,4 +16,6 @@ urlpatterns = [
     path("supervisors/", views.supervisors, name="supervisors"),
     path("supervisors/<str:supervisor_id>/", views.supervisor, name="supervisor"),
     path("errors/", views.errors, name="errors"),
+    path("errors/history/", views.error_history, name="error-history"),
+    path("errors/groups/", views.error_groups, name="error-groups"),
 ]
