@@ -254,18 +254,22 @@ class StoredError(models.Model):
 
 
 class ErrorHour(models.Model):
-    """How many errors of a group a storm had in an hour (``hour``: its start, epoch ms)."""
+    """A group's errors in one hour (``hour``: its start, epoch ms): how many, the first and
+    the last, and (at most ``ErrorGroup.LISTED`` of each) the storms, components, tasks and
+    hosts they hit. The groups page's charts, and the groups of a time range, read these."""
 
     group = models.ForeignKey(ErrorGroup, on_delete=models.CASCADE, related_name="+")
-    storm_id = models.CharField(max_length=255)
     hour = models.BigIntegerField(db_index=True)
     count = models.IntegerField(default=0)
+    first_seen = models.BigIntegerField()
+    last_seen = models.BigIntegerField()
+    storms = models.JSONField(default=list)
+    components = models.JSONField(default=list)
+    tasks = models.JSONField(default=list)  # [storm id, task id] pairs
+    hosts = models.JSONField(default=list)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["group", "hour", "storm_id"], name="error_hour_once")
-        ]
-        indexes = [models.Index(fields=["storm_id", "hour"], name="error_hour_storm")]
+        constraints = [models.UniqueConstraint(fields=["group", "hour"], name="error_hour_once")]
 
 
 class ErrorTask(models.Model):

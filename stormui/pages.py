@@ -441,7 +441,7 @@ def error_groups_context(query, now_ms: int) -> dict:
     if query.since is not None:
         hours = min(max(-(-(end - query.since) // 3_600_000), 1), GROUP_CHART_MAX_HOURS)
     start = end - end % 3_600_000 - (hours - 1) * 3_600_000
-    history_errors.hourly(found, start, end, query.storm)
+    history_errors.hourly(found, start, end, query)
     fields = query.fields()
     rows = []
     for n, g in enumerate(found):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Min, Q, Sum
+from django.db.models import F, Max, Min, Q, Sum
 
 from clusterstate.paths import is_valid_id
 
@@ -424,45 +424,50 @@ def _listed(values: list, more, limit: int = ErrorGroup.LISTED) -> list:
     return values
 
 
+def _merge(obj, rows: list[_Inserted]) -> None:
+    """Add ``rows`` to a group's or a group-hour's count, first and last seen and lists."""
+    obj.count += len(rows)
+    obj.first_seen = min(obj.first_seen, *(r.error_time for r in rows))
+    obj.last_seen = max(obj.last_seen, *(r.error_time for r in rows))
+    obj.storms = _listed(obj.storms, {r.storm_id for r in rows})
+    obj.components = _listed(obj.components, {r.component_id for r in rows})
+    obj.tasks = _listed(obj.tasks, {(r.storm_id, r.task_id) for r in rows})
+    obj.hosts = _listed(obj.hosts, {r.host for r in rows})
+
+
+_LISTS = ["count", "first_seen", "last_seen", "storms", "components", "tasks", "hosts"]
+
+
 def _count(inserted: list[_Inserted], groups: dict[str, ErrorGroup]) -> None:
     """Count what was inserted in its group and its group's hour."""
     if not inserted:
         return
     by_pk = {g.pk: g for g in groups.values()}
     per_group: dict[int, list[_Inserted]] = defaultdict(list)
-    hours: Counter = Counter()
+    per_hour: dict[tuple[int, int], list[_Inserted]] = defaultdict(list)
     for r in inserted:
         per_group[r.group_id].append(r)
-        hours[(r.group_id, r.error_time - r.error_time % HOUR_MS, r.storm_id)] += 1
-    for gid, rs in per_group.items():
-        g = by_pk[gid]
-        g.count += len(rs)
-        g.first_seen = min(g.first_seen, *(r.error_time for r in rs))
-        g.last_seen = max(g.last_seen, *(r.error_time for r in rs))
-        g.storms = _listed(g.storms, {r.storm_id for r in rs})
-        g.components = _listed(g.components, {r.component_id for r in rs})
-        g.tasks = _listed(g.tasks, {(r.storm_id, r.task_id) for r in rs})
-        g.hosts = _listed(g.hosts, {r.host for r in rs})
-    ErrorGroup.objects.bulk_update(
-        [by_pk[gid] for gid in per_group],
-        ["count", "first_seen", "last_seen", "storms", "components", "tasks", "hosts"],
-        batch_size=200,
-    )
+        per_hour[(r.group_id, r.error_time - r.error_time % HOUR_MS)].append(r)
+    for gid, rows in per_group.items():
+        _merge(by_pk[gid], rows)
+    _update([by_pk[gid] for gid in per_group], _LISTS)
     found = {
-        (h.group_id, h.hour, h.storm_id): h
+        (h.group_id, h.hour): h
         for h in ErrorHour.objects.filter(
-            group_id__in=list(per_group), hour__in=list({k[1] for k in hours})
+            group_id__in=list(per_group), hour__in=list({hour for _, hour in per_hour})
         )
     }
     changed, new = [], []
-    for (gid, hour, storm_id), n in hours.items():
-        h = found.get((gid, hour, storm_id))
+    for (gid, hour), rows in per_hour.items():
+        h = found.get((gid, hour))
         if h is None:
-            new.append(ErrorHour(group_id=gid, hour=hour, storm_id=storm_id, count=n))
+            first = rows[0].error_time
+            h = ErrorHour(group_id=gid, hour=hour, count=0, first_seen=first, last_seen=first)
+            new.append(h)
         else:
-            h.count += n
             changed.append(h)
-    ErrorHour.objects.bulk_update(changed, ["count"], batch_size=500)
+        _merge(h, rows)
+    _update(changed, _LISTS)
     ErrorHour.objects.bulk_create(new, batch_size=500)
 
 
@@ -514,12 +519,30 @@ def _tasks(inserted: list[_Inserted], rows: dict, skipped: Counter, now: int) ->
         elif task.seen_at == 0:
             task.seen_at = now
         task.skipped += skipped_by.get(pair, 0)
-    ErrorTask.objects.bulk_update(
+    _update(
         changed,
         ["first_seq", "last_seq", "stored", "missed", "skipped", "seen_at", "component_id", "host"],
-        batch_size=500,
     )
     ErrorTask.objects.bulk_create(new, batch_size=500)
+
+
+def _update(objs: list, fields: list[str]) -> None:
+    """Save ``fields`` of ``objs`` (of one model), one ``UPDATE`` a row, sent as one batch
+    (Django's ``bulk_update`` builds a ``CASE`` a field, which costs far more to build than
+    the database takes to run these)."""
+    if not objs:
+        return
+    meta = objs[0]._meta
+    qn = connection.ops.quote_name
+    model_fields = [meta.get_field(name) for name in fields]
+    sets = ", ".join(f"{qn(f.column)} = %s" for f in model_fields)
+    sql = f"UPDATE {qn(meta.db_table)} SET {sets} WHERE {qn(meta.pk.column)} = %s"
+    params = [
+        [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in model_fields] + [obj.pk]
+        for obj in objs
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def _fits(task_id) -> bool:
@@ -763,84 +786,124 @@ class Group:
 
 def groups(query: Query) -> list[Group]:
     """The groups of the errors ``query`` selects (storm, component, since, until; the rest
-    is ignored), newest last seen first, at most ``query.limit``. Unfiltered, the groups'
-    own counts; filtered, counted from the errors."""
-    if (query.storm, query.component, query.since, query.until) == (None, None, None, None):
-        return [
-            Group(
-                g.key,
-                g.fingerprint,
-                g.sample,
-                g.count,
-                g.first_seen,
-                g.last_seen,
-                g.storms,
-                g.components,
-                g.tasks,
-                g.hosts,
-            )
-            for g in ErrorGroup.objects.filter(count__gt=0).order_by("-last_seen", "-pk")[
-                : query.limit
-            ]
-        ]
-    qs = _filtered(Query(query.storm, query.component, since=query.since, until=query.until))
+    is ignored), newest last seen first, at most ``query.limit``.
+
+    - No filter: the groups' own counts and lists.
+    - A storm or a component (and a range): counted from those errors (an index holds
+      them in time order: a storm's errors are a small part of the whole).
+    - A range alone: counted by the hour (:class:`~stormui.models.ErrorHour`), ``since``
+      and ``until`` rounded out to whole hours, so the range's first and last hours count
+      whole; first and last seen, storms, components, tasks and hosts are those hours'.
+    """
+    if query.storm is not None or query.component is not None:
+        return _groups_of_errors(query)
+    if query.since is None and query.until is None:
+        found = ErrorGroup.objects.filter(count__gt=0).order_by("-last_seen", "-pk")
+        return [_group(g, g) for g in found[: query.limit]]
+    return _groups_of_hours(query)
+
+
+def _group(g: ErrorGroup, counts) -> Group:
+    return Group(
+        g.key,
+        g.fingerprint,
+        g.sample,
+        counts.count,
+        counts.first_seen,
+        counts.last_seen,
+        counts.storms,
+        counts.components,
+        counts.tasks,
+        counts.hosts,
+    )
+
+
+def _hours(query: Query):
+    hours = ErrorHour.objects.all()
+    if query.since is not None:
+        hours = hours.filter(hour__gte=query.since - query.since % HOUR_MS)
+    if query.until is not None:
+        hours = hours.filter(hour__lte=query.until)
+    return hours
+
+
+def _groups_of_hours(query: Query) -> list[Group]:
+    hours = _hours(query)
     top = list(
-        qs.values("group_id")
-        .annotate(n=Count("pk"), first=Min("error_time"), last=Max("error_time"))
+        hours.values("group_id")
+        .annotate(last=Max("last_seen"))
         .order_by("-last", "-group_id")[: query.limit]
     )
-    if not top:
-        return []
-    by_pk = {
-        g.pk: g
-        for g in ErrorGroup.objects.filter(pk__in=[t["group_id"] for t in top]).only(
-            "key", "fingerprint", "sample"
-        )
-    }
-    out = {
-        t["group_id"]: Group(
-            by_pk[t["group_id"]].key,
-            by_pk[t["group_id"]].fingerprint,
-            by_pk[t["group_id"]].sample,
-            t["n"],
-            t["first"],
-            t["last"],
-        )
-        for t in top
-    }
-    hit = (
-        qs.filter(group_id__in=list(out))
-        .values_list("group_id", "storm_id", "component_id", "task_id", "host")
-        .distinct()
+    gids = [t["group_id"] for t in top]
+    by_pk = {g.pk: g for g in ErrorGroup.objects.filter(pk__in=gids)}
+    sums: dict[int, ErrorHour] = {}
+    for h in hours.filter(group_id__in=gids).order_by("hour"):
+        total = sums.get(h.group_id)
+        if total is None:
+            sums[h.group_id] = h
+            continue
+        total.count += h.count
+        total.first_seen = min(total.first_seen, h.first_seen)
+        total.last_seen = max(total.last_seen, h.last_seen)
+        total.storms = _listed(total.storms, h.storms)
+        total.components = _listed(total.components, h.components)
+        total.tasks = _listed(total.tasks, (tuple(t) for t in h.tasks))
+        total.hosts = _listed(total.hosts, h.hosts)
+    return [_group(by_pk[gid], sums[gid]) for gid in gids]
+
+
+def _groups_of_errors(query: Query) -> list[Group]:
+    qs = _filtered(
+        Query(storm=query.storm, component=query.component, since=query.since, until=query.until)
     )
-    sets: dict[int, tuple[set, set, set, set]] = defaultdict(lambda: (set(), set(), set(), set()))
-    for gid, s, c, t, h in hit:
-        storms, comps, tasks, hosts = sets[gid]
+    sums: dict[int, ErrorHour] = {}
+    rows = qs.values_list("group_id", "error_time", "storm_id", "component_id", "task_id", "host")
+    lists: dict[int, tuple[set, set, set, set]] = {}
+    for gid, t, s, c, task, h in rows.iterator(chunk_size=5000):
+        total = sums.get(gid)
+        if total is None:
+            sums[gid] = total = ErrorHour(count=0, first_seen=t, last_seen=t)
+            lists[gid] = (set(), set(), set(), set())
+        total.count += 1
+        if t < total.first_seen:
+            total.first_seen = t
+        if t > total.last_seen:
+            total.last_seen = t
+        storms, comps, tasks, hosts = lists[gid]
         storms.add(s)
         comps.add(c)
-        tasks.add((s, t))
+        tasks.add((s, task))
         hosts.add(h)
-    for gid, g in out.items():
-        storms, comps, tasks, hosts = sets[gid]
-        g.storms = _listed([], storms)
-        g.components = _listed([], comps)
-        g.tasks = _listed([], tasks)
-        g.hosts = _listed([], hosts)
-    return list(out.values())
+    gids = sorted(sums, key=lambda gid: (sums[gid].last_seen, gid), reverse=True)[: query.limit]
+    by_pk = {g.pk: g for g in ErrorGroup.objects.filter(pk__in=gids)}
+    for gid in gids:
+        total = sums[gid]
+        storms, comps, tasks, hosts = lists[gid]
+        total.storms = _listed([], storms)
+        total.components = _listed([], comps)
+        total.tasks = _listed([], tasks)
+        total.hosts = _listed([], hosts)
+    return [_group(by_pk[gid], sums[gid]) for gid in gids]
 
 
-def hourly(found: list[Group], start: int, end: int, storm: str | None = None) -> None:
+def hourly(found: list[Group], start: int, end: int, query: Query | None = None) -> None:
     """Fill each group's ``hours`` (hour start -> count) for the hours from ``start`` to
-    ``end`` (epoch ms), of ``storm`` alone if given."""
+    ``end`` (epoch ms): of ``query``'s storm and component if it names them."""
     if not found:
         return
     by_key = {g.key: g for g in found}
-    rows = ErrorHour.objects.filter(
-        group__key__in=list(by_key), hour__gte=start - start % HOUR_MS, hour__lte=end
-    )
-    if storm is not None:
-        rows = rows.filter(storm_id=storm)
-    for key, hour, n in rows.values_list("group__key", "hour").annotate(n=Sum("count")):
+    start -= start % HOUR_MS
+    if query is not None and (query.storm is not None or query.component is not None):
+        errors = _filtered(
+            Query(storm=query.storm, component=query.component, since=start, until=end)
+        ).filter(group__key__in=list(by_key))
+        for key, t in errors.values_list("group__key", "error_time").iterator(chunk_size=5000):
+            hours = by_key[key].hours
+            hour = t - t % HOUR_MS
+            hours[hour] = hours.get(hour, 0) + 1
+        return
+    rows = ErrorHour.objects.filter(group__key__in=list(by_key), hour__gte=start, hour__lte=end)
+    for key, hour, n in rows.values_list("group__key", "hour", "count"):
         by_key[key].hours[hour] = n
 
 
@@ -852,10 +915,10 @@ def group_shape(g: Group) -> dict:
         "count": g.count,
         "firstSeen": g.first_seen,
         "lastSeen": g.last_seen,
-        "storms": list(g.storms),
-        "components": [c for c in g.components if c],
-        "tasks": [{"stormId": s, "taskId": t} for s, t in g.tasks],
-        "hosts": [h for h in g.hosts if h],
+        "storms": sorted(g.storms),
+        "components": sorted(c for c in g.components if c),
+        "tasks": [{"stormId": s, "taskId": t} for s, t in sorted(map(tuple, g.tasks))],
+        "hosts": sorted(h for h in g.hosts if h),
     }
 
 

@@ -491,13 +491,47 @@ def test_groups_api(client, stored):
         ("Connection", 2),
     ]
     assert mine[1]["storms"] == [STORM] and mine[1]["lastSeen"] == (stored.now - 400) * 1000
-    ranged = get_json(client, url, since=(stored.now - 450) * 1000, until=(stored.now - 150) * 1000)
-    assert [(g["count"], g["firstSeen"]) for g in ranged["groups"]] == [
-        (1, (stored.now - 200) * 1000),
+    # a storm's in a range: counted from its errors, exactly
+    since, until = (stored.now - 450) * 1000, (stored.now - 150) * 1000
+    ranged = get_json(client, url, storm=STORM, since=since, until=until)["groups"]
+    assert [(g["count"], g["firstSeen"]) for g in ranged] == [
         (1, (stored.now - 300) * 1000),
         (1, (stored.now - 400) * 1000),
     ]
+    # a range alone: counted by the hour (the hours it overlaps count whole)
+    hours = get_json(client, url, since=(stored.now - 500) * 1000, until=stored.now * 1000)
+    hours = hours["groups"]
+    assert sum(g["count"] for g in hours) == 5 and hours[0]["count"] == 3
+    assert hours[0]["firstSeen"] == (stored.now - 500) * 1000 and hours[0]["storms"] == [
+        stored.other,
+        STORM,
+    ]
+    day = 86_400_000
+    assert get_json(client, url, since=since - 2 * day, until=until - day)["groups"] == []
     assert get_json(client, url, status=400, storm="a/b")["error"]
+
+
+@pytest.mark.django_db
+def test_groups_of_a_range_count_its_hours_whole(client, now_secs):
+    hour = (now_secs - 5 * 3600) // 3600 * 3600  # an hour's start, five hours ago
+    store(
+        [
+            (STORM, 1, "words", "host-a", hour + 600, "disk full on volume 1"),
+            (STORM, 1, "words", "host-a", hour + 3000, "disk full on volume 2"),
+            (STORM, 2, "count", "host-b", hour + 4200, "disk full on volume 3"),
+        ]
+    )
+    url = reverse("api-error-groups")
+    ms = 1000
+    (group,) = get_json(client, url, since=(hour + 2400) * ms, until=(hour + 2700) * ms)["groups"]
+    assert (group["count"], group["firstSeen"], group["lastSeen"]) == (
+        2,
+        (hour + 600) * ms,
+        (hour + 3000) * ms,
+    )
+    assert group["tasks"] == [{"stormId": STORM, "taskId": 1}]
+    (group,) = get_json(client, url, since=(hour + 2400) * ms, until=(hour + 3700) * ms)["groups"]
+    assert group["count"] == 3 and group["components"] == ["count", "words"]
 
 
 @pytest.mark.django_db
@@ -554,3 +588,71 @@ def test_groups_page_lists_groups_with_hourly_charts_escaped(client, stored):
     mine = client.get(reverse("error-groups"), {"storm": stored.other}).content.decode()
     assert "NullPointerException" in mine and "&lt;script&gt;" not in mine
     assert client.get(reverse("error-groups"), {"storm": "a/b"}).status_code == 400
+
+
+# -- end to end: the relaying process records what a real cluster reports --------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_the_relaying_process_records_a_real_clusters_errors(live_cluster, writer, settings):
+    import asyncio
+
+    from stormui import history, live
+    from tests.stormui.conftest import HOSTILE_ERROR, TROUBLED
+
+    settings.STORMUI_HISTORY = True
+    await live.ensure_relay()
+    recorder = history.recorder.current_recorder()
+    assert recorder is not None and recorder.running
+    written = len(live_cluster.errors())
+
+    async def off_loop(fn, *args):
+        """``fn(*args)`` in a thread of its own (the database is read off the loop, as the
+        recorder writes it), its connection closed after (PostgreSQL drops the test
+        database only when no session holds it)."""
+        from django.db import connection
+
+        def run():
+            try:
+                return fn(*args)
+            finally:
+                connection.close()
+
+        return await asyncio.to_thread(run)
+
+    def count():
+        from django.db import OperationalError
+
+        try:
+            return StoredError.objects.count()
+        except OperationalError:  # SQLite's shared in-memory test database: the writer's
+            return -1  # transaction holds the table's lock; ask again
+
+    try:
+        await off_loop(wait_for, lambda: count() == written, WAIT)
+        writer.report_task_error(TROUBLED, 13, "java.net.ConnectException: refused 10.1.2.3")
+        await off_loop(wait_for, lambda: count() == written + 1, WAIT)
+    finally:
+        live.stop_relay()
+
+    def check():
+        late = StoredError.objects.get(text__startswith="java.net.ConnectException")
+        assert (late.storm_id, late.task_id, late.component_id) == (TROUBLED, 13, "sink")
+        assert (late.host, late.port) == ("host-b.example", 6701) and late.seq is not None
+        hostile = StoredError.objects.get(text=HOSTILE_ERROR)
+        assert (hostile.task_id, hostile.host) == (12, "host-gone.example")
+        assert ErrorTask.objects.filter(missed__gt=0).count() == 0
+        assert recorder.faults == 0
+
+    await off_loop(check)
+
+
+@pytest.mark.django_db
+def test_the_storm_and_component_pages_link_to_their_groups(client, known_cluster):
+    from tests.stormui.conftest import TROUBLED
+
+    storm = client.get(reverse("storm", args=[TROUBLED])).content.decode()
+    assert f'href="/errors/groups/?storm={TROUBLED}"' in storm
+    component = client.get(reverse("component", args=[TROUBLED, "sink"])).content.decode()
+    assert f'href="/errors/groups/?storm={TROUBLED}&amp;component=sink"' in component
