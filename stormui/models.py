@@ -221,7 +221,10 @@ class StoredError(models.Model):
     truncated = models.BooleanField(default=False)
     length = models.IntegerField(default=0)
     digest = models.CharField(max_length=32)
-    group = models.ForeignKey(ErrorGroup, on_delete=models.PROTECT, related_name="+")
+    # (no index of its own: stored_error_group begins with it)
+    group = models.ForeignKey(
+        ErrorGroup, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
 
     class Meta:
         constraints = [
@@ -239,7 +242,11 @@ class StoredError(models.Model):
         # the history's filters, each newest first (error_time, id descending)
         indexes = [
             models.Index(fields=["error_time", "id"], name="stored_error_time"),
-            models.Index(fields=["storm_id", "error_time", "id"], name="stored_error_storm"),
+            # a storm's groups are counted from this index alone (it holds what they need)
+            models.Index(
+                fields=["storm_id", "error_time", "id", "group", "component_id", "task_id", "host"],
+                name="stored_error_storm",
+            ),
             models.Index(
                 fields=["storm_id", "component_id", "error_time", "id"],
                 name="stored_error_component",

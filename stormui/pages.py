@@ -34,6 +34,7 @@ from .cluster import (
 )
 from .history import errors as history_errors
 from .history.recorder import retention_ms
+from .models import ErrorGroup
 
 #: how many of the newest errors the cluster page lists
 LATEST_ERRORS = 5
@@ -403,7 +404,8 @@ def error_history_context(query, now_ms: int) -> dict:
     link to the next (older) page; how many of its tasks' errors ZooKeeper trimmed."""
     found = history_errors.history(query)
     fields = query.fields()
-    keep = [*fields.items(), *([("limit", str(query.limit))] if query.limit != 100 else [])]
+    limit = [("limit", str(query.limit))] if query.limit != history_errors.DEFAULT_LIMIT else []
+    keep = [*fields.items(), *limit]
     errors = [
         ErrorView(
             storm_id=row["storm_id"],
@@ -460,8 +462,12 @@ def error_groups_context(query, now_ms: int) -> dict:
                     chart_id=f"group-chart-{n}",
                     title="Errors per hour",
                 ),
-                "components": [c for c in g.components if c],
-                "hosts": [h for h in g.hosts if h],
+                "components": sorted(c for c in g.components if c),
+                "hosts": sorted(h for h in g.hosts if h),
+                "storms": sorted(g.storms),
+                # the lists stop at LISTED: past it, "at least"
+                "tasks": len(g.tasks),
+                "more_tasks": len(g.tasks) >= ErrorGroup.LISTED,
             }
         )
     return {

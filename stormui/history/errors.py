@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from django.db import connection, transaction
-from django.db.models import F, Max, Min, Q, Sum
+from django.db.models import Count, F, Max, Min, Q, Sum, TextField
+from django.db.models.functions import Cast
 
 from clusterstate.paths import is_valid_id
 
@@ -411,16 +412,17 @@ def _insert(rows: list[_Row], groups: dict[str, ErrorGroup]) -> list[_Inserted]:
 
 
 def _listed(values: list, more, limit: int = ErrorGroup.LISTED) -> list:
+    """``values`` with the values of ``more`` it lacks added, in order, up to ``limit``
+    (a [storm, task] pair is a list in JSON, a tuple here)."""
     if len(values) >= limit:
         return values
-    have = {json.dumps(v) for v in values}
+    have = {tuple(v) if type(v) is list else v for v in values}
     for v in sorted(more):
         if len(values) >= limit:
             break
-        v = list(v) if isinstance(v, tuple) else v
-        if v != "" and json.dumps(v) not in have:
-            values.append(v)
-            have.add(json.dumps(v))
+        if v != "" and v not in have:
+            values.append(list(v) if type(v) is tuple else v)
+            have.add(v)
     return values
 
 
@@ -799,22 +801,16 @@ def groups(query: Query) -> list[Group]:
         return _groups_of_errors(query)
     if query.since is None and query.until is None:
         found = ErrorGroup.objects.filter(count__gt=0).order_by("-last_seen", "-pk")
-        return [_group(g, g) for g in found[: query.limit]]
+        return [
+            _group(g, g.count, g.first_seen, g.last_seen, g.storms, g.components, g.tasks, g.hosts)
+            for g in found[: query.limit]
+        ]
     return _groups_of_hours(query)
 
 
-def _group(g: ErrorGroup, counts) -> Group:
+def _group(g: ErrorGroup, count, first, last, storms, components, tasks, hosts) -> Group:
     return Group(
-        g.key,
-        g.fingerprint,
-        g.sample,
-        counts.count,
-        counts.first_seen,
-        counts.last_seen,
-        counts.storms,
-        counts.components,
-        counts.tasks,
-        counts.hosts,
+        g.key, g.fingerprint, g.sample, count, first, last, storms, components, tasks, hosts
     )
 
 
@@ -831,59 +827,60 @@ def _groups_of_hours(query: Query) -> list[Group]:
     hours = _hours(query)
     top = list(
         hours.values("group_id")
-        .annotate(last=Max("last_seen"))
+        .annotate(n=Sum("count"), first=Min("first_seen"), last=Max("last_seen"))
         .order_by("-last", "-group_id")[: query.limit]
     )
     gids = [t["group_id"] for t in top]
-    by_pk = {g.pk: g for g in ErrorGroup.objects.filter(pk__in=gids)}
-    sums: dict[int, ErrorHour] = {}
-    for h in hours.filter(group_id__in=gids).order_by("hour"):
-        total = sums.get(h.group_id)
-        if total is None:
-            sums[h.group_id] = h
-            continue
-        total.count += h.count
-        total.first_seen = min(total.first_seen, h.first_seen)
-        total.last_seen = max(total.last_seen, h.last_seen)
-        total.storms = _listed(total.storms, h.storms)
-        total.components = _listed(total.components, h.components)
-        total.tasks = _listed(total.tasks, (tuple(t) for t in h.tasks))
-        total.hosts = _listed(total.hosts, h.hosts)
-    return [_group(by_pk[gid], sums[gid]) for gid in gids]
+    by_pk = {g.pk: g for g in ErrorGroup.objects.filter(pk__in=gids).only(*_GROUP_TEXT)}
+    lists = {gid: ([], [], [], []) for gid in gids}
+    # each list stops at LISTED: a busy group's hours past that need not be decoded
+    raw = hours.filter(group_id__in=gids).order_by("-hour")
+    for gid, *texts in raw.values_list("group_id", *(_Text(f) for f in _LIST_FIELDS)):
+        for values, text in zip(lists[gid], texts, strict=True):
+            if len(values) < ErrorGroup.LISTED:
+                _listed(values, (tuple(v) if type(v) is list else v for v in json.loads(text)))
+    return [
+        _group(by_pk[t["group_id"]], t["n"], t["first"], t["last"], *lists[t["group_id"]])
+        for t in top
+    ]
+
+
+_GROUP_TEXT = ("key", "fingerprint", "sample")
+_LIST_FIELDS = ("storms", "components", "tasks", "hosts")
+
+
+def _Text(name: str):
+    # the JSON as stored, decoded here only while a list is not full
+    return Cast(name, output_field=TextField())
 
 
 def _groups_of_errors(query: Query) -> list[Group]:
     qs = _filtered(
         Query(storm=query.storm, component=query.component, since=query.since, until=query.until)
     )
-    sums: dict[int, ErrorHour] = {}
-    rows = qs.values_list("group_id", "error_time", "storm_id", "component_id", "task_id", "host")
-    lists: dict[int, tuple[set, set, set, set]] = {}
-    for gid, t, s, c, task, h in rows.iterator(chunk_size=5000):
+    # one row a (group, task, host): what the storm index holds, counted by the database
+    rows = (
+        qs.values_list("group_id", "component_id", "task_id", "host", "storm_id")
+        .annotate(n=Count("pk"), first=Min("error_time"), last=Max("error_time"))
+        .order_by()
+    )
+    sums: dict[int, list] = {}
+    for gid, c, task, h, s, n, first, last in rows:
         total = sums.get(gid)
         if total is None:
-            sums[gid] = total = ErrorHour(count=0, first_seen=t, last_seen=t)
-            lists[gid] = (set(), set(), set(), set())
-        total.count += 1
-        if t < total.first_seen:
-            total.first_seen = t
-        if t > total.last_seen:
-            total.last_seen = t
-        storms, comps, tasks, hosts = lists[gid]
-        storms.add(s)
-        comps.add(c)
-        tasks.add((s, task))
-        hosts.add(h)
-    gids = sorted(sums, key=lambda gid: (sums[gid].last_seen, gid), reverse=True)[: query.limit]
-    by_pk = {g.pk: g for g in ErrorGroup.objects.filter(pk__in=gids)}
-    for gid in gids:
-        total = sums[gid]
-        storms, comps, tasks, hosts = lists[gid]
-        total.storms = _listed([], storms)
-        total.components = _listed([], comps)
-        total.tasks = _listed([], tasks)
-        total.hosts = _listed([], hosts)
-    return [_group(by_pk[gid], sums[gid]) for gid in gids]
+            sums[gid] = total = [0, first, last, set(), set(), set(), set()]
+        total[0] += n
+        total[1] = min(total[1], first)
+        total[2] = max(total[2], last)
+        total[3].add(s)
+        total[4].add(c)
+        total[5].add((s, task))
+        total[6].add(h)
+    gids = sorted(sums, key=lambda gid: (sums[gid][2], gid), reverse=True)[: query.limit]
+    by_pk = {g.pk: g for g in ErrorGroup.objects.filter(pk__in=gids).only(*_GROUP_TEXT)}
+    return [
+        _group(by_pk[gid], *sums[gid][:3], *(_listed([], v) for v in sums[gid][3:])) for gid in gids
+    ]
 
 
 def hourly(found: list[Group], start: int, end: int, query: Query | None = None) -> None:
