@@ -193,7 +193,7 @@ class ErrorGroup(models.Model):
     hosts = models.JSONField(default=list)
 
     #: at most this many storms, components, tasks and hosts are listed
-    LISTED = 100
+    LISTED = 20
 
     def __str__(self):
         return f"{self.fingerprint[:80]} ({self.count})"

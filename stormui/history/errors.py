@@ -832,15 +832,27 @@ def _groups_of_hours(query: Query) -> list[Group]:
     )
     gids = [t["group_id"] for t in top]
     by_pk = {g.pk: g for g in ErrorGroup.objects.filter(pk__in=gids).only(*_GROUP_TEXT)}
-    lists = {gid: ([], [], [], []) for gid in gids}
-    # each list stops at LISTED: a busy group's hours past that need not be decoded
+    lists = {gid: (set(), set(), set(), set()) for gid in gids}
+    # newest hours first; each list stops at LISTED, so a busy group's older hours need not
+    # be decoded
+    full = ErrorGroup.LISTED
     raw = hours.filter(group_id__in=gids).order_by("-hour")
     for gid, *texts in raw.values_list("group_id", *(_Text(f) for f in _LIST_FIELDS)):
         for values, text in zip(lists[gid], texts, strict=True):
-            if len(values) < ErrorGroup.LISTED:
-                _listed(values, (tuple(v) if type(v) is list else v for v in json.loads(text)))
+            if len(values) >= full:
+                continue
+            for v in json.loads(text):
+                values.add(tuple(v) if type(v) is list else v)
+                if len(values) >= full:
+                    break
     return [
-        _group(by_pk[t["group_id"]], t["n"], t["first"], t["last"], *lists[t["group_id"]])
+        _group(
+            by_pk[t["group_id"]],
+            t["n"],
+            t["first"],
+            t["last"],
+            *(_listed([], v) for v in lists[t["group_id"]]),
+        )
         for t in top
     ]
 
@@ -858,28 +870,32 @@ def _groups_of_errors(query: Query) -> list[Group]:
     qs = _filtered(
         Query(storm=query.storm, component=query.component, since=query.since, until=query.until)
     )
-    # one row a (group, task, host): what the storm index holds, counted by the database
-    rows = (
-        qs.values_list("group_id", "component_id", "task_id", "host", "storm_id")
+    # counted by the database, from the storm's index alone (it holds all these columns)
+    top = list(
+        qs.values("group_id")
         .annotate(n=Count("pk"), first=Min("error_time"), last=Max("error_time"))
-        .order_by()
+        .order_by("-last", "-group_id")[: query.limit]
     )
-    sums: dict[int, list] = {}
-    for gid, c, task, h, s, n, first, last in rows:
-        total = sums.get(gid)
-        if total is None:
-            sums[gid] = total = [0, first, last, set(), set(), set(), set()]
-        total[0] += n
-        total[1] = min(total[1], first)
-        total[2] = max(total[2], last)
-        total[3].add(s)
-        total[4].add(c)
-        total[5].add((s, task))
-        total[6].add(h)
-    gids = sorted(sums, key=lambda gid: (sums[gid][2], gid), reverse=True)[: query.limit]
+    gids = [t["group_id"] for t in top]
     by_pk = {g.pk: g for g in ErrorGroup.objects.filter(pk__in=gids).only(*_GROUP_TEXT)}
+    lists = {gid: (set(), set(), set(), set()) for gid in gids}
+    mine = qs.filter(group_id__in=gids).order_by()
+    for gid, s, c, h in mine.values_list("group_id", "storm_id", "component_id", "host").distinct():
+        storms, comps, _tasks, hosts = lists[gid]
+        storms.add(s)
+        comps.add(c)
+        hosts.add(h)
+    for gid, s, t in mine.values_list("group_id", "storm_id", "task_id").distinct():
+        lists[gid][2].add((s, t))
     return [
-        _group(by_pk[gid], *sums[gid][:3], *(_listed([], v) for v in sums[gid][3:])) for gid in gids
+        _group(
+            by_pk[t["group_id"]],
+            t["n"],
+            t["first"],
+            t["last"],
+            *(_listed([], v) for v in lists[t["group_id"]]),
+        )
+        for t in top
     ]
 
 
