@@ -32,7 +32,7 @@ import logging
 import re
 import threading
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from django.db import connection, transaction
@@ -306,7 +306,7 @@ class Part(recorder.Part):
         groups = _groups(samples)
         inserted = _insert(list(rows.values()), groups)
         _count(inserted, groups)
-        _tasks(inserted, rows, skipped, now)
+        _tasks(inserted, skipped, now)
         self.skipped.update(skipped)
 
     def expire(self, cutoff) -> int:
@@ -473,7 +473,7 @@ def _count(inserted: list[_Inserted], groups: dict[str, ErrorGroup]) -> None:
     ErrorHour.objects.bulk_create(new, batch_size=500)
 
 
-def _tasks(inserted: list[_Inserted], rows: dict, skipped: Counter, now: int) -> None:
+def _tasks(inserted: list[_Inserted], skipped: Counter, now: int) -> None:
     """Each task's stored sequence numbers (so its ``missed``) and what was skipped."""
     seqs: dict[tuple, list[int]] = defaultdict(list)
     newest: dict[tuple, _Inserted] = {}
@@ -723,14 +723,14 @@ def history(query: Query) -> HistoryPage:
     """The errors ``query`` selects, newest first, ``query.limit`` after its cursor; and how
     many ZooKeeper trimmed of the tasks it names (storm, component, task, host) before they
     were read."""
-    qs = _filtered(query)
-    if query.cursor is not None:
-        t, pk = query.cursor
-        # the bound on error_time alone lets the index's range do the work
-        qs = qs.filter(error_time__lte=t).filter(Q(error_time__lt=t) | Q(pk__lt=pk))
-    rows = list(
-        qs.order_by("-error_time", "-pk").values(*_FIELDS, "group__fingerprint")[: query.limit + 1]
-    )
+    if query.q is not None:
+        rows = _search(query)
+    else:
+        rows = list(
+            _after(_filtered(query), query.cursor)
+            .order_by("-error_time", "-pk")
+            .values(*_FIELDS, "group__fingerprint")[: query.limit + 1]
+        )
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     last = rows[-1] if rows else None
@@ -739,6 +739,44 @@ def history(query: Query) -> HistoryPage:
         next=encode_cursor(last["error_time"], last["pk"]) if more and last else None,
         missed=missed(query),
     )
+
+
+#: a text search reads the other filters' rows this many at a time, newest first
+SEARCH_BLOCK = 2000
+
+
+def _after(qs, cursor):
+    if cursor is None:
+        return qs
+    t, pk = cursor
+    # the bound on error_time alone lets the index's range do the work
+    return qs.filter(error_time__lte=t).filter(Q(error_time__lt=t) | Q(pk__lt=pk))
+
+
+def _search(query: Query) -> list[dict]:
+    """The first ``query.limit + 1`` rows whose text holds ``query.q``, newest first: the
+    other filters' rows are read in blocks, newest first through their index, and each
+    block searched, so a common word ends the search early (a planner left to itself may
+    scan and sort the whole table for a ``LIKE``)."""
+    base = _filtered(replace(query, q=None))
+    found: list[dict] = []
+    cursor = query.cursor
+    while len(found) <= query.limit:
+        block = list(
+            _after(base, cursor)
+            .order_by("-error_time", "-pk")
+            .values_list("error_time", "pk")[:SEARCH_BLOCK]
+        )
+        if not block:
+            break
+        hits = StoredError.objects.filter(
+            pk__in=[pk for _, pk in block], text__icontains=query.q
+        ).values(*_FIELDS, "group__fingerprint")
+        found.extend(sorted(hits, key=lambda r: (r["error_time"], r["pk"]), reverse=True))
+        cursor = block[-1]
+        if len(block) < SEARCH_BLOCK:
+            break
+    return found[: query.limit + 1]
 
 
 def missed(query: Query) -> int:

@@ -656,3 +656,23 @@ def test_the_storm_and_component_pages_link_to_their_groups(client, known_cluste
     assert f'href="/errors/groups/?storm={TROUBLED}"' in storm
     component = client.get(reverse("component", args=[TROUBLED, "sink"])).content.decode()
     assert f'href="/errors/groups/?storm={TROUBLED}&amp;component=sink"' in component
+
+
+@pytest.mark.django_db
+def test_a_text_search_reads_in_blocks_and_pages_by_cursor(client, stored, monkeypatch):
+    monkeypatch.setattr(eh, "SEARCH_BLOCK", 2)
+    url = reverse("api-error-history")
+    seen, cursor = [], None
+    while True:
+        params = {"q": "refused", "limit": 1, **({"cursor": cursor} if cursor else {})}
+        body = get_json(client, url, **params)
+        seen.extend(e["error"] for e in body["errors"])
+        cursor = body["next"]
+        if cursor is None:
+            break
+    assert seen == [
+        "Connection refused to 10.0.0.1:1",
+        "Connection refused to 10.0.0.9:6701",
+        "Connection refused to 10.0.0.7:6703",
+    ]
+    assert get_json(client, url, q="<script>", storm=STORM)["errors"][0]["taskId"] == 2
