@@ -16,6 +16,7 @@ from . import graph, shapes
 from .cluster import parse_window
 from .decorators import api_view
 from .forms import BadErrorFilter, parse_error_filter
+from .history import errors as history_errors
 from .history import recorder, series, timeline
 from .source import get_source
 
@@ -146,3 +147,31 @@ def timeline_events(request):
 def not_found(request, rest: str = ""):
     # anything else under api/ (including an id holding an encoded "/") is a JSON 404
     raise Http404("no such API endpoint")
+
+
+# -- the error history (stormui.history.errors) ----------------------------------------------
+
+
+def _history_query(request):
+    try:
+        return history_errors.parse_query(request.GET)
+    except history_errors.BadQuery as exc:
+        raise BadRequest(str(exc)) from None
+
+
+@api_view()
+def error_history(request):
+    page = history_errors.history(_history_query(request))
+    return JsonResponse(
+        {
+            "errors": [history_errors.error_shape(row) for row in page.errors],
+            "next": page.next,
+            "missed": page.missed,
+        }
+    )
+
+
+@api_view()
+def error_groups(request):
+    found = history_errors.groups(_history_query(request))
+    return JsonResponse({"groups": [history_errors.group_shape(g) for g in found]})

@@ -313,3 +313,40 @@ def stored_points(storm_id: str, component_id: str | None, span: float, now: flo
         Point(t / 1000, emitted, acked, failed, alive, transferred)
         for t, emitted, transferred, acked, failed, alive, _errors in rows
     )
+
+
+# -- the error groups' counts per hour (stormui.history.errors) --------------------------------
+
+BAR_WIDTH, BAR_HEIGHT = 240.0, 36.0
+
+
+def hour_bars(counts: dict, start_ms: int, hours: int, *, chart_id: str, title: str) -> str:
+    """A small bar chart of ``counts`` (hour start in epoch ms -> count) over the ``hours``
+    hours from ``start_ms`` (an hour's start), escaped markup; an hour without errors has no
+    bar. Its title says the total and the busiest hour in words."""
+    hours = max(int(hours), 1)
+    top = max(counts.values(), default=0)
+    total = sum(counts.values())
+    step = BAR_WIDTH / hours
+    words = f"{title}: {total:,} in {hours} hours" + (
+        f", at most {top:,} in an hour" if top else ""
+    )
+    out = [
+        f'<svg class="chart hour-chart" xmlns="http://www.w3.org/2000/svg"'
+        f' viewBox="0 0 {BAR_WIDTH:.0f} {BAR_HEIGHT:.0f}" role="img"'
+        f' aria-labelledby="{escape(chart_id)}-title">',
+        f'<title id="{escape(chart_id)}-title">{escape(words)}</title>',
+        f'<line class="chart-axis" x1="0" y1="{BAR_HEIGHT - 0.5:.1f}" x2="{BAR_WIDTH:.0f}"'
+        f' y2="{BAR_HEIGHT - 0.5:.1f}"/>',
+    ]
+    for i in range(hours):
+        n = counts.get(start_ms + i * 3_600_000, 0)
+        if n <= 0:
+            continue
+        h = max((BAR_HEIGHT - 1) * n / top, 1.5)
+        out.append(
+            f'<rect class="hour-bar" x="{i * step:.1f}" y="{BAR_HEIGHT - 1 - h:.1f}"'
+            f' width="{max(step - 1, 1):.1f}" height="{h:.1f}"><title>{n:,}</title></rect>'
+        )
+    out.append("</svg>")
+    return mark_safe("\n".join(out))  # every text above is escaped or a number

@@ -280,3 +280,139 @@ class SeriesPoint(models.Model):
 
     def __str__(self):
         return f"{self.series_id} @{self.time} ({self.resolution} ms)"
+
+
+# -- the history: errors (stormui.history.errors) ----------------------------------------------
+
+
+class ErrorGroup(models.Model):
+    """Errors with one fingerprint (their first line, its variable parts normalised): how
+    many, when first and last, and some of the storms, components, tasks and hosts they hit
+    (at most ``LISTED`` of each; the storm-filtered groups come from the errors themselves).
+    """
+
+    #: a digest of the fingerprint, what the errors name their group by
+    key = models.CharField(max_length=32, unique=True)
+    fingerprint = models.TextField()
+    #: the first error seen of the group, as stored
+    sample = models.TextField()
+    count = models.BigIntegerField(default=0)
+    first_seen = models.BigIntegerField()
+    last_seen = models.BigIntegerField(db_index=True)
+    storms = models.JSONField(default=list)
+    components = models.JSONField(default=list)
+    tasks = models.JSONField(default=list)  # [storm id, task id] pairs
+    hosts = models.JSONField(default=list)
+
+    #: at most this many storms, components, tasks and hosts are listed
+    LISTED = 20
+
+    def __str__(self):
+        return f"{self.fingerprint[:80]} ({self.count})"
+
+
+class StoredError(models.Model):
+    """One error node as the dashboard saw it, stored once: by ``(storm, task, seq)`` when its
+    node's name has a sequence number, else by ``(storm, task, time, digest of the text)``.
+
+    ``error_time`` is epoch milliseconds (the node's name holds seconds). ``component_id``,
+    ``host`` and ``port`` are what the mirror knew of the task when the error was noted.
+    Texts past 64 KB are cut (``truncated``; ``length`` is the whole text's size in UTF-8
+    bytes); a NUL, which PostgreSQL's text columns refuse, is stored as U+FFFD, as bytes
+    that are not UTF-8 already are.
+    """
+
+    storm_id = models.CharField(max_length=255)
+    task_id = models.BigIntegerField()
+    component_id = models.CharField(max_length=255, blank=True)
+    host = models.CharField(max_length=255, blank=True)
+    port = models.IntegerField(null=True, blank=True)
+    error_time = models.BigIntegerField()
+    seq = models.BigIntegerField(null=True, blank=True)
+    text = models.TextField()
+    truncated = models.BooleanField(default=False)
+    length = models.IntegerField(default=0)
+    digest = models.CharField(max_length=32)
+    # (no index of its own: stored_error_group begins with it)
+    group = models.ForeignKey(
+        ErrorGroup, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["storm_id", "task_id", "seq"],
+                condition=models.Q(seq__isnull=False),
+                name="stored_error_once_by_seq",
+            ),
+            models.UniqueConstraint(
+                fields=["storm_id", "task_id", "error_time", "digest"],
+                condition=models.Q(seq__isnull=True),
+                name="stored_error_once_by_text",
+            ),
+        ]
+        # the history's filters, each newest first (error_time, id descending)
+        indexes = [
+            models.Index(fields=["error_time", "id"], name="stored_error_time"),
+            # a storm's groups are counted from this index alone (it holds what they need)
+            models.Index(
+                fields=["storm_id", "error_time", "id", "group", "component_id", "task_id", "host"],
+                name="stored_error_storm",
+            ),
+            models.Index(
+                fields=["storm_id", "component_id", "error_time", "id"],
+                name="stored_error_component",
+            ),
+            models.Index(fields=["component_id", "error_time", "id"], name="stored_error_comp"),
+            models.Index(fields=["host", "error_time", "id"], name="stored_error_host"),
+            models.Index(fields=["group", "error_time", "id"], name="stored_error_group"),
+        ]
+
+    def __str__(self):
+        return f"{self.storm_id}/{self.task_id} at {self.error_time}: {self.text[:80]}"
+
+
+class ErrorHour(models.Model):
+    """A group's errors in one hour (``hour``: its start, epoch ms): how many, the first and
+    the last, and (at most ``ErrorGroup.LISTED`` of each) the storms, components, tasks and
+    hosts they hit. The groups page's charts, and the groups of a time range, read these."""
+
+    group = models.ForeignKey(ErrorGroup, on_delete=models.CASCADE, related_name="+")
+    hour = models.BigIntegerField(db_index=True)
+    count = models.IntegerField(default=0)
+    first_seen = models.BigIntegerField()
+    last_seen = models.BigIntegerField()
+    storms = models.JSONField(default=list)
+    components = models.JSONField(default=list)
+    tasks = models.JSONField(default=list)  # [storm id, task id] pairs
+    hosts = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["group", "hour"], name="error_hour_once")]
+
+
+class ErrorTask(models.Model):
+    """What the history knows of one task's error nodes: the sequence numbers stored (the
+    lowest, the highest, how many) and so how many ZooKeeper trimmed before they were read
+    (``missed``: the numbers between the lowest and highest that were never stored); what
+    could not be stored at all (``skipped``); the task's component and host as last noted."""
+
+    storm_id = models.CharField(max_length=255)
+    task_id = models.BigIntegerField()
+    component_id = models.CharField(max_length=255, blank=True)
+    host = models.CharField(max_length=255, blank=True)
+    first_seq = models.BigIntegerField(null=True, blank=True)
+    last_seq = models.BigIntegerField(null=True, blank=True)
+    stored = models.BigIntegerField(default=0)  # errors stored with a sequence number, ever
+    missed = models.BigIntegerField(default=0)
+    skipped = models.BigIntegerField(default=0)
+    seen_at = models.BigIntegerField(db_index=True)  # the newest error stored (epoch ms)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["storm_id", "task_id"], name="error_task_once")
+        ]
+        indexes = [models.Index(fields=["storm_id", "component_id"], name="error_task_component")]
+
+    def __str__(self):
+        return f"{self.storm_id}/{self.task_id}: {self.missed} missed"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode
 
 from django.template.loader import render_to_string
@@ -29,8 +30,12 @@ from .cluster import (
     WINDOW_LABELS,
     WINDOWS,
     ClusterView,
+    ErrorView,
     component_stream_stats,
 )
+from .history import errors as history_errors
+from .history.recorder import retention_ms
+from .models import ErrorGroup
 
 #: how many of the newest errors the cluster page lists
 LATEST_ERRORS = 5
@@ -428,3 +433,110 @@ def render_error_item(error, storm_name: str | None, now: float) -> str:
 def render_timeline_event(event, now: float) -> str:
     """One timeline event as the timeline and a storm's recent events list it."""
     return render_to_string("stormui/_timeline_event.html", {"ev": event, "now": now})
+
+
+# -- the error history's pages (stormui.history.errors): read from the database, not live -----
+
+#: the groups page's charts: the last day, or the range asked (at most a week of hours)
+GROUP_CHART_HOURS = 24
+GROUP_CHART_MAX_HOURS = 24 * 7
+
+
+def _history_notes(query, now_ms: int) -> dict:
+    return {
+        "dropped": history_errors.dropped(now_ms - retention_ms()),
+        "skipped": history_errors.skipped(query),
+    }
+
+
+def error_history_context(query, now_ms: int) -> dict:
+    """The history page: the errors ``query`` selects, newest first, a page of them and the
+    link to the next (older) page; how many of its tasks' errors ZooKeeper trimmed."""
+    found = history_errors.history(query)
+    fields = query.fields()
+    limit = [("limit", str(query.limit))] if query.limit != history_errors.DEFAULT_LIMIT else []
+    keep = [*fields.items(), *limit]
+    errors = [
+        ErrorView(
+            storm_id=row["storm_id"],
+            task_id=row["task_id"],
+            component_id=row["component_id"] or None,
+            time_secs=row["error_time"] // 1000,
+            error=row["text"],
+            host=row["host"] or None,
+            port=row["port"],
+        )
+        for row in found.errors
+    ]
+    return {
+        "now": now_ms / 1000,
+        "errors": errors,
+        "filters": fields,
+        "times": {name: _datetime_local(getattr(query, name)) for name in ("since", "until")},
+        "missed": found.missed,
+        "next_query": "?" + urlencode([*keep, ("cursor", found.next)]) if found.next else None,
+        "first_query": "?" + urlencode(keep) if query.cursor else None,
+        "groups_query": "?"
+        + urlencode(
+            [(k, v) for k, v in fields.items() if k in ("storm", "component", "since", "until")]
+        ),
+        **_history_notes(query, now_ms),
+    }
+
+
+def error_groups_context(query, now_ms: int) -> dict:
+    """The groups page: the groups of ``query``'s errors, newest last seen first, each with
+    its counts per hour as a chart."""
+    found = history_errors.groups(query)
+    end = query.until if query.until is not None else now_ms
+    hours = GROUP_CHART_HOURS
+    if query.since is not None:
+        hours = min(max(-(-(end - query.since) // 3_600_000), 1), GROUP_CHART_MAX_HOURS)
+    start = end - end % 3_600_000 - (hours - 1) * 3_600_000
+    history_errors.hourly(found, start, end, query)
+    fields = query.fields()
+    rows = []
+    for n, g in enumerate(found):
+        link = [("fingerprint", g.fingerprint)]
+        link += [(k, v) for k, v in fields.items() if k in ("storm", "component", "since", "until")]
+        rows.append(
+            {
+                "g": g,
+                "first_secs": g.first_seen / 1000,
+                "last_secs": g.last_seen / 1000,
+                "history_query": "?" + urlencode(link),
+                "chart": charts.hour_bars(
+                    g.hours,
+                    start,
+                    hours,
+                    chart_id=f"group-chart-{n}",
+                    title="Errors per hour",
+                ),
+                "components": sorted(c for c in g.components if c),
+                "hosts": sorted(h for h in g.hosts if h),
+                "storms": sorted(g.storms),
+                # the lists stop at LISTED: past it, "at least"
+                "tasks": len(g.tasks),
+                "more_tasks": len(g.tasks) >= ErrorGroup.LISTED,
+            }
+        )
+    return {
+        "now": now_ms / 1000,
+        "groups": rows,
+        "filters": fields,
+        "times": {name: _datetime_local(getattr(query, name)) for name in ("since", "until")},
+        "chart_hours": hours,
+        "missed": history_errors.missed(query),
+        "history_query": "?" + urlencode(fields),
+        **_history_notes(query, now_ms),
+    }
+
+
+def _datetime_local(ms: int | None) -> str:
+    """Epoch ms as an ``<input type="datetime-local">`` value, in UTC."""
+    if ms is None:
+        return ""
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M")
+    except (OverflowError, OSError, ValueError):
+        return ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -17,6 +18,7 @@ from clusterstate.paths import check_id, check_task_id
 from . import charts, pages, paging
 from .cluster import page_window
 from .forms import parse_error_filter
+from .history import errors as history_errors
 from .history import timeline
 from .source import get_source
 
@@ -158,3 +160,41 @@ def not_found(request, exception=None):
 def server_error(request):
     # no context, no source: this page must render whatever went wrong
     return HttpResponseServerError(loader.get_template("500.html").render())
+
+
+# -- the error history's pages ------------------------------------------------------------------
+
+
+def _history_params(request) -> dict:
+    """The page's query, with ``since``/``until`` also taken as a form's UTC date and time."""
+    params = {name: values[0] for name, values in request.GET.lists()}
+    for name in ("since", "until"):
+        value = params.get(name, "").strip()
+        if value and not value.isdigit():
+            try:
+                dt = datetime.fromisoformat(value)
+            except ValueError:
+                continue  # left as it is: the query refuses it, naming it
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            params[name] = str(max(int(dt.timestamp() * 1000), 0))
+    return params
+
+
+def _history_page(request, template: str, context):
+    try:
+        query = history_errors.parse_query(_history_params(request))
+    except history_errors.BadQuery as exc:
+        ctx = {"bad_query": str(exc), "filters": {}, "times": {}}
+        return render(request, template, ctx, status=400)
+    return render(request, template, context(query, int(time.time() * 1000)))
+
+
+@page
+def error_history(request):
+    return _history_page(request, "stormui/error_history.html", pages.error_history_context)
+
+
+@page
+def error_groups(request):
+    return _history_page(request, "stormui/error_groups.html", pages.error_groups_context)

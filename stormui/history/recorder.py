@@ -60,7 +60,11 @@ EXPIRE_SECS = 600.0
 EXPIRE_BATCH = 1000
 
 #: the parts a recorder writes by default, by module (each has a ``Part`` class)
-PART_MODULES: tuple[str, ...] = ("stormui.history.timeline", "stormui.history.series")
+PART_MODULES: tuple[str, ...] = (
+    "stormui.history.errors",
+    "stormui.history.timeline",
+    "stormui.history.series",
+)
 
 
 def now_ms() -> int:

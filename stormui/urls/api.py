@@ -24,6 +24,8 @@ urlpatterns = [
     path("v1/topology/<str:storm_id>/series", api.topology_series, name="api-topology-series"),
     path("errors", api.errors, name="api-errors"),
     path("v1/timeline", api.timeline_events, name="api-timeline"),
+    path("v1/errors/history", api.error_history, name="api-error-history"),
+    path("v1/errors/groups", api.error_groups, name="api-error-groups"),
     path(
         "v1/topology/<str:storm_id>/activate",
         action_views.api_activate,

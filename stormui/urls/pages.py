@@ -17,4 +17,6 @@ urlpatterns = [
     path("supervisors/<str:supervisor_id>/", views.supervisor, name="supervisor"),
     path("errors/", views.errors, name="errors"),
     path("timeline/", views.timeline_page, name="timeline"),
+    path("errors/history/", views.error_history, name="error-history"),
+    path("errors/groups/", views.error_groups, name="error-groups"),
 ]
