@@ -21,6 +21,7 @@ from stormui.rates import Rates, RateTracker
 from stormui.source import get_source
 from tests.helpers import wait_for
 from tests.stormui.conftest import HEALTHY
+from tests.stormui.test_history_recorder import FakeSource as ListeningSource
 from tests.stormui.test_views import get_page
 
 #: a minute boundary, and a ten minutes one
@@ -48,19 +49,8 @@ class Reader:
         return Info("c")
 
 
-class FakeSource:
+class FakeSource(ListeningSource):
     reader = Reader()
-
-    def __init__(self):
-        self.listeners = []
-
-    def subscribe(self, listener):
-        self.listeners.append(listener)
-        return lambda: self.listeners.remove(listener)
-
-    def change(self, change):
-        for listener in list(self.listeners):
-            listener(change)
 
 
 @pytest.fixture

@@ -140,11 +140,11 @@ async def test_sockets_and_messages_are_counted(live_cluster):
     assert during[storm_sockets] == before[storm_sockets] + 1
     sent = ("stormui_messages_sent_total", ())
     # the snapshot: counted once its send returned, which may be just after it arrived
-    deadline = time.monotonic() + 30
-    while during[sent] < before[sent] + 1:
-        assert time.monotonic() < deadline, "the snapshot was never counted as sent"
-        await asyncio.sleep(0.02)
-        during = await asyncio.to_thread(samples)
+    await asyncio.to_thread(
+        wait_for,
+        lambda: samples()[sent] >= before[sent] + 1,
+        message="the snapshot was never counted as sent",
+    )
     await comm.disconnect()
     after = await asyncio.to_thread(samples)
     assert after[storm_sockets] == before[storm_sockets]
