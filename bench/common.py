@@ -95,14 +95,18 @@ def median(values) -> float:
     return statistics.median(values)
 
 
-def time_gets(client, cases: dict, requests: int, *, warmup: int = 0, max_secs=None) -> dict:
+def time_gets(
+    client, cases: dict, requests: int, *, warmup: int = 0, max_secs=None, seen=None
+) -> dict:
     """Seconds taken by each GET through Django's test ``client``, by case.
 
     ``cases`` maps a name to ``(url, before)``: every round GETs each case's url once, in
     turn (a busy machine slows them all alike), after ``before()`` if it is not None
-    (untimed: it may point the views at the case's source). ``warmup`` rounds come first,
-    unmeasured, then a garbage collection, then ``requests`` measured rounds, fewer if
-    ``max_secs`` pass (at least one). Every GET must answer 200.
+    (untimed: it may point the views at the case's source). ``url`` may be a function
+    giving each round's url (untimed). ``warmup`` rounds come first, unmeasured, then a
+    garbage collection, then ``requests`` measured rounds, fewer if ``max_secs`` pass (at
+    least one). Every GET must answer 200; ``seen(name, response)``, if given, is called
+    with each measured answer (untimed).
     """
     times: dict = {name: [] for name in cases}
     deadline = None
@@ -113,6 +117,8 @@ def time_gets(client, cases: dict, requests: int, *, warmup: int = 0, max_secs=N
         for name, (url, before) in cases.items():
             if before is not None:
                 before()
+            if callable(url):
+                url = url()
             started = time.perf_counter()
             response = client.get(url)
             elapsed = time.perf_counter() - started
@@ -120,6 +126,8 @@ def time_gets(client, cases: dict, requests: int, *, warmup: int = 0, max_secs=N
                 raise RuntimeError(f"GET {url} answered {response.status_code}")
             if i >= warmup:
                 times[name].append(elapsed)
+                if seen is not None:
+                    seen(name, response)
         if deadline is not None and time.monotonic() > deadline:
             break
     return times

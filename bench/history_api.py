@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import gc
 import itertools
 import json
 import os
@@ -38,7 +37,15 @@ import sys
 import tempfile
 import time
 
-from .common import ClusterSpec, machine_note, percentile, storm_id, task_components, task_slot
+from .common import (
+    ClusterSpec,
+    machine_note,
+    percentile,
+    storm_id,
+    task_components,
+    task_slot,
+    time_gets,
+)
 
 DAY_MS = 86_400_000
 PASS = 20_000
@@ -210,22 +217,14 @@ def run(cluster: Cluster, now_ms: int, requests: int, warmup: int) -> list[dict]
     named = queries(cluster, now_ms, rng)
     page5 = fifth_page(client, "/api/v1/errors/history")
     named.insert(1, ("history, 5th page (cursor)", lambda: page5))
-    times = {name: [] for name, _ in named}
     sizes = {name: [] for name, _ in named}
-    for i in range(warmup + requests):
-        if i == warmup:
-            gc.collect()
-        for name, url in named:
-            u = url()
-            started = time.perf_counter()
-            response = client.get(u)
-            took = time.perf_counter() - started
-            if response.status_code != 200:
-                raise RuntimeError(f"GET {u} answered {response.status_code}: {response.content}")
-            if i >= warmup:
-                times[name].append(took)
-                body = json.loads(response.content)
-                sizes[name].append(len(body.get("errors", body.get("groups", []))))
+
+    def seen(name, response):
+        body = json.loads(response.content)
+        sizes[name].append(len(body.get("errors", body.get("groups", []))))
+
+    cases = {name: (url, None) for name, url in named}
+    times = time_gets(client, cases, requests, warmup=warmup, seen=seen)
     rows = []
     for name, _ in named:
         row = {

@@ -8,8 +8,14 @@ arrived), duplicated, resync snapshots (a socket that fell behind), and the
 latency from just before the ZooKeeper write to arrival (one clock: the
 clients run in this process). daphne's CPU and RSS are read from /proc.
 
+With ``--daphnes N`` (N > 1), N daphnes share a Redis channel layer
+(``REDIS_URL``, a ``redis-server`` started here) and one ``manage.py relay``
+relays for them all; the sockets are spread evenly over the daphnes. CPU and
+RSS are then the daphnes' summed and largest, and the relay's.
+
     .venv/bin/python -m bench.live_fanout --sockets 100 --rate 20 --secs 30
     .venv/bin/python -m bench.live_fanout --sockets 500 --rate 20 --secs 30
+    .venv/bin/python -m bench.live_fanout --sockets 2000 --daphnes 4 --rate 20 --secs 30
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -32,10 +39,22 @@ from clusterstate import mk_distributed_cluster_state, mk_storm_cluster_state
 
 STORM = "bench-fanout-1-1"
 TASKS = 50  # a task keeps its newest ten errors: spread them out
+# the clients only pick the error's text out of a message: parsing it all costs more
+# than the daphnes' sending it, with thousands of sockets in this one process
+_ERROR_TEXT = re.compile(r'^\{"type":"error",.*?"error":"(fanout \d+ [0-9a-f]{6})"')
 
 
-async def run(args, base_url: str, writer, daphne_pid: int) -> dict:
-    ws_url = base_url.replace("http://", "ws://") + "/ws/errors/"
+def usage(pids) -> dict:
+    """CPU seconds summed, largest RSS, of ``pids``."""
+    each = [live_servers.process_usage(pid) for pid in pids]
+    return {
+        "cpu_secs": sum(u["cpu_secs"] for u in each),
+        "rss_bytes": max(u["rss_bytes"] for u in each),
+    }
+
+
+async def run(args, base_urls: list[str], writer, daphne_pids: list[int], relay_pid=None):
+    ws_urls = [u.replace("http://", "ws://") + "/ws/errors/" for u in base_urls]
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
     counts = [Counter() for _ in range(args.sockets)]
@@ -45,8 +64,13 @@ async def run(args, base_url: str, writer, daphne_pid: int) -> dict:
     # open them a few at a time, as browsers arriving would
     for start in range(0, args.sockets, 50):
         batch = [
-            connect(ws_url, origin=base_url, open_timeout=60, max_queue=None)
-            for _ in range(start, min(start + 50, args.sockets))
+            connect(
+                ws_urls[i % len(ws_urls)],
+                origin=base_urls[i % len(base_urls)],
+                open_timeout=60,
+                max_queue=None,
+            )
+            for i in range(start, min(start + 50, args.sockets))
         ]
         sockets.extend(await asyncio.gather(*(c.__aenter__() for c in batch)))
     await asyncio.gather(*(ws.recv() for ws in sockets))  # every snapshot
@@ -54,17 +78,18 @@ async def run(args, base_url: str, writer, daphne_pid: int) -> dict:
     async def listen(i, ws):
         async for raw in ws:
             now = time.perf_counter()
-            m = json.loads(raw)
-            if m["type"] == "error":
-                text = m["error"]
+            found = _ERROR_TEXT.search(raw)
+            if found is not None:
+                text = found.group(1)
                 if text in sent_at:
                     counts[i][text] += 1
                     latencies.append(now - sent_at[text])
-            elif m["type"] == "snapshot":
+            elif json.loads(raw)["type"] == "snapshot":
                 resyncs[i] += 1
 
     listeners = [asyncio.create_task(listen(i, ws)) for i, ws in enumerate(sockets)]
-    before = live_servers.process_usage(daphne_pid)
+    before = usage(daphne_pids)
+    relay_before = live_servers.process_usage(relay_pid) if relay_pid else None
     me_before = live_servers.process_usage(os.getpid())
     started = time.monotonic()
     total = int(args.rate * args.secs)
@@ -79,14 +104,15 @@ async def run(args, base_url: str, writer, daphne_pid: int) -> dict:
         sent_at[text] = time.perf_counter()
         await asyncio.to_thread(writer.report_task_error, STORM, n % TASKS, text)
         if n % args.rate == 0:
-            peak_rss = max(peak_rss, live_servers.process_usage(daphne_pid)["rss_bytes"])
+            peak_rss = max(peak_rss, usage(daphne_pids)["rss_bytes"])
     write_wall = time.monotonic() - started
     # let the last ones arrive
     deadline = time.monotonic() + 15
     expected = total * args.sockets
     while sum(len(c) for c in counts) < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    after = live_servers.process_usage(daphne_pid)
+    after = usage(daphne_pids)
+    relay_after = live_servers.process_usage(relay_pid) if relay_pid else None
     me_after = live_servers.process_usage(os.getpid())
     wall = time.monotonic() - started
     for t in listeners:
@@ -96,8 +122,17 @@ async def run(args, base_url: str, writer, daphne_pid: int) -> dict:
     received = sum(len(c) for c in counts)
     duplicated = sum(v - 1 for c in counts for v in c.values() if v > 1)
     ms = [v * 1000 for v in latencies]
+    relay = {}
+    if relay_pid:
+        relay = {
+            "relay_cpu_percent": round(
+                100 * (relay_after["cpu_secs"] - relay_before["cpu_secs"]) / wall, 1
+            ),
+            "relay_rss_mb": round(relay_after["rss_bytes"] / 2**20, 1),
+        }
     return {
         "sockets": args.sockets,
+        "daphnes": len(daphne_pids),
         "errors_written": total,
         "rate_per_sec": args.rate,
         "achieved_write_rate": round(total / write_wall, 1),
@@ -111,6 +146,7 @@ async def run(args, base_url: str, writer, daphne_pid: int) -> dict:
         "latency_max_ms": round(max(ms), 1) if ms else None,
         "daphne_cpu_percent": round(100 * (after["cpu_secs"] - before["cpu_secs"]) / wall, 1),
         "daphne_rss_mb": round(max(peak_rss, after["rss_bytes"]) / 2**20, 1),
+        **relay,
         # the clients share the machine: when they are busy, latency is partly theirs
         "clients_cpu_percent": round(
             100 * (me_after["cpu_secs"] - me_before["cpu_secs"]) / wall, 1
@@ -124,21 +160,41 @@ def main(argv=None):
     parser.add_argument("--sockets", type=int, default=100)
     parser.add_argument("--rate", type=int, default=20, help="errors a second (default 20)")
     parser.add_argument("--secs", type=float, default=30, help="seconds of writing (default 30)")
+    parser.add_argument(
+        "--daphnes", type=int, default=1, help="daphnes; more than one: behind Redis (default 1)"
+    )
     args = parser.parse_args(argv)
 
     folder = Path(tempfile.mkdtemp(prefix="stormui-fanout-bench-"))
     zk, connect_string, root, conf = bench_cluster(args.zk, folder, "bench-fanout")
-    env = live_servers.server_env(connect_string, root, folder / "db.sqlite3")
+    procs = []
+    extra = {}
+    if args.daphnes > 1:
+        redis, redis_url = live_servers.start_redis(folder)
+        procs.append(redis)
+        extra["REDIS_URL"] = redis_url
+    env = live_servers.server_env(connect_string, root, folder / "db.sqlite3", **extra)
     state = mk_distributed_cluster_state(conf)
     writer = mk_storm_cluster_state(state)
-    daphne = None
     try:
         live_servers.migrate(env)
-        daphne, url = live_servers.start_daphne(env, folder)
-        result = asyncio.run(run(args, url, writer, daphne.pid))
+        relay = None
+        if args.daphnes > 1:
+            relay = live_servers.start_relay(env, folder)
+            procs.append(relay)
+        daphnes, urls = [], []
+        for n in range(args.daphnes):
+            daphne, url = live_servers.start_daphne(env, folder, name=f"daphne-{n}")
+            procs.append(daphne)
+            daphnes.append(daphne.pid)
+            urls.append(url)
+        result = asyncio.run(
+            run(args, urls, writer, daphnes, relay.pid if relay is not None else None)
+        )
         print(json.dumps(result, indent=2))
     finally:
-        live_servers.stop(daphne)
+        for proc in reversed(procs):
+            live_servers.stop(proc)
         writer.disconnect()
         state.close()
         if zk is not None:

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -31,10 +33,48 @@ from websockets.asyncio.client import connect
 
 from bench import live_servers
 from bench.common import bench_cluster, percentile
-from clusterstate import Assignment, StormBase, mk_distributed_cluster_state, mk_storm_cluster_state
+from clusterstate import (
+    Assignment,
+    StormBase,
+    SupervisorInfo,
+    mk_distributed_cluster_state,
+    mk_storm_cluster_state,
+)
 
 ERROR_STORM = "bench-latency-1-1"
 TOGGLE_STORM = "bench-toggle-2-2"
+
+
+_STATUS = re.compile(r"^(\S+ \S+) INFO \S+ \{'task_beats': (\d+),")
+
+
+def toggle_assignment(writer) -> Assignment:
+    """The toggled storm's assignment, on a supervisor of the writer's own session: the
+    simulator takes down, as leftovers of an earlier run, storms that no live supervisor
+    other than its own runs."""
+    writer.set_supervisor_heartbeat(
+        "bench-toggle-sup", SupervisorInfo(int(time.time()), "bench-host", (6700,), 0)
+    )
+    return Assignment(
+        "/nimbus/toggle",
+        {"bench-toggle-sup": "bench-host"},
+        {1: ("bench-toggle-sup", 6700)},
+        {1: int(time.time())},
+    )
+
+
+def beats_per_sec(log: Path) -> float | None:
+    """Heartbeats the simulator wrote a second, from its status lines (every 10 s)."""
+    points = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = _STATUS.match(line)
+        if m:
+            at = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
+            points.append((at.timestamp(), int(m.group(2))))
+    if len(points) < 2:
+        return None
+    (t0, n0), (t1, n1) = points[0], points[-1]
+    return round((n1 - n0) / (t1 - t0), 1)
 
 
 def summary(values: list[float]) -> dict:
@@ -104,9 +144,7 @@ async def measure(args, base_url: str, writer, daphne_pid: int) -> dict:
             await asyncio.sleep(random.uniform(0.05, 0.15))
         toggle_times, toggle_misses = [], 0
         # with an assignment, a deactivated storm stays listed, as INACTIVE
-        await asyncio.to_thread(
-            writer.set_assignment, TOGGLE_STORM, Assignment("/nimbus/toggle", {}, {}, {})
-        )
+        await asyncio.to_thread(writer.set_assignment, TOGGLE_STORM, toggle_assignment(writer))
         await asyncio.sleep(1)
         for i in range(args.toggles):
             active = i % 2 == 0
@@ -185,6 +223,8 @@ def main(argv=None):
                 "tasks": args.storms * args.tasks_per_storm,
                 "heartbeat_secs": args.heartbeat_secs,
                 "error_rate": args.error_rate,
+                # written by the simulator's process; below tasks / heartbeat_secs, it fell behind
+                "heartbeats_written_per_sec": beats_per_sec(folder / "simulate.log"),
             },
             "samples": args.samples,
         }

@@ -63,6 +63,8 @@ def server_env(zk_connect: str, zk_root: str, database: Path | str, **extra) -> 
         DATABASE_URL=database if "://" in str(database) else f"sqlite:///{database}",
         DJANGO_DEBUG="false",
         PYTHONUNBUFFERED="1",
+        # each cluster's daphnes elect their own leader
+        STORMUI_ZK_DASHBOARD_ROOT=zk_root.rstrip("/") + "-dashboard",
     )
     env.update({k: str(v) for k, v in extra.items()})
     return env
@@ -83,7 +85,9 @@ def _log(folder: Path, name: str):
 
 
 def start_daphne(env: dict, folder: Path, port: int | None = None, name: str = "daphne"):
-    """daphne serving the dashboard on 127.0.0.1; returns ``(process, base_url)`` once it serves."""
+    """daphne serving the dashboard on 127.0.0.1; returns ``(process, base_url)`` once it is
+    ready: its ``/readyz`` says the cluster is read (pages answer at once, but say they are
+    still reading it until then)."""
     port = port or free_port()
     proc = subprocess.Popen(
         [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "stormui.asgi:application"],
@@ -94,7 +98,7 @@ def start_daphne(env: dict, folder: Path, port: int | None = None, name: str = "
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(url + "/", proc, timeout=60)
+        wait_http(url + "/readyz", proc, timeout=60)
     except BaseException:
         stop(proc)
         raise
@@ -117,8 +121,57 @@ def wait_http(url: str, proc=None, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
+def start_daphnes(env: dict, folder: Path, n: int) -> list:
+    """``n`` daphnes started at once (named ``daphne-<i>``); ``[(process, base_url)]`` once
+    each serves."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(start_daphne, env, folder, name=f"daphne-{i}") for i in range(n)]
+        started = []
+        try:
+            for future in futures:
+                started.append(future.result())
+        except BaseException:
+            for future in futures:
+                if future.exception() is None:
+                    stop(future.result()[0])
+            raise
+    return started
+
+
+def leader_flag(url: str) -> float | None:
+    """``stormui_leader`` from the /metrics of the daphne at ``url``; None if it does not
+    answer."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with _opener.open(url + "/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "stormui_leader":
+                return sample.value
+    raise RuntimeError(f"{url}/metrics has no stormui_leader")
+
+
+def wait_leader(urls: list[str], timeout: float = 60, exclude: str | None = None) -> str:
+    """The url of the daphne that leads, once one of ``urls`` (but ``exclude``) does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for url in urls:
+            if url != exclude and leader_flag(url) == 1:
+                return url
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no daphne led within {timeout}s")
+        time.sleep(0.05)
+
+
 def start_relay(env: dict, folder: Path):
-    """``manage.py relay``; returns the process once it says it relays."""
+    """``manage.py relay`` (a candidate for leading that does not serve); returns the process
+    once it stands."""
     log_path = folder / "relay.log"
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "relay"],
@@ -136,17 +189,18 @@ def start_relay(env: dict, folder: Path):
     return proc
 
 
-def start_redis(folder: Path):
-    """A throwaway redis-server on a free loopback port; returns ``(process, url)``."""
+def start_redis(folder: Path, port: int | None = None, name: str = "redis"):
+    """A throwaway redis-server on a loopback port (default a free one); returns
+    ``(process, url)``. Its log is ``folder/<name>.log``."""
     server = shutil.which("redis-server")
     if server is None:
         raise FileNotFoundError("redis-server is not installed")
-    port = free_port()
+    port = port or free_port()
     data = Path(tempfile.mkdtemp(prefix="redis-", dir=folder))
     proc = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         + ["--dir", str(data)],
-        stdout=_log(folder, "redis"),
+        stdout=_log(folder, name),
         stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 20

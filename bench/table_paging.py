@@ -145,6 +145,10 @@ class ViewSource:
         self.view = view
         self.zk_connected = view.zk_connected
         self.synced_at = view.synced_at
+        self.syncing = False  # the view is whole: pages render, actions run
+
+    def sync_progress(self) -> tuple[int, int]:
+        return (0, 0)
 
     def cluster_view(self):
         return self.view

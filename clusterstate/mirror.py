@@ -18,12 +18,15 @@ How it stays in sync:
 - Heartbeat data is not watched (20,000 tasks beating every few seconds
   would be a storm of events): a heartbeat node appearing or vanishing is
   seen at once through the children watches, and the data of every
-  heartbeat is re-read in pipelined batches every ``heartbeat_secs``.
+  heartbeat is re-read in pipelined batches every ``heartbeat_secs``, on a
+  thread of its own (optionally on a ZooKeeper session of its own), so the
+  worker never holds an event behind a heartbeat batch.
 - Error nodes never change once written: each is read once.
 - After every reconnect (ZooKeeper drops watches on a disconnect, and a new
   session after an expiry has none), and every ``resync_secs``, everything
   is re-read with fresh watches and diffed against the mirror; what differs
-  is reported like any other change.
+  is reported like any other change. (The heartbeats the mirror knows are
+  re-read by a poll started as the resync ends, on the poller's thread.)
 
 While disconnected the mirror keeps serving what it last knew, with
 :attr:`ClusterMirror.connected` false and :attr:`ClusterMirror.synced_at`
@@ -70,8 +73,12 @@ MAX_TASK_ERRORS = 10
 #: How many paths one pipelined read asks for at most.
 BATCH_SIZE = 2000
 
-#: How many heartbeats one poll batch reads; events are handled between batches.
+#: How many heartbeats one poll batch reads (on the poller's thread).
 POLL_BATCH_SIZE = 1000
+
+#: How many paths one pipelined read of a resync asks for at most: events that come
+#: meanwhile are applied between them, so they wait for one such read at most.
+RESYNC_BATCH_SIZE = 250
 
 #: Kinds of :class:`MirrorChange`.
 CHANGE_KINDS = (
@@ -289,12 +296,21 @@ class ClusterMirror(StormReader):
     :param resync_secs: how often everything is re-read and diffed, to catch
         what the watches missed.
     :param time_fn: the clock for :attr:`synced_at`, injectable for tests.
+    :param heartbeat_state: a second :class:`ClusterState` on the same
+        cluster (its own ZooKeeper session) for the heartbeat polls, so that
+        their replies never queue ahead of ``state``'s watch notifications;
+        while it is not connected the polls go through ``state``. The mirror
+        neither registers on it nor closes it.
+
+    Heartbeat polls run on a thread of their own: a watch event (an error, a
+    storm change) never waits behind a heartbeat batch being read or decoded.
     """
 
     def __init__(
         self,
         state: ClusterState,
         *,
+        heartbeat_state: ClusterState | None = None,
         heartbeat_secs: float = 5.0,
         resync_secs: float = 60.0,
         time_fn: Callable[[], float] = time.time,
@@ -302,6 +318,7 @@ class ClusterMirror(StormReader):
         if heartbeat_secs <= 0 or resync_secs <= 0:
             raise ValueError("heartbeat_secs and resync_secs must be positive")
         self._state = state
+        self._beat_state = heartbeat_state
         self._heartbeat_secs = float(heartbeat_secs)
         self._resync_secs = float(resync_secs)
         self._time_fn = time_fn
@@ -316,6 +333,11 @@ class ClusterMirror(StormReader):
         self._subscribers: tuple[Callable[[MirrorChange], None], ...] = ()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        # the heartbeat poller: the only other thread writing the mirror (heartbeat data only)
+        self._beat_thread: threading.Thread | None = None
+        self._beats_stop = threading.Event()
+        # changes are numbered and told in one order, whichever thread applied them
+        self._emit_lock = threading.RLock()
         self._stopping = False
         self._watch_id = None
 
@@ -330,6 +352,9 @@ class ClusterMirror(StormReader):
         self.resyncs = 0
         #: how long the last complete heartbeat poll took, in seconds; ``None`` before one
         self.heartbeat_poll_secs: float | None = None
+        #: during the cold load: (nodes read, nodes known); replaced whole, read from any thread
+        self._progress = (0, 0)
+        self._loading = False  # the cold load is running: count its reads
         self._touched: set[str] | None = None  # during a resync: paths events read
         self._deferred: list[tuple[str, str]] = []  # events for after the resync's apply
 
@@ -358,6 +383,10 @@ class ClusterMirror(StormReader):
             self._state.add_connection_listener(self._on_connection)
             self._thread = threading.Thread(target=self._run, name="cluster-mirror", daemon=True)
             self._thread.start()
+            self._beat_thread = threading.Thread(
+                target=self._run_heartbeats, name="cluster-mirror-heartbeats", daemon=True
+            )
+            self._beat_thread.start()
         if wait is not None and not self.wait_synced(wait):
             logger.warning("cluster mirror not synced after %.1f s; still trying", wait)
 
@@ -369,12 +398,14 @@ class ClusterMirror(StormReader):
         if self._stopping:
             return
         self._stopping = True
+        self._beats_stop.set()
         thread, self._thread = self._thread, None
         if thread is None:
             return
         self._queue.put(None)
-        if thread is not threading.current_thread():
-            thread.join(30)
+        for t in (thread, self._beat_thread):
+            if t is not None and t is not threading.current_thread():
+                t.join(30)
         try:
             self._state.unregister(self._watch_id)
             self._state.remove_connection_listener(self._on_connection)
@@ -412,6 +443,16 @@ class ClusterMirror(StormReader):
                 + len(self._data)
                 + sum(len(errors) for errors in self._errors.values())
             )
+
+    def progress(self) -> tuple[int, int]:
+        """How far the first complete load has got: cheap, from any thread.
+
+        :returns: ``(read, known)``: the nodes read so far and the nodes known
+            so far (``known`` grows as folders are listed; ``read <= known``).
+            After the first load both stay as it left them.
+        """
+        read, known = self._progress
+        return min(read, known), known
 
     def subscribe(self, listener: Callable[[MirrorChange], None]) -> Callable[[], None]:
         """Call ``listener(change)`` for every :class:`MirrorChange` from now on.
@@ -546,8 +587,6 @@ class ClusterMirror(StormReader):
             return
         if events:
             self._apply_events(events)
-        if now >= self._beat_due and not self._need_resync:
-            self._poll_heartbeats()
 
     def _sort(self, items: list) -> dict[str, set[str]]:
         """Act on the connection markers among ``items``; return the watch events by path."""
@@ -586,7 +625,7 @@ class ClusterMirror(StormReader):
                 return 1.0  # the connection listener's marker wakes us sooner
             due = self._retry_due
         else:
-            due = min(self._resync_due, self._beat_due)
+            due = self._resync_due
         return min(max(due - now, 0.0), 1.0)
 
     def _take(self, timeout: float) -> list:
@@ -616,6 +655,9 @@ class ClusterMirror(StormReader):
         self._need_resync = False  # a connection marker meanwhile sets it again
         changes = _Changes()
         self._touched = set()
+        self._loading = first
+        if first:
+            self._progress = (0, len(_ROOTS))
         try:
             self._refresh(_ROOTS, (), full=True, changes=changes, between=self._catch_up)
         except NotConnectedError:
@@ -624,6 +666,7 @@ class ClusterMirror(StormReader):
             return
         finally:
             self._touched = None
+            self._loading = False
             # the cold load is a snapshot, not news: it is reported as one resync
             self._report(_Changes() if first else changes)
             deferred, self._deferred = self._deferred, []
@@ -632,7 +675,7 @@ class ClusterMirror(StormReader):
         now = time.monotonic()
         self._retry_delay = 0.0
         self._resync_due = now + self._resync_secs
-        self._beat_due = now + self._heartbeat_secs
+        self._beat_due = now  # the known heartbeats: re-read by a poll now
         self._first_sync_done = True
         self.resyncs += 1
         if gen == self._connection_gen and self._state.connected and not self._need_resync:
@@ -678,11 +721,34 @@ class ClusterMirror(StormReader):
         finally:
             self._report(changes)
 
-    def _poll_heartbeats(self) -> None:
-        """Re-read every heartbeat's data (unwatched), in pipelined batches.
+    def _run_heartbeats(self) -> None:
+        """The heartbeat poller's thread: a poll every ``heartbeat_secs`` once synced."""
+        while not self._beats_stop.is_set():
+            now = time.monotonic()
+            if not self._first_sync_done or self._need_resync or now < self._beat_due:
+                # (a resync reads the heartbeats of new nodes itself; the poll waits for it)
+                due = self._beat_due if self._first_sync_done else now + 0.1
+                self._beats_stop.wait(min(max(due - now, 0.01), 0.5))
+                continue
+            try:
+                self._poll_heartbeats()
+            except Exception:
+                logger.exception("cluster mirror heartbeat poll failed")
+                self._beat_due = time.monotonic() + self._heartbeat_secs
 
-        Each batch is applied and reported as one ``"heartbeats"`` change;
-        events that came meanwhile are applied between batches.
+    def _poll_state(self) -> ClusterState:
+        beat_state = self._beat_state
+        if beat_state is not None and beat_state.connected:
+            return beat_state
+        return self._state
+
+    def _poll_heartbeats(self) -> None:
+        """Re-read every heartbeat's data (unwatched), in pipelined batches (the poller's thread).
+
+        Each batch is decoded outside the lock and applied and reported as one
+        ``"heartbeats"`` change. A heartbeat the worker wrote or dropped since
+        the batch was read is left as the worker has it (its read is newer);
+        nodes gone are left to the worker too (the folder's watch tells it).
         """
         started = time.monotonic()
         self._beat_due = started + self._heartbeat_secs
@@ -695,21 +761,33 @@ class ClusterMirror(StormReader):
             ]
         gen = self._connection_gen
         for batch in _chunks(beats, POLL_BATCH_SIZE):
-            changes = _Changes()
+            if self._beats_stop.is_set() or self._need_resync:
+                return
+            seen = {path: self._data.get(path) for path in batch}
             try:
-                fetched = self._state.get_data_many(batch, False)
-                decoded = self._decode_changed(fetched)
-                with self._lock:
-                    self._apply_data(fetched, decoded, changes)
+                fetched = self._poll_state().get_data_many(batch, False)
             except NotConnectedError:
                 logger.info("cluster mirror heartbeat read interrupted by a disconnect")
-                self._schedule_retry()
                 return
-            finally:
-                self._report(changes)
-            self._catch_up()
-            if self._need_resync or self._stopping:
-                return
+            decoded = {}
+            for path, raw in fetched.items():
+                entry = seen.get(path)
+                if raw is None or (entry is not None and entry.raw == raw):
+                    continue
+                try:
+                    decoded[path] = _Entry(raw, decode(TaskHeartbeat, raw, path))
+                except UnreadableNodeError as exc:
+                    decoded[path] = _Entry(raw, _Unreadable(exc.reason))
+            changes = _Changes()
+            if decoded:
+                with self._lock:
+                    for path, entry in decoded.items():
+                        old = seen[path]
+                        if self._data.get(path) is not old or not self._attached(path):
+                            continue
+                        self._data[path] = entry
+                        changes.touch(path, data_only=old is not None)
+            self._report(changes)
         # on a cluster too large to re-read every heartbeat_secs, rest twice as long as a
         # poll takes, so polls never take more than a third of the time pages need too
         now = time.monotonic()
@@ -722,19 +800,26 @@ class ClusterMirror(StormReader):
 
     def _get_children_many(self, items: list[str], between) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for chunk in _chunks(items):
+        for chunk in _chunks(items, BATCH_SIZE if between is None else RESYNC_BATCH_SIZE):
             out.update(self._state.get_children_many(chunk, True))
+            self._count_read(len(chunk))
             if between is not None:
                 between()
         return out
 
     def _get_data_many(self, items: list[str], watch: bool, between) -> dict[str, bytes | None]:
         out: dict[str, bytes | None] = {}
-        for chunk in _chunks(items):
+        for chunk in _chunks(items, BATCH_SIZE if between is None else RESYNC_BATCH_SIZE):
             out.update(self._state.get_data_many(chunk, watch))
+            self._count_read(len(chunk))
             if between is not None:
                 between()
         return out
+
+    def _count_read(self, read: int, known: int = 0) -> None:
+        if self._loading:
+            done, total = self._progress
+            self._progress = (done + read, total + known)
 
     def _refresh(
         self, lists: Iterable[str], nodes: Iterable[str], *, full: bool, changes, between=None
@@ -762,6 +847,7 @@ class ClusterMirror(StormReader):
                 (watched if _rule(_tokens(path)) == _DATA else unwatched).add(path)
         listed: dict[str, list[str]] = {}
         frontier = sorted((p for p in lists if self._attached(p)), key=_depth)
+        known_nodes = len(watched) + len(unwatched)
         while frontier:
             got = self._get_children_many(frontier, between)
             following = []
@@ -788,8 +874,13 @@ class ClusterMirror(StormReader):
                             following.append(child)
                     elif child_rule == _DATA:
                         watched.add(child)
-                    else:
+                    elif not (full and child in self._data):
+                        # a resync leaves the heartbeats it knows to a poll right after it,
+                        # on the poller's thread: decoding them all here held up the events
                         unwatched.add(child)
+            # what this level listed is known now: its folders, its records, its errors
+            self._count_read(0, len(following) + len(watched) + len(unwatched) - known_nodes)
+            known_nodes = len(watched) + len(unwatched)
             frontier = following
         fetched = self._get_data_many(sorted(watched), True, between)
         fetched.update(self._get_data_many(sorted(unwatched), False, between))
@@ -927,17 +1018,19 @@ class ClusterMirror(StormReader):
             self._emit(MirrorChange(kind, storm_id, task_id, errors, 0, supervisor_id))
 
     def _emit(self, change: MirrorChange) -> None:
-        self._version += 1
-        change = MirrorChange(
-            change.kind,
-            change.storm_id,
-            change.task_id,
-            change.errors,
-            self._version,
-            change.supervisor_id,
-        )
-        for listener in self._subscribers:
-            try:
-                listener(change)
-            except Exception:
-                logger.exception("mirror subscriber %r failed", listener)
+        # the worker and the heartbeat poller both tell: one at a time, in version order
+        with self._emit_lock:
+            self._version += 1
+            change = MirrorChange(
+                change.kind,
+                change.storm_id,
+                change.task_id,
+                change.errors,
+                self._version,
+                change.supervisor_id,
+            )
+            for listener in self._subscribers:
+                try:
+                    listener(change)
+                except Exception:
+                    logger.exception("mirror subscriber %r failed", listener)

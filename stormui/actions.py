@@ -294,17 +294,16 @@ def _attempt(action, storm_id, *, user=None, wait_secs=None) -> Result:
         with transaction.atomic():
             if not _lock_row(storm_id):
                 return answer(Outcome.FAILED, 409, BUSY)
-            source = get_source()
-            # a disconnected client would queue the write and run it after the reconnect
-            if not source.state.connected:
-                raise NotConnectedError("not connected")
+            # connected, or NotConnectedError: a disconnected client would queue the write
+            # and run it after the reconnect
+            storm_state = get_source().admin_storm_state()
             if action == Action.ACTIVATE:
-                return answer(*_activate(source.storm_state, storm_id))
+                return answer(*_activate(storm_state, storm_id))
             if action == Action.DEACTIVATE:
-                return answer(*_deactivate(source.storm_state, storm_id))
+                return answer(*_deactivate(storm_state, storm_id))
             if action == Action.REMOVE:
-                return answer(*_remove(source.storm_state, storm_id))
-            return answer(*_kill(source.storm_state, storm_id, user, wait_secs))
+                return answer(*_remove(storm_state, storm_id))
+            return answer(*_kill(storm_state, storm_id, user, wait_secs))
     except NotConnectedError:
         log.warning("%s %s: ZooKeeper unreachable", action, storm_id)
         return answer(Outcome.FAILED, 503, ZK_UNREACHABLE)

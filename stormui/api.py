@@ -14,7 +14,7 @@ from clusterstate.paths import is_valid_id
 
 from . import graph, shapes
 from .cluster import parse_window
-from .decorators import api_view
+from .decorators import api_view, cluster_read
 from .forms import BadErrorFilter, parse_error_filter
 from .history import errors as history_errors
 from .history import recorder, series, timeline
@@ -37,16 +37,19 @@ def _storm(storm_id: str):
 
 
 @api_view()
+@cluster_read
 def cluster_summary(request):
     return JsonResponse(shapes.cluster_summary(get_source().cluster_view()))
 
 
 @api_view()
+@cluster_read
 def supervisor_summary(request):
     return JsonResponse(shapes.supervisors_summary(get_source().cluster_view()))
 
 
 @api_view()
+@cluster_read
 def supervisor(request):
     """``?id=`` (or ``host=``): one supervisor and its workers."""
     sid, host = request.GET.get("id"), request.GET.get("host")
@@ -63,22 +66,26 @@ def supervisor(request):
 
 
 @api_view()
+@cluster_read
 def topology_summary(request):
     return JsonResponse(shapes.topologies_summary(get_source().cluster_view()))
 
 
 @api_view()
+@cluster_read
 def topology(request, storm_id: str):
     window = _window(request)
     return JsonResponse(shapes.topology_detail(_storm(storm_id), window))
 
 
 @api_view()
+@cluster_read
 def topology_workers(request, storm_id: str):
     return JsonResponse(shapes.topology_workers(_storm(storm_id)))
 
 
 @api_view()
+@cluster_read
 def component(request, storm_id: str, component_id: str):
     window = _window(request)
     storm = _storm(storm_id)
@@ -92,6 +99,7 @@ def component(request, storm_id: str, component_id: str):
 
 
 @api_view()
+@cluster_read
 def topology_graph(request, storm_id: str):
     window = _window(request)
     storm = _storm(storm_id)
@@ -99,6 +107,7 @@ def topology_graph(request, storm_id: str):
 
 
 @api_view()
+@cluster_read
 def topology_series(request, storm_id: str):
     """A storm's (or with ``component=`` a component's) figure over time, from the history."""
     # a storm gone from the cluster still has its history
@@ -124,6 +133,7 @@ def topology_series(request, storm_id: str):
 
 
 @api_view()
+@cluster_read
 def errors(request):
     try:
         error_filter = parse_error_filter(request.GET, api=True)

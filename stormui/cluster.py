@@ -87,6 +87,9 @@ class ErrorView:
     error: str
     host: str | None
     port: int | None
+    #: its node's sequence number (None: a bare-named node, or not from ZooKeeper); names the
+    #: error across processes (:func:`stormui.live.error_key`), left out of comparisons
+    seq: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -736,7 +739,7 @@ def derive_storm(
             component_alive[cid] += 1
         if errors:
             views = [
-                ErrorView(storm_id, t, cid, e.time_secs, e.error, host, port)
+                ErrorView(storm_id, t, cid, e.time_secs, e.error, host, port, e.seq)
                 for e in reversed(errors)
             ]
             storm_errors.extend(views)
@@ -942,10 +945,15 @@ def build_cluster_view(
     task_timeout: float,
     supervisor_timeout: float,
     tracker: RateTracker | None = _rates.TRACKER,
+    reuse: dict[str, StormView] | None = None,
 ) -> ClusterView:
     """The whole cluster's figures, read through ``reader``.
 
     An unreadable node never raises: it is recorded on the view it belongs to.
+
+    :param reuse: storms' views known to be current (from an earlier view, by id): those
+        still listed are taken as they are, not read again; the rest are read. The
+        cluster's own figures (supervisors, slots, errors) are computed afresh either way.
     """
     global _sums_cache
     storm_ids = set(reader.active_storms())
@@ -953,6 +961,9 @@ def build_cluster_view(
     storms = {}
     fresh_sums: dict = {}
     for storm_id in sorted(storm_ids):
+        if reuse is not None and storm_id in reuse:
+            storms[storm_id] = reuse[storm_id]
+            continue
         if not is_valid_id(storm_id):
             log.warning("skipping storm with an invalid id %r", storm_id)
             continue
@@ -961,7 +972,8 @@ def build_cluster_view(
             storms[storm_id] = storm
     if tracker is not None:
         tracker.forget_storms(storms.keys())
-    _sums_cache = fresh_sums  # only the tasks seen now: the cache never outgrows the cluster
+    if reuse is None:  # (a partial build leaves the cache to the whole ones)
+        _sums_cache = fresh_sums  # only the tasks seen now: the cache never outgrows the cluster
     supervisors = _read_supervisors(reader, storms, now, supervisor_timeout)
     slots_total = sum(
         len(s.worker_ports)

@@ -29,10 +29,11 @@ from django.db import connection
 
 from clusterstate.paths import check_id, check_task_id
 
-from . import charts, live, metrics, pages, paging, shapes
+from . import charts, live, metrics, pages, paging, redislayer, shapes
 from .cluster import page_window
 from .forms import parse_error_filter
 from .history import timeline
+from .source import get_source
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,14 @@ CLOSE_NOT_FOUND = 4404
 #: how often a socket that needed a login checks that its session still stands
 LOGIN_RECHECK_SECS = 3.0
 CLOSE_TOO_SLOW = 4408
+#: the channel layer (Redis) is away: the socket is refused (RFC 6455's "try again later";
+#: closed before its handshake is accepted, daphne answers it 403) and the page tries again
+CLOSE_TRY_AGAIN = 1013
 
 # snapshots are built once per view and shared by every socket that asks for the same
 _snapshots = live.PerView()
+#: the error feed's: its text and the errors it holds
+_feed_snapshots = live.PerView()
 
 
 def _shared_snapshot(key: tuple, view, build) -> str:
@@ -87,6 +93,19 @@ async def _tell_relay(layer, keys) -> None:
         )
     except Exception:  # the relay hears again next tick
         log.exception("telling the relay which pages are open failed")
+
+
+_announcing: asyncio.Task | None = None
+
+
+def announce_soon(layer) -> None:
+    """Tell the relay of this process's open pages now, once however many sockets ask: a
+    new leader's relay knows of none."""
+    global _announcing
+    if _open_pages and (_announcing is None or _announcing.done()):
+        _announcing = asyncio.get_running_loop().create_task(
+            _tell_relay(layer, list(_open_pages)), name="stormui-announce-pages"
+        )
 
 
 async def _announce_pages(layer) -> None:
@@ -135,19 +154,24 @@ class Item:
 
 
 class ErrorBatch(Item):
-    """A relay batch of errors: ``(version, text)`` pairs, each sent as its own message."""
+    """A relay batch of errors: ``(version, text, key)`` entries (``key``:
+    :func:`stormui.live.error_key`, may be absent), each sent as its own message."""
 
     __slots__ = ("errors",)
 
     def __init__(self, errors, source):
-        super().__init__(None, source, max(v for v, _ in errors) if errors else None, strict=True)
+        super().__init__(None, source, max(e[0] for e in errors) if errors else None, strict=True)
         self.errors = errors
 
-    def texts_after(self, mark) -> list[str]:
+    def texts_after(self, mark, held=frozenset()) -> list[str]:
+        """The texts a socket whose last snapshot is ``mark`` and held the errors ``held``
+        (their keys) has yet to get."""
         token, version = mark
         if self.source != token or version is None:
-            return [text for _, text in self.errors]
-        return [text for v, text in self.errors if v > version]
+            # another process's relay (the leader's, to a follower's socket): its versions
+            # do not compare with the snapshot's, the errors it held do
+            return [e[1] for e in self.errors if len(e) < 3 or e[2] is None or e[2] not in held]
+        return [e[1] for e in self.errors if e[0] > version]
 
 
 def _message_count(items) -> int:
@@ -170,20 +194,36 @@ class Outbox:
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._drain())
 
+    def _outlives_snapshot(self, item: Item) -> bool:
+        """Whether ``item`` stays queued when a snapshot is asked for: another process's
+        errors (the leader's, to a follower's socket). The snapshot comes from this process's
+        own copy of the cluster, which may not hold them yet; those it holds are left out
+        after it (:meth:`ErrorBatch.texts_after`)."""
+        if not isinstance(item, ErrorBatch):
+            return False
+        source = self.consumer.source
+        return source is None or item.source != live.source_token(source)
+
     def put(self, item: Item) -> None:
-        if self.need_snapshot and not item.keep:
+        if self.need_snapshot and not item.keep and not self._outlives_snapshot(item):
             return  # the snapshot about to be built holds this too
         if len(self.items) >= self.limit and not item.keep:
             self.overflows += 1
             lost = [i for i in self.items if not i.keep]
             metrics.messages.add("dropped", _message_count(lost) + _message_count([item]))
-            self.request_snapshot(resync=True)
+            self.request_snapshot(resync=True, overflowed=True)
             return
         self.items.append(item)
         self._wake.set()
 
-    def request_snapshot(self, *, resync: bool) -> None:
-        self.items = deque(item for item in self.items if item.keep)
+    def request_snapshot(self, *, resync: bool, overflowed: bool = False) -> None:
+        # a socket too slow for its queue loses all of it; otherwise what the snapshot may
+        # not hold stays
+        self.items = deque(
+            item
+            for item in self.items
+            if item.keep or (not overflowed and self._outlives_snapshot(item))
+        )
         self.need_snapshot = True
         self.resync = self.resync or resync
         self._wake.set()
@@ -206,7 +246,7 @@ class Outbox:
                     else:
                         item = self.items.popleft()
                         if isinstance(item, ErrorBatch):
-                            texts = item.texts_after(consumer.snapshot_mark)
+                            texts = item.texts_after(consumer.snapshot_mark, consumer.snapshot_held)
                         elif consumer.is_stale(item):
                             continue
                         else:
@@ -256,6 +296,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_LOGGED_OUT)
             return
         self.snapshot_mark = (None, None)
+        self.snapshot_held = frozenset()  # the errors the last snapshot held, by key
         self.source = await live.ensure_relay()
         if not await self.admit():
             return
@@ -264,8 +305,17 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         attach = getattr(self.channel_layer, "attach", None)
         if attach is not None:  # the in-process layer hands messages over without a queue
             attach(self.channel_name, self.take_event)
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        try:
+            for group in groups:
+                await self.channel_layer.group_add(group, self.channel_name)
+        except redislayer.CONNECTION_ERRORS as exc:
+            # Redis away: refused without a trace; the page tries again with its backoff
+            log.warning("refusing a socket: the channel layer is unreachable (%s)", exc)
+            forget = getattr(self.channel_layer, "forget", None)
+            if forget is not None:
+                forget(self.channel_name)
+            await self.close(code=CLOSE_TRY_AGAIN)
+            return
         self.groups = groups  # Channels leaves them on disconnect
         if self.page_key is not None:
             await page_opened(self.channel_layer, self.page_key)
@@ -344,7 +394,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         return text
 
     def _snapshot(self, resync: bool) -> tuple[str, int, str]:
-        source = self.source
+        # the process's source is started afresh when its leadership changes
+        source = self.source = get_source()
         # read the version first: the view then holds at least every change up to it
         version = live.source_version(source)
         view = source.cluster_view()
@@ -370,8 +421,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     def status_changed(self, event):
         self.outbox.put(Item([event["text"]], keep=True))
 
+    def relay_ticked(self, event):
+        # no news, but news that the relay is there: a page hearing nothing says it is stale
+        self.outbox.put(Item([event["text"]]))
+
     def resync_requested(self, event):
         self.outbox.request_snapshot(resync=True)
+        announce_soon(self.channel_layer)
 
     def page_changed(self, event):
         self.outbox.put(Item([event["text"]], event["source"], event["version"]))
@@ -384,10 +440,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
 _RELAY_EVENTS = {
     "status.changed": LiveConsumer.status_changed,
+    "relay.ticked": LiveConsumer.relay_ticked,
     "resync.requested": LiveConsumer.resync_requested,
     "page.changed": LiveConsumer.page_changed,
     "storm.removed": LiveConsumer.page_changed,
     "errors.reported": LiveConsumer.errors_reported,
+    # Redis came back (stormui.redislayer): the groups are joined again, what was sent
+    # meanwhile is lost, so the socket starts again from a snapshot
+    "layer.reconnected": LiveConsumer.resync_requested,
 }
 
 
@@ -487,10 +547,14 @@ class ErrorsConsumer(LiveConsumer):
             ctx = pages.errors_context(view, st, self.error_filter, self.feed_page)
             errors = ctx["errors"][:ERRORS_SNAPSHOT_LIMIT]
             data = shapes.errors_snapshot(view, errors, resync=resync)
-            return {**data, "html": pages.render_regions("errors", ctx)}
+            text = live.encode({**data, "html": pages.render_regions("errors", ctx)})
+            # the errors it holds, as the relay names them: none may come again after it
+            held = frozenset(k for k in map(live.error_key, errors) if k is not None)
+            return text, held
 
         key = ("errors", self.error_filter, self.feed_page, resync)
-        return _shared_snapshot(key, view, build)
+        text, self.snapshot_held = _feed_snapshots.get(key, view, build)
+        return text
 
 
 class TimelineConsumer(LiveConsumer):

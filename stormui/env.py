@@ -98,21 +98,62 @@ def env_hosts(name: str, default: str) -> list[str]:
     return hosts
 
 
+#: the default port of a Redis Sentinel
+SENTINEL_PORT = 26379
+
+
 def env_redis_url(name: str) -> str:
-    """A Redis URL (``redis://``, ``rediss://`` or ``unix://``), or ``""`` when unset."""
+    """A Redis URL (``redis://``, ``rediss://`` or ``unix://``), or Sentinels
+    (``redis+sentinel://[:password@]host[:port],host[:port]/<master name>[/<db>]``), or
+    ``""`` when unset."""
     raw = env_str(name, "").strip()
     if not raw:
         return ""
     try:
+        if raw.startswith("redis+sentinel://"):
+            redis_hosts(raw)
+            return raw
         url = urlsplit(raw)
         url.port  # noqa: B018 (raises on a bad port)
     except ValueError:
         url = None
     if url is None or url.scheme not in ("redis", "rediss", "unix") or not (url.netloc or url.path):
         raise ImproperlyConfigured(
-            f"{name} must be a redis://, rediss:// or unix:// URL, not {raw!r}"
+            f"{name} must be a redis://, rediss://, unix:// or redis+sentinel:// URL, not {raw!r}"
         )
     return raw
+
+
+def redis_hosts(url: str) -> list:
+    """channels_redis's ``hosts`` for a URL :func:`env_redis_url` took: the URL itself, or
+    for ``redis+sentinel://`` the Sentinels' addresses, the master's name and its database
+    (and password), which channels_redis asks the Sentinels for (failing over with them).
+
+    :raises ValueError: on a ``redis+sentinel://`` URL without hosts or a master's name.
+    """
+    if not url.startswith("redis+sentinel://"):
+        return [url]
+    rest = url.removeprefix("redis+sentinel://")
+    password = None
+    if "@" in rest:
+        credentials, rest = rest.rsplit("@", 1)
+        password = credentials.split(":", 1)[-1] or None
+    netloc, _, path = rest.partition("/")
+    parts = [p for p in path.split("/") if p]
+    sentinels = []
+    for host in filter(None, netloc.split(",")):
+        name, _, port = host.partition(":")
+        sentinels.append((name, int(port) if port else SENTINEL_PORT))
+    if not sentinels or not parts or len(parts) > 2:
+        raise ValueError("redis+sentinel://host[:port],.../<master name>[/<db>]")
+    entry = {
+        "sentinels": sentinels,
+        "master_name": parts[0],
+        "db": int(parts[1:] and parts[1] or 0),
+    }
+    if password is not None:
+        entry["password"] = password
+    return [entry]
 
 
 #: the names a log viewer URL template may use

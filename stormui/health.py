@@ -17,7 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import metrics
+from . import metrics, pages
 from .source import current_source, get_source
 
 log = logging.getLogger(__name__)
@@ -49,14 +49,14 @@ def readiness() -> str | None:
     if source is None:
         _start_source()
         return "starting: the cluster is not being read yet"
-    if source.zk_connected:  # with the mirror: connected and in sync
+    if source.zk_connected and not source.syncing:  # with the mirror: in sync, a view built
         return None
     if source.storm_state is None:
         return "ZooKeeper has not been reached yet"
     if not source.state.connected:
         return "ZooKeeper is not connected"
-    if source.synced_at is None:
-        return "syncing: the cluster's first read is not done yet"
+    if source.syncing:  # the first read (and view): how far it has got, as pages say it
+        return pages.syncing_text(*source.sync_progress())
     return "syncing: the cluster is being read again after a reconnect"
 
 
@@ -73,7 +73,11 @@ def readyz(request):
     reason = readiness()
     if reason is None:
         return JsonResponse({"ready": True})
-    response = JsonResponse({"ready": False, "reason": reason}, status=503)
+    body = {"ready": False, "reason": reason}
+    source = current_source()
+    if source is not None and source.syncing:
+        body["syncing"] = True  # a syncing page turns into the real one when this goes
+    response = JsonResponse(body, status=503)
     # an answer, not a failure: a balancer asking every second while ZooKeeper is away
     # must not fill the log with django.request's "Service Unavailable" errors
     response._has_been_logged = True

@@ -8,7 +8,17 @@ only caller of ``group_send``.
 
 - A burst of changes becomes one ``cluster`` update and one update per
   affected storm per :data:`UPDATE_SECS`; every :data:`TICK_SECS` all are
-  sent again, since liveness and ages move with the clock alone.
+  sent again, since liveness and ages move with the clock alone, and every
+  socket hears a tick (a page that hears nothing for two says it is stale).
+  The first change other than heartbeat data and errors in a spell of
+  :data:`UPDATE_SECS` (an assignment, a task come or gone...) goes at once,
+  however recently heartbeat data was sent: heartbeat polls keep the window
+  busy on a large cluster. A storm's own change (its status, a storm come or
+  gone) goes at once whatever the window (:data:`_AT_ONCE`): tasks come and go
+  all the time on a large cluster, which kept that window busy too. An error
+  reaches its sockets at once by itself; the pages' counts of it wait for the
+  window.
+- Nothing is relayed before the source's first read of the cluster is done.
 - Errors are batched into windows of at most :data:`ERROR_WINDOW_SECS`
   (the first error of a quiet spell goes at once); every one is sent, in
   the order the mirror reported it.
@@ -35,8 +45,11 @@ sockets, so daphne relays itself, starting on its first connection of any
 kind (:func:`start_relay_soon`, from :class:`stormui.scheduler.StartsScheduler`;
 it needs the running loop): the storms' bases are recorded from then on, not
 only once someone opens a live page.
-With Redis only the process started by ``manage.py relay`` (or any process
-with ``STORMUI_RELAY=true``) relays, so that nothing is sent twice.
+With Redis only the elected leader relays (:mod:`stormui.leader`: every daphne and
+``manage.py relay`` stand; ``STORMUI_RELAY=true`` forces a process to relay), so that
+nothing is sent twice; a leader that loses its election sends nothing more. One that
+leads again with the same relay (its election's session was suspended, then came back)
+has every page resync first: no page got what it withheld meanwhile.
 """
 
 from __future__ import annotations
@@ -52,12 +65,13 @@ from collections import Counter
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 
-from . import bases, pages, shapes
+from . import bases, leader, pages, shapes
 from .cluster import ErrorView
-from .env import env_bool
 from .history import recorder as history
-from .source import get_source
+from .leader import elects, process_local, relays_here  # noqa: F401  (live's own names too)
+from .source import get_source, reset_source
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +85,25 @@ RELAY_GROUP = "relay"
 
 #: at most one update per page per this many seconds
 UPDATE_SECS = 0.25
+#: a storm's own node (its status: activated, deactivated, killed, rebalancing; a storm come
+#: or gone) and the connection are what an operator watches for: they go out at once, not
+#: after the window the steady coming and going of tasks keeps busy on a large cluster
+_AT_ONCE = frozenset({"storm", "connection"})
+#: ... at most once per this many seconds (a burst of them still coalesces)
+AT_ONCE_GAP_SECS = 0.05
+#: when something was last sent, before it ever was (the monotonic clock may be young)
+NEVER = float("-inf")
 #: errors wait at most this long to be batched
 ERROR_WINDOW_SECS = 0.025
-#: everything is sent again this often: a task dies by the clock, not by a change
-TICK_SECS = 5.0
+#: everything is sent again this often: a task dies by the clock, not by a change; and every
+#: socket hears a tick, so a page that hears nothing for two says it is stale
+TICK_SECS = settings.STORMUI_TICK_SECS
+#: the tick every socket hears
+TICK_TEXT = json.dumps({"type": "tick"})
 #: a page nobody has said is open for this many ticks is forgotten
 PAGE_TICKS = 3
 
 _relay: Relay | None = None
-_relay_process = False  # set by `manage.py relay`
 #: the task starting the relay in the background (start_relay_soon), held so it is not lost
 _starting: asyncio.Task | None = None
 
@@ -99,25 +123,44 @@ def source_token(source) -> str:
     return f"{os.getpid()}.{id(source)}"
 
 
+def error_key(error) -> str | None:
+    """Names one error node the same in every process (its storm, task and sequence number),
+    so that a socket can leave out of another process's batch the errors its snapshot held;
+    ``None`` for a bare-named node."""
+    if error.seq is None:
+        return None
+    return f"{error.storm_id}/{error.task_id}/{error.seq}"
+
+
 def source_version(source) -> int:
     return source.mirror.version if source.mirror is not None else 0
 
 
-def mark_relay_process() -> None:
-    """This process is the relay (``manage.py relay``)."""
-    global _relay_process
-    _relay_process = True
+def leads() -> bool:
+    """Whether this process leads and has taken over (``stormui_leader``): without an
+    election, whether it relays."""
+    return relays_here() if not elects() else leader.in_office()
 
 
-def process_local(layer) -> bool:
-    """Whether every socket ``layer`` reaches lives in this process."""
-    return getattr(layer, "process_local", False)
+def stand_for_election(loop: asyncio.AbstractEventLoop) -> None:
+    """Stand on ``loop``: once elected the relay starts, once deposed it stops."""
+    leader.stand(loop, on_elected=take_over, on_deposed=step_down)
 
 
-def relays_here() -> bool:
-    """Whether this process sends ZooKeeper's changes to the groups."""
-    # nothing outside this process can reach a process-local layer's sockets
-    return _relay_process or env_bool("STORMUI_RELAY", False) or process_local(get_channel_layer())
+async def take_over() -> None:
+    # the source's kind follows leadership (the leader mirrors ZooKeeper)
+    await asyncio.to_thread(reset_source)
+    await ensure_relay()
+    relay = current_relay()
+    if relay is not None and leader.is_leader():
+        # every page starts again from a snapshot: what it had came from another leader
+        await relay._send(STATUS_GROUP, {"type": "resync.requested"})
+
+
+async def step_down() -> None:
+    stop_relaying()
+    await asyncio.to_thread(stop_writers)
+    await asyncio.to_thread(reset_source)
 
 
 class PerView:
@@ -212,6 +255,8 @@ async def ensure_relay():
     """
     global _relay
     source = await sync_to_async(get_source, thread_sensitive=False)()
+    # nothing is relayed, recorded or snapshotted from a cluster still being read
+    await wait_synced(source)
     if relays_here():
         loop = asyncio.get_running_loop()
         relay = _relay
@@ -230,6 +275,26 @@ async def ensure_relay():
     return source
 
 
+async def wait_synced(source) -> None:
+    """Until the source's first read of the cluster is done (at once if it is, or without
+    the mirror), holding no thread meanwhile: its end is a change the source tells of."""
+    if not source.reading:
+        return
+    loop = asyncio.get_running_loop()
+    synced = asyncio.Event()
+
+    def on_change(change) -> None:
+        if not source.reading:
+            loop.call_soon_threadsafe(synced.set)
+
+    unsubscribe = source.subscribe(on_change)
+    try:
+        if source.reading:  # it may have ended before the subscription
+            await synced.wait()
+    finally:
+        unsubscribe()
+
+
 def start_relay_soon() -> None:
     """Start the relay and the base recorder on the running loop in the background, if this
     process relays and they neither run nor are starting on this loop; returns at once.
@@ -245,7 +310,9 @@ def start_relay_soon() -> None:
         return
     if starting is not None and starting.get_loop() is loop and not starting.done():
         return
-    if relays_here():
+    if elects():
+        stand_for_election(loop)  # once per loop; the election starts the relay once it is won
+    elif relays_here():
         _starting = loop.create_task(_start_relay(), name="stormui-relay-start")
 
 
@@ -257,6 +324,12 @@ async def _start_relay() -> None:
 
 
 def stop_relay() -> None:
+    stop_relaying()
+    stop_writers()
+
+
+def stop_relaying() -> None:
+    """Stop the relay (on its loop, or once the loop is closed)."""
     global _relay, _starting
     if _starting is not None and not _starting.done():
         try:
@@ -267,6 +340,10 @@ def stop_relay() -> None:
     if _relay is not None:
         _relay.stop()
         _relay = None
+
+
+def stop_writers() -> None:
+    """Stop the bases' and the history's writers (blocks while the history's writer ends)."""
     bases.stop_recorder()
     history.stop_recorder(timeout=5)
 
@@ -317,7 +394,7 @@ class Relay:
         layer,
         loop: asyncio.AbstractEventLoop,
         *,
-        update_secs: float = UPDATE_SECS,
+        update_secs: float | None = None,
         error_window: float = ERROR_WINDOW_SECS,
         tick_secs: float | None = None,
     ):
@@ -325,7 +402,7 @@ class Relay:
         self.layer = layer
         self.loop = loop
         self.token = source_token(source)
-        self.update_secs = update_secs
+        self.update_secs = UPDATE_SECS if update_secs is None else update_secs
         self.error_window = error_window
         self.tick_secs = tick_secs if tick_secs is not None else TICK_SECS
         # no mirror, no change notifications: poll (see the module's docstring)
@@ -338,10 +415,16 @@ class Relay:
         self._cluster_dirty = self._all_storms = self.polling
         self._storms_dirty: set[str] = set()
         self._status_dirty = False
+        self._tick_due = False
         self._sent_storms: set[str] = set()
         self._was_connected = source.zk_connected
-        self._last_update = 0.0
-        self._last_errors = 0.0
+        self._last_update = NEVER
+        self._last_urgent = NEVER  # when a change other than heartbeat data was last sent
+        self._urgent = False  # such a change waits
+        self._at_once = False  # a storm's own change waits (see _AT_ONCE)
+        self._last_at_once = NEVER
+        self._last_errors = NEVER
+        self._withheld = False  # something was not sent since this process did not lead
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
@@ -389,6 +472,12 @@ class Relay:
                 self._errors.append((change.version, change.storm_id, change.task_id, e))
         if kind == "connection":
             self._status_dirty = True
+        if kind in _AT_ONCE:
+            self._at_once = True
+        elif kind != "errors" and not (kind == "heartbeats" and change.storm_id is None):
+            # an error goes to its sockets at once anyway (_send_errors): the pages' counts
+            # of it may wait for the window, as tasks' comings and goings do
+            self._urgent = True
         if kind in ("resync", "connection") or (kind == "heartbeats" and change.storm_id is None):
             self._all_storms = True
         elif change.storm_id is not None:
@@ -401,7 +490,7 @@ class Relay:
         while True:
             now = time.monotonic()
             if now >= next_tick:
-                self._cluster_dirty = self._all_storms = True
+                self._cluster_dirty = self._all_storms = self._tick_due = True
                 next_tick = now + self.tick_secs
                 self._forget_pages()
                 if self.source.zk_connected != self._was_connected:
@@ -412,8 +501,12 @@ class Relay:
                 if self._cluster_dirty or self._all_storms or self._storms_dirty
                 else None
             )
+            if update_due is not None and self._urgent:
+                update_due = min(update_due, self._last_urgent + self.update_secs)
+            if update_due is not None and self._at_once:
+                update_due = min(update_due, self._last_at_once + AT_ONCE_GAP_SECS)
             due = min(d for d in (next_tick, errors_due, update_due) if d is not None)
-            if self._status_dirty:
+            if self._status_dirty or self._tick_due:
                 due = now
             if due > now:
                 self._wake.clear()
@@ -423,6 +516,9 @@ class Relay:
                     pass
                 continue
             try:
+                if self._tick_due:
+                    self._tick_due = False
+                    await self._send(STATUS_GROUP, {"type": "relay.ticked", "text": TICK_TEXT})
                 if self._status_dirty:
                     await self._send_status()
                 if errors_due is not None and now >= errors_due:
@@ -436,6 +532,14 @@ class Relay:
                 await asyncio.sleep(1.0)
 
     async def _send(self, group: str, event: dict) -> None:
+        if not relays_here():  # no longer the leader: another sends from now on
+            self._withheld = True
+            return
+        if self._withheld:
+            # it leads again with this relay (its election's session came back): what it
+            # withheld meanwhile no page got, so every page starts again from a snapshot
+            self._withheld = False
+            await self.layer.group_send(STATUS_GROUP, {"type": "resync.requested"})
         await self.layer.group_send(group, event)
 
     async def _send_status(self) -> None:
@@ -463,7 +567,7 @@ class Relay:
             else:
                 view = self._error_view(storm_id, task_id, record)
             html = pages.render_error_item(view, self._storm_name(storm_id), time.time())
-            item = [version, encode({**shapes.error_message(view), "html": html})]
+            item = [version, encode({**shapes.error_message(view), "html": html}), error_key(view)]
             everything.append(item)
             by_storm.setdefault(storm_id, []).append(item)
         await self._send(
@@ -501,11 +605,17 @@ class Relay:
         except Exception:
             pass
         return ErrorView(
-            storm_id, task_id, component_id, record.time_secs, record.error, host, port
+            storm_id, task_id, component_id, record.time_secs, record.error, host, port, record.seq
         )
 
     async def _send_updates(self) -> None:
         self._last_update = time.monotonic()
+        if self._urgent:
+            self._urgent = False
+            self._last_urgent = self._last_update
+        if self._at_once:
+            self._at_once = False
+            self._last_at_once = self._last_update
         all_storms, dirty = self._all_storms, self._storms_dirty
         self._cluster_dirty = self._all_storms = False
         self._storms_dirty = set()

@@ -50,6 +50,31 @@ messages = Tally()
 #: admin actions attempted, by (action, outcome), as audited
 admin_actions = Tally()
 
+
+class LayerHealth:
+    """Whether this process reaches its channel layer (Redis), and how often it found it again
+    after losing it (:mod:`stormui.redislayer` tells; the in-process layer never fails)."""
+
+    def __init__(self):
+        self.up = True
+        self.failures = 0
+        self.reconnects = 0
+        self._lock = threading.Lock()
+
+    def failed(self) -> None:
+        with self._lock:
+            self.up = False
+            self.failures += 1
+
+    def reconnected(self) -> None:
+        with self._lock:
+            self.up = True
+            self.reconnects += 1
+
+
+#: the channel layer's reachability in this process
+channel_layer = LayerHealth()
+
 STORM_STATUSES = ("ACTIVE", "INACTIVE")
 
 
@@ -108,8 +133,9 @@ class DashboardCollector:
         )
         yield _gauge(
             "stormui_leader",
-            "1 in the process that relays the cluster's changes to every page, 0 elsewhere",
-            int(live.relays_here()),
+            "1 in the process that leads (it relays the cluster's changes to every page and "
+            "writes the history), 0 elsewhere",
+            int(live.leads()),
         )
         yield _labelled(
             GaugeMetricFamily,
@@ -130,6 +156,17 @@ class DashboardCollector:
             "stormui_resyncs",
             "Full reads of the cluster by the mirror: the first, after each reconnect, periodic",
             mirror.resyncs if mirror is not None else 0,
+        )
+        yield _gauge(
+            "stormui_channel_layer_up",
+            "1 while this process reaches its channel layer (Redis); 0 from a failed call "
+            "until it answers again",
+            int(channel_layer.up),
+        )
+        yield _counter(
+            "stormui_channel_layer_reconnects",
+            "Times this process found Redis again after losing it (its sockets resynced)",
+            channel_layer.reconnects,
         )
         actions = CounterMetricFamily(
             "stormui_admin_actions",
@@ -162,7 +199,7 @@ class DashboardCollector:
     def cluster(self, source):
         """The cluster's own gauges, from the view the pages show."""
         view = None
-        if source is not None:
+        if source is not None and not source.reading:  # a half-read cluster: no figures yet
             try:
                 view = source.cluster_view()
             except NotConnectedError:  # without the mirror the view is read now: zeros then

@@ -372,23 +372,45 @@ class StoredError(models.Model):
         return f"{self.storm_id}/{self.task_id} at {self.error_time}: {self.text[:80]}"
 
 
+class JSONText(models.TextField):
+    """A JSON value stored as its text: read as stored, where PostgreSQL's ``jsonb`` would
+    print every value read back into text (the groups of a time range read thousands)."""
+
+    def from_db_value(self, value, expression, connection):
+        return None if value is None else json.loads(value)
+
+    def to_python(self, value):
+        return json.loads(value) if isinstance(value, str) else value
+
+    def get_prep_value(self, value):
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
 class ErrorHour(models.Model):
     """A group's errors in one hour (``hour``: its start, epoch ms): how many, the first and
     the last, and (at most ``ErrorGroup.LISTED`` of each) the storms, components, tasks and
-    hosts they hit. The groups page's charts, and the groups of a time range, read these."""
+    hosts they hit. The groups page's charts, and the groups of a time range, read these:
+    their counts from one index (``error_hour_counts``), their lists as JSON text."""
 
     group = models.ForeignKey(ErrorGroup, on_delete=models.CASCADE, related_name="+")
-    hour = models.BigIntegerField(db_index=True)
+    hour = models.BigIntegerField()
     count = models.IntegerField(default=0)
     first_seen = models.BigIntegerField()
     last_seen = models.BigIntegerField()
-    storms = models.JSONField(default=list)
-    components = models.JSONField(default=list)
-    tasks = models.JSONField(default=list)  # [storm id, task id] pairs
-    hosts = models.JSONField(default=list)
+    storms = JSONText(default=list)
+    components = JSONText(default=list)
+    tasks = JSONText(default=list)  # [storm id, task id] pairs
+    hosts = JSONText(default=list)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["group", "hour"], name="error_hour_once")]
+        indexes = [
+            # a range's groups are counted from this index alone
+            models.Index(
+                fields=["hour", "group", "count", "first_seen", "last_seen"],
+                name="error_hour_counts",
+            )
+        ]
 
 
 class ErrorTask(models.Model):
@@ -416,3 +438,35 @@ class ErrorTask(models.Model):
 
     def __str__(self):
         return f"{self.storm_id}/{self.task_id}: {self.missed} missed"
+
+
+# -- issue 12, the error history's counts per storm --------------------------------------------
+
+
+class ErrorGroupStorm(models.Model):
+    """A group's errors in one storm: how many, the first and the last, and (at most
+    ``ErrorGroup.LISTED`` of each) the components, tasks and hosts they hit. Kept by the
+    writer with the errors (only what it really inserted counts) and by the expiry; a
+    storm's groups are read from these."""
+
+    group = models.ForeignKey(ErrorGroup, on_delete=models.CASCADE, related_name="+")
+    storm_id = models.CharField(max_length=255)
+    count = models.BigIntegerField(default=0)
+    first_seen = models.BigIntegerField()
+    last_seen = models.BigIntegerField()
+    components = models.JSONField(default=list)
+    tasks = models.JSONField(default=list)  # [storm id, task id] pairs
+    hosts = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["group", "storm_id"], name="error_group_storm_once")
+        ]
+        # a storm's groups, newest last seen first
+        indexes = [
+            models.Index(fields=["storm_id", "last_seen", "group"], name="error_group_storm_seen"),
+            models.Index(fields=["last_seen"], name="error_group_storm_last"),
+        ]
+
+    def __str__(self):
+        return f"{self.storm_id}: group {self.group_id} ({self.count})"

@@ -116,6 +116,11 @@ def status(as_of: float, zk_connected: bool, synced_at: float | None) -> dict:
     return {"as_of": as_of, "zk_connected": bool(zk_connected), "synced_at": synced_at}
 
 
+def syncing_text(read: int, known: int) -> str:
+    """How far the first read of the cluster has got, as pages and ``/readyz`` say it."""
+    return f"reading the cluster: {read:,} of {known:,} nodes"
+
+
 def _windows():
     return [(w, WINDOW_LABELS[w]) for w in WINDOWS]
 

@@ -25,6 +25,7 @@ from stormui.env import (
     env_str,
     env_zk_root,
     env_zk_servers,
+    redis_hosts,
 )
 
 # pytest sets PYTEST_VERSION for the length of its run: a test run reads no .env and keeps
@@ -93,11 +94,21 @@ ALLOWED_HOSTS = env_hosts("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],tes
 
 STORMUI_ZK_SERVERS = env_zk_servers("STORMUI_ZK_SERVERS", "127.0.0.1:2181")
 STORMUI_ZK_ROOT = env_zk_root("STORMUI_ZK_ROOT", "/storm")
+# where the daphnes elect their leader (with REDIS_URL): outside Storm's root
+STORMUI_ZK_DASHBOARD_ROOT = env_zk_root("STORMUI_ZK_DASHBOARD_ROOT", "/stormui")
+if (STORMUI_ZK_DASHBOARD_ROOT + "/").startswith(STORMUI_ZK_ROOT + "/"):
+    raise ImproperlyConfigured(
+        f"STORMUI_ZK_DASHBOARD_ROOT must be outside STORMUI_ZK_ROOT ({STORMUI_ZK_ROOT}), "
+        f"not {STORMUI_ZK_DASHBOARD_ROOT!r}"
+    )
 STORMUI_STORE = env_choice("STORMUI_STORE", "zookeeper", ("zookeeper", "memory"))
 STORMUI_MIRROR = env_choice("STORMUI_MIRROR", "on", ("on", "off")) == "on"
 STORMUI_LOGIN_REQUIRED = env_bool("STORMUI_LOGIN_REQUIRED", False)
 STORMUI_READ_ONLY = env_bool("STORMUI_READ_ONLY", False)
 STORMUI_HEARTBEAT_SECS = env_number("STORMUI_HEARTBEAT_SECS", 5.0, minimum=0.05)
+# how often the relay sends every page again and ticks every socket; a page that hears
+# nothing for two ticks says it is stale
+STORMUI_TICK_SECS = env_number("STORMUI_TICK_SECS", 5.0, minimum=0.1)
 STORMUI_HTTPS = env_bool("STORMUI_HTTPS", False)
 # runs removals scheduled by kill/<wait-secs> in the serving process
 STORMUI_SCHEDULER_THREAD = env_bool("STORMUI_SCHEDULER_THREAD", True)
@@ -144,6 +155,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # last, so first to see a view's exception: the database down answers 503, not 500
+    "stormui.middleware.DatabaseUnreachableMiddleware",
 ]
 
 ROOT_URLCONF = "stormui.urls"
@@ -185,11 +198,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
 
 _redis_url = env_redis_url("REDIS_URL")
+# with Redis, the processes that do not relay read the relaying one's mirror from it
+# (stormui.source, clusterstate.replica): one ZooKeeper reader however many daphnes serve
+REDIS_URL = _redis_url
 if _redis_url:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [_redis_url]},
+            # channels_redis's, living through a Redis restart (stormui.redislayer)
+            "BACKEND": "stormui.redislayer.ReconnectingRedisChannelLayer",
+            # a redis:// URL, or Sentinels and the master's name (redis+sentinel://)
+            "CONFIG": {"hosts": redis_hosts(_redis_url)},
         }
     }
 else:

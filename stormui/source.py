@@ -5,12 +5,23 @@ One :class:`Source` per process. It opens the configured store on first use
 test asks), keeps the watch-synced mirror (or, with ``STORMUI_MIRROR=off``, a
 plain ``StormClusterState``), and hands views a :class:`~stormui.cluster.ClusterView`.
 
+With Redis (``REDIS_URL``) only the process that relays (:func:`stormui.leader.relays_here`)
+reads Storm's ZooKeeper: its mirror reads through a
+:class:`~clusterstate.replica.PublishingState`, which copies every read to Redis; every
+other process mirrors that copy through a :class:`~clusterstate.replica.ReplicaState`, and
+opens a ZooKeeper session of its own only for admin actions' writes, on the first one
+(:meth:`Source.admin_storm_state`). So ZooKeeper's load is one mirror's however many
+daphnes serve.
+
 With the mirror, a builder thread rebuilds the view after changes and requests
 take the last one built: on a 20,000-task cluster a rebuild takes longer than
 a page, and heartbeat polls change the mirror every few seconds, so no request
 should pay for one. A view may lag the heartbeat data by one rebuild; any other
 change (a storm, an assignment, a task or heartbeat node coming or going, an
-error, the connection) is in the view a request gets, built then if need be.
+error, the connection) is in the view a request gets, built then if need be:
+from the last view built, only the storms changed since are read again (a few
+milliseconds, where the whole cluster takes hundreds), and never waiting for
+the builder's whole rebuild, which goes on meanwhile.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from django.conf import settings
 
 from clusterstate import NotConnectedError, mk_storm_cluster_state
 
-from . import cluster, rates
+from . import cluster, gcpause, rates
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +43,23 @@ log = logging.getLogger(__name__)
 BUILD_GAP_SECS = 0.25
 # rebuilt at least this often even when nothing changed: ages and liveness move with the clock
 REFRESH_SECS = 5.0
+# the mirror's changes (kinds) that concern one storm's figures alone, when they name it
+_STORM_CHANGES = ("storm", "assignment", "tasks", "errors", "heartbeats")
 
 _lock = threading.Lock()
 _source: Source | None = None
+
+
+def replica_role() -> str | None:
+    """``"lead"`` if this process's mirror is copied to Redis for the others, ``"follow"`` if
+    it mirrors that copy, ``None`` if it mirrors ZooKeeper for itself alone."""
+    if settings.STORMUI_STORE == "memory" or not settings.STORMUI_MIRROR:
+        return None
+    if not settings.REDIS_URL:
+        return None
+    from . import leader
+
+    return "lead" if leader.relays_here() else "follow"
 
 
 def storm_conf() -> dict:
@@ -69,15 +94,24 @@ class Source:
         self.simulator = None
         self.mirror = None
         self.state = _NotConnected()
+        self.heartbeat_state = None  # the mirror's session for heartbeat polls (ZooKeeper)
         self.storm_state = None
         self._listeners: list = []
         # (view, mirror version it holds at least); replaced whole, so read without the lock
         self._built: tuple[cluster.ClusterView, int] | None = None
-        self._view_lock = threading.Lock()  # one build at a time
+        self._view_lock = threading.Lock()  # one build on demand at a time
         self._needed_version = 0  # the last change a view must hold (not a heartbeat poll)
+        # what changed, by mirror version, to build a view from an older one (_on_change)
+        self._noted_lock = threading.Lock()
+        self._noted_version = 0  # the last change told to _on_change
+        self._storm_changed: dict[str, int] = {}  # by storm: its last change's version
+        self._all_changed = 0  # the last change that every storm's figures depend on
+        self._synced = False  # the mirror's cold load ended
         self._changed = threading.Event()
         self._closing = threading.Event()
         self._builder = None
+        self._first_view = threading.Event()  # set once a view of the whole cluster is built
+        self.replica = None  # replica_role(), once the source is open
         # the charts have a point per heartbeat poll
         rates.TRACKER.configure(settings.STORMUI_HEARTBEAT_SECS)
         if settings.STORMUI_STORE == "memory":
@@ -93,6 +127,10 @@ class Source:
             )
             self.simulator.start()
             return
+        self.replica = replica_role()
+        if self.replica == "follow":
+            self._open_replica()
+            return
         try:
             self._connect(FIRST_CONNECT_SECS)
         except NotConnectedError as exc:
@@ -105,9 +143,16 @@ class Source:
 
         state = mk_distributed_cluster_state(storm_conf(), timeout=timeout)
         try:
+            if self.mirrored:
+                # heartbeat polls on a session of their own: their replies never hold up the
+                # watch notifications of the main session (see ClusterMirror)
+                self.heartbeat_state = mk_distributed_cluster_state(storm_conf(), timeout=timeout)
             self._open(state)
         except BaseException:
             state.close()
+            if self.heartbeat_state is not None:
+                self.heartbeat_state.close()
+                self.heartbeat_state = None
             raise
 
     def _keep_connecting(self) -> None:
@@ -122,14 +167,41 @@ class Source:
             log.info("reached ZooKeeper at %s", ",".join(settings.STORMUI_ZK_SERVERS))
             return
 
-    def _open(self, state) -> None:
-        storm_state = mk_storm_cluster_state(state)
+    def _open_replica(self) -> None:
+        """A follower: the mirror reads the leader's copy in Redis; ZooKeeper is for actions."""
+        from clusterstate.replica import ReplicaState
+
+        self._open(ReplicaState(settings.REDIS_URL), storm_state=_AdminStormState())
+
+    def _open(self, state, storm_state=None) -> None:
+        if storm_state is None:
+            # admin actions write through the ZooKeeper state itself, never the copying wrapper
+            storm_state = mk_storm_cluster_state(state)
+        publisher = None
+        if self.mirrored and self.replica == "lead":
+            import redis
+
+            from clusterstate.replica import PublishingState
+
+            state = publisher = PublishingState(state, redis.Redis.from_url(settings.REDIS_URL))
+        heartbeat_state = self.heartbeat_state
+        if publisher is not None and heartbeat_state is not None:
+            # the heartbeat polls' session: what they read is the followers' heartbeat data
+            heartbeat_state = publisher.recording(heartbeat_state)
         if self.mirrored:
             from clusterstate.mirror import ClusterMirror
 
-            mirror = ClusterMirror(state, heartbeat_secs=settings.STORMUI_HEARTBEAT_SECS)
+            mirror = ClusterMirror(
+                state,
+                heartbeat_state=heartbeat_state,
+                heartbeat_secs=settings.STORMUI_HEARTBEAT_SECS,
+            )
             mirror.subscribe(self._on_change)
-            mirror.start(wait=30.0)
+            if publisher is not None:
+                publisher.follow(mirror)
+            # pages answer at once meanwhile, saying how far the first read has got (a
+            # follower's too, while no leader has announced its copy)
+            mirror.start(wait=None)
             self.mirror = mirror
             self._builder = threading.Thread(
                 target=self._build_loop, name="cluster-view-builder", daemon=True
@@ -139,6 +211,43 @@ class Source:
         self.state = state
         if self._closing.is_set():  # closed while connecting
             self._close_store()
+
+    def admin_storm_state(self):
+        """The ``StormClusterState`` admin actions read and write ZooKeeper through.
+
+        :raises NotConnectedError: if its ZooKeeper session is not connected (a
+            disconnected client would queue a write and run it after the reconnect).
+        """
+        storm_state = self.storm_state
+        if storm_state is None:
+            raise NotConnectedError("ZooKeeper has not been reached yet")
+        if isinstance(storm_state, _AdminStormState):
+            storm_state = storm_state.get()
+        if not storm_state.cluster_state.connected:
+            raise NotConnectedError("not connected")
+        return storm_state
+
+    @property
+    def reading(self) -> bool:
+        """True while the mirror's first read of the cluster runs: what it holds is not
+        the whole cluster yet, so nothing may present it as such."""
+        return self.mirror is not None and self.mirror.synced_at is None
+
+    @property
+    def syncing(self) -> bool:
+        """True until the first view of the whole cluster is built: pages and the API say
+        they are reading it meanwhile (on a large cluster the first build takes a while
+        too, and a request would wait for it)."""
+        return self.mirror is not None and not self._first_view.is_set()
+
+    def sync_progress(self) -> tuple[int, int]:
+        """The first read's ``(nodes read, nodes known)`` so far."""
+        return self.mirror.progress() if self.mirror is not None else (0, 0)
+
+    def wait_synced(self, timeout: float | None) -> bool:
+        """Until the first view of the whole cluster is built (at once without the mirror);
+        False on timeout."""
+        return self.mirror is None or self._first_view.wait(timeout)
 
     @property
     def reader(self):
@@ -175,7 +284,7 @@ class Source:
             with self._view_lock:
                 built = self._current()
                 if built is None:
-                    built = self._build()
+                    built = self._build(base=self._built)
         return built[0]
 
     def storm_view(self, storm_id: str) -> cluster.StormView | None:
@@ -197,12 +306,34 @@ class Source:
             return None
         return built
 
-    def _build(self):
-        """Build a view now (holding the view lock): it holds every change made before it began."""
-        version = self.mirror.version  # read first: the view holds at least this
-        view = cluster.build_cluster_view(self.reader, **self._build_kwargs(time.time()))
-        self._built = (view, version)
-        return self._built
+    def _build(self, base=None):
+        """Build a view now: it holds every change told before it began.
+
+        :param base: a ``(view, version)`` built earlier: its storms that no change since
+            touched are taken as they are (their heartbeat data as of then); ``None``:
+            every storm is read.
+        :returns: ``(view, version)``, kept as the current view unless a newer one is.
+        """
+        whole = not self.reading  # read first: a view begun mid-read is not the whole
+        with self._noted_lock:
+            version = self._noted_version  # the view holds at least this
+            reuse = None
+            if base is not None and self._all_changed <= base[1]:
+                reuse = {
+                    storm_id: storm
+                    for storm_id, storm in base[0].storms.items()
+                    if self._storm_changed.get(storm_id, 0) <= base[1]
+                }
+        view = cluster.build_cluster_view(
+            self.reader, **self._build_kwargs(time.time()), reuse=reuse
+        )
+        built = (view, version)
+        with self._noted_lock:
+            if self._built is None or self._built[1] <= version:
+                self._built = built
+        if whole:
+            self._first_view.set()
+        return built
 
     def _build_loop(self):
         while not self._closing.is_set():
@@ -210,12 +341,18 @@ class Source:
             if self._closing.is_set():
                 return
             self._changed.clear()
+            if self.reading:
+                continue  # a half-read cluster's view is of no use, and slows the read
             started = time.monotonic()
             try:
-                with self._view_lock:
-                    self._build()
+                # the whole cluster, without the view lock: a change meanwhile is built
+                # on demand from the last view, and then brought into this one
+                built = self._build()
+                if self._built is not built:
+                    self._build(base=built)
             except Exception:
                 log.exception("building the cluster view failed")
+            gcpause.TENDER.tend()  # the mirror's objects kept out of full collections
             self._closing.wait(max(BUILD_GAP_SECS, 2 * (time.monotonic() - started)))
 
     def subscribe(self, listener):
@@ -224,9 +361,28 @@ class Source:
         return lambda: self._listeners.remove(listener)
 
     def _on_change(self, change):
-        # a heartbeat poll's new data may wait for the builder; anything else may not
-        if not (change.kind == "heartbeats" and change.storm_id is None):
-            self._needed_version = change.version
+        with self._noted_lock:
+            # a heartbeat poll's new data may wait for the builder; anything else may not
+            if not (change.kind == "heartbeats" and change.storm_id is None):
+                if change.storm_id is not None and change.kind in _STORM_CHANGES:
+                    self._storm_changed[change.storm_id] = change.version
+                    if len(self._storm_changed) > 10_000:  # storms come and go: stay bounded
+                        self._storm_changed.clear()
+                        self._all_changed = change.version
+                elif change.kind == "supervisor" or (change.kind == "resync" and self._synced):
+                    # supervisors are built afresh every time; a resync reported what it found
+                    # different, storm by storm, before it ended (the first: the cold load)
+                    pass
+                else:
+                    self._all_changed = change.version
+                if change.kind == "resync":
+                    self._synced = True
+                # the connection is compared apart (_current): the change that tells of it
+                # comes just after a sync's own, and must not make stale the view the
+                # builder began on that one
+                if change.kind != "connection":
+                    self._needed_version = change.version
+            self._noted_version = change.version
         self._changed.set()
         for listener in list(self._listeners):
             try:
@@ -249,6 +405,49 @@ class Source:
         if self.storm_state is not None:
             self.storm_state.disconnect()
         self.state.close()
+        if self.heartbeat_state is not None:
+            self.heartbeat_state.close()
+
+
+class _AdminStormState:
+    """A follower's ``StormClusterState`` for admin actions alone: its ZooKeeper session is
+    opened on first use, sets no watches, and reads only what an action checks."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._storm_state = None
+        self._closed = False
+
+    def get(self):
+        with self._lock:
+            if self._closed:
+                raise NotConnectedError("closed")
+            if self._storm_state is None:
+                from clusterstate import mk_distributed_cluster_state
+
+                state = mk_distributed_cluster_state(storm_conf(), timeout=FIRST_CONNECT_SECS)
+                try:
+                    self._storm_state = mk_storm_cluster_state(state)
+                except BaseException:
+                    state.close()
+                    raise
+            return self._storm_state
+
+    @property
+    def opened(self) -> bool:
+        """True once the ZooKeeper session was opened."""
+        return self._storm_state is not None
+
+    def __getattr__(self, name):
+        return getattr(self.get(), name)
+
+    def disconnect(self):
+        with self._lock:
+            self._closed = True
+            storm_state, self._storm_state = self._storm_state, None
+        if storm_state is not None:
+            storm_state.disconnect()
+            storm_state.cluster_state.close()
 
 
 def _unreached_view(now: float) -> cluster.ClusterView:

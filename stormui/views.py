@@ -17,6 +17,7 @@ from clusterstate.paths import check_id, check_task_id
 
 from . import charts, pages, paging
 from .cluster import page_window
+from .decorators import syncing_response
 from .forms import parse_error_filter
 from .history import errors as history_errors
 from .history import timeline
@@ -30,6 +31,22 @@ def page(view):
     def wrapper(request, *args, **kwargs):
         if settings.STORMUI_LOGIN_REQUIRED and not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def cluster_page(view):
+    """A page of the cluster's figures: while the first read of the cluster runs, a page
+    saying how far it has got instead, which turns into this page when the read is done
+    (never a half-read cluster shown as whole)."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        source = get_source()
+        if source.syncing:
+            text = pages.syncing_text(*source.sync_progress())
+            return syncing_response(render(request, "stormui/syncing.html", {"progress": text}))
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -73,6 +90,7 @@ def _found(ctx, what: str) -> dict:
 
 
 @page
+@cluster_page
 def cluster(request):
     source = get_source()
     view = source.cluster_view()
@@ -81,6 +99,7 @@ def cluster(request):
 
 
 @page
+@cluster_page
 def storm(request, storm_id):
     source = get_source()
     storm = _storm(source, storm_id)
@@ -92,6 +111,7 @@ def storm(request, storm_id):
 
 
 @page
+@cluster_page
 def component(request, storm_id, component_id):
     source = get_source()
     storm = _storm(source, storm_id)
@@ -107,6 +127,7 @@ def component(request, storm_id, component_id):
 
 
 @page
+@cluster_page
 def task(request, storm_id, task_id):
     source = get_source()
     storm = _storm(source, storm_id)
@@ -115,6 +136,7 @@ def task(request, storm_id, task_id):
 
 
 @page
+@cluster_page
 def supervisors(request):
     source = get_source()
     view = source.cluster_view()
@@ -124,6 +146,7 @@ def supervisors(request):
 
 
 @page
+@cluster_page
 def supervisor(request, supervisor_id):
     source = get_source()
     view = source.cluster_view()
@@ -133,6 +156,7 @@ def supervisor(request, supervisor_id):
 
 
 @page
+@cluster_page
 def errors(request):
     source = get_source()
     view = source.cluster_view()

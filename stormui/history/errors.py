@@ -24,9 +24,8 @@ The contract is ``docs/contract/history.md`` ("Error history").
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
+import heapq
 import json
 import logging
 import re
@@ -35,14 +34,21 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from django.db import connection, transaction
-from django.db.models import Count, F, Max, Min, Q, Sum, TextField
-from django.db.models.functions import Cast
+from django.db import connection, connections, transaction
+from django.db.models import Count, F, Max, Min, Q, Sum
 
 from clusterstate.paths import is_valid_id
 
-from ..models import ErrorGroup, ErrorHour, ErrorTask, RecorderRun, StoredError
+from ..models import (
+    ErrorGroup,
+    ErrorGroupStorm,
+    ErrorHour,
+    ErrorTask,
+    RecorderRun,
+    StoredError,
+)
 from . import recorder
+from .query import DEFAULT_LIMIT, BadQuery, after, encode_cursor, number, paging, where
 
 log = logging.getLogger(__name__)
 
@@ -427,11 +433,13 @@ def _listed(values: list, more, limit: int = ErrorGroup.LISTED) -> list:
 
 
 def _merge(obj, rows: list[_Inserted]) -> None:
-    """Add ``rows`` to a group's or a group-hour's count, first and last seen and lists."""
+    """Add ``rows`` to a group's, a group-hour's or a group-storm's count, first and last
+    seen and lists (a group-storm lists no storms: it is one)."""
     obj.count += len(rows)
     obj.first_seen = min(obj.first_seen, *(r.error_time for r in rows))
     obj.last_seen = max(obj.last_seen, *(r.error_time for r in rows))
-    obj.storms = _listed(obj.storms, {r.storm_id for r in rows})
+    if not isinstance(obj, ErrorGroupStorm):
+        obj.storms = _listed(obj.storms, {r.storm_id for r in rows})
     obj.components = _listed(obj.components, {r.component_id for r in rows})
     obj.tasks = _listed(obj.tasks, {(r.storm_id, r.task_id) for r in rows})
     obj.hosts = _listed(obj.hosts, {r.host for r in rows})
@@ -441,36 +449,45 @@ _LISTS = ["count", "first_seen", "last_seen", "storms", "components", "tasks", "
 
 
 def _count(inserted: list[_Inserted], groups: dict[str, ErrorGroup]) -> None:
-    """Count what was inserted in its group and its group's hour."""
+    """Count what was inserted in its group, its group's hour and its group's storm."""
     if not inserted:
         return
     by_pk = {g.pk: g for g in groups.values()}
     per_group: dict[int, list[_Inserted]] = defaultdict(list)
     per_hour: dict[tuple[int, int], list[_Inserted]] = defaultdict(list)
+    per_storm: dict[tuple[int, str], list[_Inserted]] = defaultdict(list)
     for r in inserted:
         per_group[r.group_id].append(r)
         per_hour[(r.group_id, r.error_time - r.error_time % HOUR_MS)].append(r)
+        per_storm[(r.group_id, r.storm_id)].append(r)
     for gid, rows in per_group.items():
         _merge(by_pk[gid], rows)
     _update([by_pk[gid] for gid in per_group], _LISTS)
-    found = {
-        (h.group_id, h.hour): h
-        for h in ErrorHour.objects.filter(
-            group_id__in=list(per_group), hour__in=list({hour for _, hour in per_hour})
-        )
-    }
+    _count_in(ErrorHour, "hour", per_hour, _LISTS)
+    _count_in(ErrorGroupStorm, "storm_id", per_storm, [f for f in _LISTS if f != "storms"])
+
+
+def _count_in(model, name: str, rows_by: dict[tuple, list[_Inserted]], fields) -> None:
+    """Add each ``(group id, value of name)``'s rows to its ``model`` row, made if new."""
+    values = list({value for _, value in rows_by})
+    found = {}
+    for i in range(0, len(values), 500):
+        for obj in model.objects.filter(
+            group_id__in=list({gid for gid, _ in rows_by}), **{f"{name}__in": values[i : i + 500]}
+        ):
+            found[(obj.group_id, getattr(obj, name))] = obj
     changed, new = [], []
-    for (gid, hour), rows in per_hour.items():
-        h = found.get((gid, hour))
-        if h is None:
+    for (gid, value), rows in rows_by.items():
+        obj = found.get((gid, value))
+        if obj is None:
             first = rows[0].error_time
-            h = ErrorHour(group_id=gid, hour=hour, count=0, first_seen=first, last_seen=first)
-            new.append(h)
+            obj = model(group_id=gid, count=0, first_seen=first, last_seen=first, **{name: value})
+            new.append(obj)
         else:
-            changed.append(h)
-        _merge(h, rows)
-    _update(changed, _LISTS)
-    ErrorHour.objects.bulk_create(new, batch_size=500)
+            changed.append(obj)
+        _merge(obj, rows)
+    _update(changed, fields)
+    model.objects.bulk_create(new, batch_size=500)
 
 
 def _tasks(inserted: list[_Inserted], skipped: Counter, now: int) -> None:
@@ -553,42 +570,48 @@ def _fits(task_id) -> bool:
 
 def expire(cutoff: int, batch: int = recorder.EXPIRE_BATCH) -> int:
     """Delete the errors older than ``cutoff`` (epoch ms), ``batch`` a transaction, taking
-    them off their groups' counts; then the hours, groups and tasks no longer seen since."""
+    them off their groups' and group-storms' counts; then the hours, groups, group-storms
+    and tasks no longer seen since."""
     total = 0
+    touched = set()  # the (group, storm) pairs that lost errors
     old = StoredError.objects.filter(error_time__lt=cutoff).order_by("error_time")
     while True:
-        got = list(old.values_list("pk", "group_id")[:batch])
+        got = list(old.values_list("pk", "group_id", "storm_id")[:batch])
         if not got:
             break
         with transaction.atomic():
-            StoredError.objects.filter(pk__in=[pk for pk, _ in got]).delete()
-            for gid, n in Counter(gid for _, gid in got).items():
+            StoredError.objects.filter(pk__in=[pk for pk, *_ in got]).delete()
+            for gid, n in Counter(gid for _, gid, _ in got).items():
                 ErrorGroup.objects.filter(pk=gid).update(count=F("count") - n)
+            for (gid, storm), n in Counter((gid, storm) for _, gid, storm in got).items():
+                ErrorGroupStorm.objects.filter(group_id=gid, storm_id=storm).update(
+                    count=F("count") - n
+                )
+                touched.add((gid, storm))
         total += len(got)
         if len(got) < batch:
             break
     total += recorder.delete_before(ErrorHour.objects.all(), "hour", cutoff - HOUR_MS + 1)
+    total += recorder.delete_before(ErrorGroupStorm.objects.all(), "last_seen", cutoff, batch=batch)
     total += recorder.delete_before(ErrorGroup.objects.all(), "last_seen", cutoff, batch=batch)
     total += recorder.delete_before(ErrorTask.objects.all(), "seen_at", cutoff, batch=batch)
-    # what is left of a group began at its oldest error left
+    # what is left of a group (in a storm) began at its oldest error left
     for g in ErrorGroup.objects.filter(first_seen__lt=cutoff).only("pk"):
         first = StoredError.objects.filter(group_id=g.pk).aggregate(t=Min("error_time"))["t"]
         if first is not None:
             ErrorGroup.objects.filter(pk=g.pk).update(first_seen=first)
+    for gid, storm in touched:
+        mine = StoredError.objects.filter(storm_id=storm, group_id=gid)
+        first = mine.aggregate(t=Min("error_time"))["t"]
+        if first is not None:
+            ErrorGroupStorm.objects.filter(group_id=gid, storm_id=storm).update(first_seen=first)
     return total
 
 
 # -- reading: the filters, the history, the groups ---------------------------------------------
 
-#: the history's page: by default, and at most
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
 #: the longest text search
 MAX_Q = 200
-
-
-class BadQuery(ValueError):
-    """A filter the history cannot take; the message names the parameter and why."""
 
 
 @dataclass(frozen=True)
@@ -613,34 +636,6 @@ class Query:
             for value in (getattr(self, name),)
             if value is not None
         } | ({"fingerprint": self.fingerprint} if self.fingerprint is not None else {})
-
-
-def encode_cursor(error_time: int, pk: int) -> str:
-    return base64.urlsafe_b64encode(f"{error_time}.{pk}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(text: str) -> tuple[int, int]:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
-        time_part, _, pk_part = raw.partition(".")
-        if not (time_part.isdigit() and pk_part.isdigit()) or len(raw) > 40:
-            raise ValueError
-        return int(time_part), int(pk_part)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadQuery("cursor is not one this API gave") from None
-
-
-def _int(params, name: str, minimum: int = 0, maximum: int = _MAX_BIGINT) -> int | None:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return None
-    raw = raw.strip()
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise BadQuery(f"{name} must be a non-negative integer")
-    value = int(raw)
-    if not minimum <= value <= maximum:
-        raise BadQuery(f"{name} must be between {minimum} and {maximum}")
-    return value
 
 
 def _id(params, name: str) -> str | None:
@@ -669,44 +664,33 @@ def parse_query(params) -> Query:
     :raises BadQuery: for an id that could not be one, a number out of range, a ``since``
         after ``until``, a text too long, a cursor this API did not give.
     """
-    since, until = _int(params, "since"), _int(params, "until")
-    if since is not None and until is not None and since > until:
-        raise BadQuery("since must not be after until")
-    limit = _int(params, "limit", 1, MAX_LIMIT)
-    cursor = params.get("cursor")
+    page = paging(params)
     return Query(
         storm=_id(params, "storm"),
         component=_id(params, "component"),
-        task=_int(params, "task"),
+        task=number(params, "task"),
         host=_text(params, "host", 255),
         q=_text(params, "q", MAX_Q),
-        since=since,
-        until=until,
+        since=page.since,
+        until=page.until,
         fingerprint=_text(params, "fingerprint", FINGERPRINT_LIMIT),
-        limit=DEFAULT_LIMIT if limit is None else limit,
-        cursor=decode_cursor(cursor) if cursor else None,
+        limit=page.limit,
+        cursor=page.cursor,
     )
 
 
 def _filtered(query: Query, *, text: bool = True):
-    qs = StoredError.objects.all()
-    if query.storm is not None:
-        qs = qs.filter(storm_id=query.storm)
-    if query.component is not None:
-        qs = qs.filter(component_id=query.component)
-    if query.task is not None:
-        qs = qs.filter(task_id=query.task)
-    if query.host is not None:
-        qs = qs.filter(host=query.host)
-    if query.since is not None:
-        qs = qs.filter(error_time__gte=query.since)
-    if query.until is not None:
-        qs = qs.filter(error_time__lte=query.until)
-    if text and query.q is not None:
-        qs = qs.filter(text__icontains=query.q)
-    if query.fingerprint is not None:
-        qs = qs.filter(group__key=group_key(query.fingerprint))
-    return qs
+    return where(
+        StoredError.objects.all(),
+        storm_id=query.storm,
+        component_id=query.component,
+        task_id=query.task,
+        host=query.host,
+        error_time__gte=query.since,
+        error_time__lte=query.until,
+        text__icontains=query.q if text else None,
+        group__key=None if query.fingerprint is None else group_key(query.fingerprint),
+    )
 
 
 @dataclass(frozen=True)
@@ -746,36 +730,30 @@ SEARCH_BLOCK = 2000
 
 
 def _after(qs, cursor):
-    if cursor is None:
-        return qs
-    t, pk = cursor
-    # the bound on error_time alone lets the index's range do the work
-    return qs.filter(error_time__lte=t).filter(Q(error_time__lt=t) | Q(pk__lt=pk))
+    return after(qs, "error_time", cursor)
 
 
 def _search(query: Query) -> list[dict]:
     """The first ``query.limit + 1`` rows whose text holds ``query.q``, newest first: the
-    other filters' rows are read in blocks, newest first through their index, and each
-    block searched, so a common word ends the search early (a planner left to itself may
-    scan and sort the whole table for a ``LIKE``)."""
+    other filters' rows are read in blocks of :data:`SEARCH_BLOCK`, newest first through
+    their index, and each block searched, so a common word ends the search early (a planner
+    left to itself may scan and sort the whole table for a ``LIKE``). A block is bounded by
+    its oldest row's time and id (one row read through the index), not by a list of ids,
+    which costs far more to send and look up than the range."""
     base = _filtered(replace(query, q=None))
     found: list[dict] = []
     cursor = query.cursor
     while len(found) <= query.limit:
-        block = list(
-            _after(base, cursor)
-            .order_by("-error_time", "-pk")
-            .values_list("error_time", "pk")[:SEARCH_BLOCK]
-        )
-        if not block:
+        rows = _after(base, cursor).order_by("-error_time", "-pk")
+        edge = list(rows.values_list("error_time", "pk")[SEARCH_BLOCK - 1 : SEARCH_BLOCK])
+        hits = rows.filter(text__icontains=query.q)
+        if edge:
+            t, pk = edge[0]
+            hits = hits.filter(error_time__gte=t).filter(Q(error_time__gt=t) | Q(pk__gte=pk))
+        found.extend(hits.values(*_FIELDS, "group__fingerprint"))
+        if not edge:
             break
-        hits = StoredError.objects.filter(
-            pk__in=[pk for _, pk in block], text__icontains=query.q
-        ).values(*_FIELDS, "group__fingerprint")
-        found.extend(sorted(hits, key=lambda r: (r["error_time"], r["pk"]), reverse=True))
-        cursor = block[-1]
-        if len(block) < SEARCH_BLOCK:
-            break
+        cursor = edge[0]
     return found[: query.limit + 1]
 
 
@@ -783,15 +761,13 @@ def missed(query: Query) -> int:
     """How many errors of the tasks ``query`` names ZooKeeper trimmed before they were read
     (by task, as a task's component and host were last noted; the time and text filters
     do not apply: a trimmed error has neither)."""
-    tasks = ErrorTask.objects.all()
-    for name, value in (
-        ("storm_id", query.storm),
-        ("component_id", query.component),
-        ("task_id", query.task),
-        ("host", query.host),
-    ):
-        if value is not None:
-            tasks = tasks.filter(**{name: value})
+    tasks = where(
+        ErrorTask.objects.all(),
+        storm_id=query.storm,
+        component_id=query.component,
+        task_id=query.task,
+        host=query.host,
+    )
     return tasks.aggregate(n=Sum("missed"))["n"] or 0
 
 
@@ -829,15 +805,23 @@ def groups(query: Query) -> list[Group]:
     is ignored), newest last seen first, at most ``query.limit``.
 
     - No filter: the groups' own counts and lists.
-    - A storm or a component (and a range): counted from those errors (an index holds
+    - A storm alone: its group-storms' counts and lists
+      (:class:`~stormui.models.ErrorGroupStorm`).
+    - A storm and a range, or a component: counted from those errors (an index holds
       them in time order: a storm's errors are a small part of the whole).
     - A range alone: counted by the hour (:class:`~stormui.models.ErrorHour`), ``since``
       and ``until`` rounded out to whole hours, so the range's first and last hours count
-      whole; first and last seen, storms, components, tasks and hosts are those hours'.
+      whole; first and last seen, storms, components, tasks and hosts are those hours'
+      (each list the first ``LISTED`` found, newest hours first). Counted, ordered and paged
+      by the database (an index holds what it needs); only the page's groups' lists are
+      read, each until it is full.
     """
+    ranged = query.since is not None or query.until is not None
+    if query.storm is not None and query.component is None and not ranged:
+        return _groups_of_storm(query)
     if query.storm is not None or query.component is not None:
         return _groups_of_errors(query)
-    if query.since is None and query.until is None:
+    if not ranged:
         found = ErrorGroup.objects.filter(count__gt=0).order_by("-last_seen", "-pk")
         return [
             _group(g, g.count, g.first_seen, g.last_seen, g.storms, g.components, g.tasks, g.hosts)
@@ -852,6 +836,67 @@ def _group(g: ErrorGroup, count, first, last, storms, components, tasks, hosts) 
     )
 
 
+def _built(top: list[dict], lists: dict[int, tuple]) -> list[Group]:
+    """The groups of ``top`` (rows of group id, count ``n``, ``first`` and ``last`` seen, in
+    order) with their storms, components, tasks and hosts from ``lists`` (sets, by group)."""
+    texts = ErrorGroup.objects.filter(pk__in=[t["group_id"] for t in top])
+    by_pk = {pk: rest for pk, *rest in texts.values_list("pk", *_GROUP_TEXT)}
+    return [
+        Group(
+            *by_pk[t["group_id"]],
+            t["n"],
+            t["first"],
+            t["last"],
+            *(_first(v) for v in lists[t["group_id"]]),
+        )
+        for t in top
+    ]
+
+
+def _first(values: set) -> list:
+    """The first :attr:`~stormui.models.ErrorGroup.LISTED` of ``values`` but the empty
+    one, in order (a heap: a busy group's hours may list hundreds of tasks)."""
+    values.discard("")
+    return heapq.nsmallest(ErrorGroup.LISTED, values)
+
+
+def _top(rows, n, first, last, limit: int) -> list[dict]:
+    """The groups of ``rows``, newest ``last`` first: group id, ``n``, ``first``, ``last``."""
+    found = rows.values("group_id").annotate(n=n, first=first, last=last)
+    return list(found.order_by("-last", "-group_id")[:limit])
+
+
+def _groups_of_storm(query: Query) -> list[Group]:
+    found = (
+        ErrorGroupStorm.objects.filter(storm_id=query.storm, count__gt=0)
+        .select_related("group")
+        .only(
+            "storm_id",
+            "count",
+            "first_seen",
+            "last_seen",
+            "components",
+            "tasks",
+            "hosts",
+            *(f"group__{name}" for name in _GROUP_TEXT),
+        )
+        .order_by("-last_seen", "-group_id")[: query.limit]
+    )
+    return [
+        _group(
+            g.group,
+            g.count,
+            g.first_seen,
+            g.last_seen,
+            [g.storm_id],
+            g.components,
+            g.tasks,
+            g.hosts,
+        )
+        for g in found
+    ]
+
+
 def _hours(query: Query):
     hours = ErrorHour.objects.all()
     if query.since is not None:
@@ -863,45 +908,47 @@ def _hours(query: Query):
 
 def _groups_of_hours(query: Query) -> list[Group]:
     hours = _hours(query)
-    top = list(
-        hours.values("group_id")
-        .annotate(n=Sum("count"), first=Min("first_seen"), last=Max("last_seen"))
-        .order_by("-last", "-group_id")[: query.limit]
-    )
+    top = _top(hours, Sum("count"), Min("first_seen"), Max("last_seen"), query.limit)
+    if not top:
+        return []
     gids = [t["group_id"] for t in top]
-    by_pk = {g.pk: g for g in ErrorGroup.objects.filter(pk__in=gids).only(*_GROUP_TEXT)}
     lists = {gid: (set(), set(), set(), set()) for gid in gids}
     # newest hours first; each list stops at LISTED, so a busy group's older hours need not
-    # be decoded
+    # be decoded; an hour's lists not yet full are decoded in one go (the JSON texts as
+    # stored, read without the ORM's decoding), a list that fits added whole
     full = ErrorGroup.LISTED
-    raw = hours.filter(group_id__in=gids).order_by("-hour")
-    for gid, *texts in raw.values_list("group_id", *(_Text(f) for f in _LIST_FIELDS)):
-        for values, text in zip(lists[gid], texts, strict=True):
-            if len(values) >= full:
+    done = set()  # the groups whose lists are all full
+    raw = hours.filter(group_id__in=gids).order_by("-hour").values_list("group_id", *_LIST_FIELDS)
+    sql, params = raw.query.get_compiler(using=raw.db).as_sql()
+    with connections[raw.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    for gid, *texts in rows:
+        if gid in done:
+            continue
+        mine = lists[gid]
+        wanted = [i for i, values in enumerate(mine) if len(values) < full]
+        if not wanted:
+            done.add(gid)
+            continue
+        decoded = json.loads("[" + ",".join([texts[i] for i in wanted]) + "]")
+        for i, got in zip(wanted, decoded, strict=True):
+            values = mine[i]
+            if i == _PAIRS:
+                got = [tuple(v) for v in got]
+            if len(got) <= full - len(values):
+                values.update(got)
                 continue
-            for v in json.loads(text):
-                values.add(tuple(v) if type(v) is list else v)
+            for v in got:
+                values.add(v)
                 if len(values) >= full:
                     break
-    return [
-        _group(
-            by_pk[t["group_id"]],
-            t["n"],
-            t["first"],
-            t["last"],
-            *(_listed([], v) for v in lists[t["group_id"]]),
-        )
-        for t in top
-    ]
+    return _built(top, lists)
 
 
 _GROUP_TEXT = ("key", "fingerprint", "sample")
 _LIST_FIELDS = ("storms", "components", "tasks", "hosts")
-
-
-def _Text(name: str):
-    # the JSON as stored, decoded here only while a list is not full
-    return Cast(name, output_field=TextField())
+_PAIRS = _LIST_FIELDS.index("tasks")  # the list of [storm id, task id] pairs
 
 
 def _groups_of_errors(query: Query) -> list[Group]:
@@ -909,13 +956,8 @@ def _groups_of_errors(query: Query) -> list[Group]:
         Query(storm=query.storm, component=query.component, since=query.since, until=query.until)
     )
     # counted by the database, from the storm's index alone (it holds all these columns)
-    top = list(
-        qs.values("group_id")
-        .annotate(n=Count("pk"), first=Min("error_time"), last=Max("error_time"))
-        .order_by("-last", "-group_id")[: query.limit]
-    )
+    top = _top(qs, Count("pk"), Min("error_time"), Max("error_time"), query.limit)
     gids = [t["group_id"] for t in top]
-    by_pk = {g.pk: g for g in ErrorGroup.objects.filter(pk__in=gids).only(*_GROUP_TEXT)}
     lists = {gid: (set(), set(), set(), set()) for gid in gids}
     mine = qs.filter(group_id__in=gids).order_by()
     for gid, s, c, h in mine.values_list("group_id", "storm_id", "component_id", "host").distinct():
@@ -925,16 +967,7 @@ def _groups_of_errors(query: Query) -> list[Group]:
         hosts.add(h)
     for gid, s, t in mine.values_list("group_id", "storm_id", "task_id").distinct():
         lists[gid][2].add((s, t))
-    return [
-        _group(
-            by_pk[t["group_id"]],
-            t["n"],
-            t["first"],
-            t["last"],
-            *(_listed([], v) for v in lists[t["group_id"]]),
-        )
-        for t in top
-    ]
+    return _built(top, lists)
 
 
 def hourly(found: list[Group], start: int, end: int, query: Query | None = None) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import re
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +42,7 @@ from django.db import DatabaseError, transaction
 from clusterstate import UnreadableNodeError
 
 from . import recorder
+from .query import DEFAULT_LIMIT, BadQuery, after, encode_cursor, paging, where
 
 log = logging.getLogger(__name__)
 
@@ -871,33 +871,6 @@ class _Writer:
 
 # -- reads: the API, the pages -------------------------------------------------------------------
 
-#: events a page of the API answers by default, and at most
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
-
-_CURSOR = re.compile(r"^(\d{1,19})\.(\d{1,19})$")
-
-
-class BadQuery(ValueError):
-    """A timeline query's parameter that cannot be taken; the message names it."""
-
-
-def cursor_of(event) -> str:
-    return f"{event.time}.{event.id}"
-
-
-def parse_cursor(value: str) -> tuple[int, int]:
-    match = _CURSOR.match(value)
-    if match is None:
-        raise BadQuery("cursor: not a cursor this API gave")
-    return int(match[1]), int(match[2])
-
-
-def _epoch_ms(name: str, value: str) -> int:
-    if not value.isascii() or not value.isdigit() or len(value) > 16:
-        raise BadQuery(f"{name}: epoch milliseconds expected")
-    return int(value)
-
 
 @dataclass(frozen=True)
 class Query:
@@ -913,11 +886,7 @@ def parse_query(params, *, cursor_name: str = "cursor", limit: int = DEFAULT_LIM
     """A timeline query from a request's ``GET``; raises :class:`BadQuery`."""
     from clusterstate.paths import check_id
 
-    def one(name):
-        value = params.get(name)
-        return value.strip() if isinstance(value, str) and value.strip() else None
-
-    storm, kind = one("storm"), one("kind")
+    storm, kind = (params.get(name, "").strip() or None for name in ("storm", "kind"))
     if storm is not None:
         try:
             check_id(storm, "storm")
@@ -925,42 +894,27 @@ def parse_query(params, *, cursor_name: str = "cursor", limit: int = DEFAULT_LIM
             raise BadQuery(str(exc)) from None
     if kind is not None and kind not in KINDS:
         raise BadQuery(f"kind: one of {', '.join(KINDS)}")
-    since = _epoch_ms("since", one("since")) if one("since") else None
-    until = _epoch_ms("until", one("until")) if one("until") else None
-    if one("limit") is not None:
-        value = one("limit")
-        if not (
-            value.isascii() and value.isdigit() and len(value) <= 4 and 1 <= int(value) <= MAX_LIMIT
-        ):
-            raise BadQuery(f"limit: 1 to {MAX_LIMIT}")
-        limit = int(value)
-    cursor = parse_cursor(one(cursor_name)) if one(cursor_name) else None
-    return Query(storm, kind, since, until, limit, cursor)
+    page = paging(params, cursor_name=cursor_name, limit=limit)
+    return Query(storm, kind, page.since, page.until, page.limit, page.cursor)
 
 
 def select(query: Query):
     """The events ``query`` asks for, newest first, and the cursor of the next page (None at
     the end)."""
-    from django.db.models import Q
-
     from ..models import TimelineEvent
 
-    rows = TimelineEvent.objects.all()
-    if query.storm is not None:
-        rows = rows.filter(storm_id=query.storm)
-    if query.kind is not None:
-        rows = rows.filter(kind=query.kind)
-    if query.since is not None:
-        rows = rows.filter(time__gte=query.since)
-    if query.until is not None:
-        rows = rows.filter(time__lte=query.until)
-    if query.cursor is not None:
-        time, id_ = query.cursor
-        rows = rows.filter(Q(time__lt=time) | Q(time=time, id__lt=id_))
+    rows = where(
+        TimelineEvent.objects.all(),
+        storm_id=query.storm,
+        kind=query.kind,
+        time__gte=query.since,
+        time__lte=query.until,
+    )
+    rows = after(rows, "time", query.cursor)
     events = list(rows.order_by("-time", "-id")[: query.limit + 1])
     more = len(events) > query.limit
     events = events[: query.limit]
-    return events, (cursor_of(events[-1]) if more else None)
+    return events, (encode_cursor(events[-1].time, events[-1].id) if more else None)
 
 
 HOUR_MS = 3_600_000

@@ -4,6 +4,7 @@ import hashlib
 from datetime import UTC, datetime
 
 from django import template
+from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
@@ -184,6 +185,12 @@ def href(name, *args):
 @register.filter
 def at_least(value, floor):
     return max(int(value), int(floor))
+
+
+@register.simple_tag
+def tick_secs() -> str:
+    """How often the relay ticks every socket: a page hearing nothing for two says so."""
+    return f"{settings.STORMUI_TICK_SECS:g}"  # stormui.live.TICK_SECS
 
 
 @register.simple_tag

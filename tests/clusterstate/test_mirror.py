@@ -166,6 +166,8 @@ def test_cold_load_equals_a_fresh_read(writer, make_mirror):
         return 1 + sum(nodes(f"{path}/{c}") for c in writer.cluster_state.get_children(path))
 
     assert mirror.node_count() == sum(map(nodes, paths.SUBTREES))
+    # the cold load's counter: every node it read, of every node it came to know
+    assert mirror.progress() == (mirror.node_count(), mirror.node_count())
 
 
 def test_reads_refuse_bad_ids_and_miss_quietly(writer, make_mirror):
@@ -331,6 +333,47 @@ def test_heartbeats_appear_change_and_vanish(state_factory, writer, make_mirror)
 
     task_state.close()  # ephemeral: the rest vanish with the session
     wait_for(lambda: mirror.heartbeat_tasks("s1") == [], TIMEOUT)
+    wait_mirror_equals(mirror, writer)
+
+
+class _CountingReads:
+    """A ClusterState's reads for the heartbeat polls, counted."""
+
+    def __init__(self, state):
+        self.state = state
+        self.reads = 0
+
+    @property
+    def connected(self):
+        return self.state.connected
+
+    def get_data_many(self, paths, watch=False):
+        self.reads += 1
+        return self.state.get_data_many(paths, watch)
+
+
+def test_heartbeats_polled_on_a_session_of_their_own_else_on_the_mirrors(
+    state_factory, writer, make_mirror
+):
+    writer.setup_heartbeats("s1")
+    beat_state = state_factory()
+    counting = _CountingReads(beat_state)
+    mirror, _state, changes = make_mirror(heartbeat_secs=0.2, heartbeat_state=counting)
+    task = mk_storm_cluster_state(state_factory())
+    task.set_task_heartbeat("s1", 1, heartbeat(emitted=1))
+    wait_for(lambda: mirror.task_heartbeat("s1", 1) == heartbeat(emitted=1), TIMEOUT)
+    task.set_task_heartbeat("s1", 1, heartbeat(emitted=2))
+    wait_for(lambda: mirror.task_heartbeat("s1", 1) == heartbeat(emitted=2), TIMEOUT)
+    assert counting.reads > 0  # the polls read through it
+
+    # its session gone, the polls go through the mirror's own session
+    beat_state.close()
+    task.set_task_heartbeat("s1", 1, heartbeat(emitted=3))
+    wait_for(lambda: mirror.task_heartbeat("s1", 1) == heartbeat(emitted=3), TIMEOUT)
+    # and the events the mirror's session watches go on as ever
+    writer.report_task_error("s1", 1, "boom")
+    change = changes.wait("errors", storm_id="s1", task_id=1)
+    assert [e.error for e in change.errors] == ["boom"]
     wait_mirror_equals(mirror, writer)
 
 

@@ -3,18 +3,25 @@ without disturbing the shared one), Storm confs on it, sessions closed at teardo
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import replace
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import FAULT_CLUSTER
-from clusterstate import mk_distributed_cluster_state, mk_storm_cluster_state
+from clusterstate import StormBase, mk_distributed_cluster_state, mk_storm_cluster_state
 from clusterstate.simulate import Simulator
 from clusterstate.zkserver import ZooKeeperServer, ZooKeeperUnavailable
 from tests.clusterstate.mirror_helpers import mirror_diff
+from tests.helpers import WAIT
+from tests.stormui.conftest import HEALTHY, PAUSED
 
 #: the session timeout the fault tests use (ms): short, so expiries are quick to reach
 SESSION_TIMEOUT_MS = 4000
@@ -125,3 +132,125 @@ def fault_simulator(conf, **overrides) -> Simulator:
     (no churn unless they ask for it)."""
     config = replace(FAULT_CLUSTER, **overrides)
     return Simulator(config, lambda: mk_distributed_cluster_state(conf, timeout=30))
+
+
+# -- served dashboards under load ------------------------------------------------------------
+
+#: the pages :class:`Poller` GETs by default: pages and the API, none needs Redis or the database
+POLLED_PAGES = ("/", "/errors/", f"/storms/{HEALTHY}/", "/api/v1/cluster/summary")
+
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def get(url: str) -> tuple[int, str]:
+    """``(status, body)`` of a GET, whatever the status (never through a proxy)."""
+    try:
+        with _opener.open(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def metric(url: str, sample: str, **labels) -> float:
+    """The sum of a served dashboard's ``sample`` (``stormui_..._total``) over the samples
+    with ``labels``, from its /metrics, parsed with prometheus_client's parser."""
+    status, body = get(f"{url}/metrics")
+    assert status == 200, body
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+        if s.name == sample and labels.items() <= s.labels.items()
+    )
+
+
+def stored_errors(served, storm_id: str = HEALTHY) -> list[str]:
+    """The texts of ``storm_id``'s errors in a served dashboard's history ([] while the
+    history does not answer)."""
+    status, body = get(f"{served.url}/api/v1/errors/history?storm={storm_id}&limit=1000")
+    if status != 200:
+        return []
+    return [e["error"] for e in json.loads(body)["errors"]]
+
+
+def dropped_errors(served) -> float:
+    """The errors the history's writer dropped, from /metrics."""
+    return metric(served.url, "stormui_history_dropped_total", part="errors")
+
+
+class Writer(threading.Thread):
+    """Load on a Storm cluster: reports an error on ``storm_id``'s ``tasks`` in turn, and
+    every tenth switches ``switched`` (a storm) on or off, until stopped; ``written`` holds
+    the errors' texts in order. The known cluster's storms by default."""
+
+    def __init__(
+        self, conf: dict, storm_id: str = HEALTHY, tasks=range(1, 6), switched: str = PAUSED
+    ):
+        super().__init__(daemon=True, name="writer")
+        self.state = mk_distributed_cluster_state(conf)
+        self.storm = mk_storm_cluster_state(self.state)
+        self.storm_id, self.tasks, self.switched = storm_id, list(tasks), switched
+        self.written: list[str] = []
+        self.paused_active = False
+        self.failure: BaseException | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            n = 0
+            while not self._halt.is_set():
+                text = f"e{n} {uuid.uuid4().hex[:8]}"
+                self.storm.report_task_error(self.storm_id, self.tasks[n % len(self.tasks)], text)
+                self.written.append(text)
+                if n % 10 == 9:
+                    self.switch_paused()
+                n += 1
+                self._halt.wait(0.05)  # the load's pace, not a wait for anything
+        except BaseException as exc:
+            self.failure = exc
+
+    def switch_paused(self) -> None:
+        if self.paused_active:
+            self.storm.deactivate_storm(self.switched)
+        else:
+            self.storm.activate_storm(self.switched, StormBase("switched", int(time.time())))
+        self.paused_active = not self.paused_active
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(WAIT)
+        assert self.failure is None, self.failure
+
+    def close(self) -> None:
+        self.storm.disconnect()
+        self.state.close()
+
+
+class Poller(threading.Thread):
+    """GETs every page of ``pages`` on each daphne in turn until stopped, counting the
+    rounds and keeping every answer other than 200."""
+
+    def __init__(self, urls: list[str], pages=POLLED_PAGES):
+        super().__init__(daemon=True, name="poller")
+        self.urls = urls
+        self.pages = pages
+        self.rounds = 0
+        self.failures: list[tuple[str, object]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            for url in self.urls:
+                for page in self.pages:
+                    try:
+                        status, _ = get(url + page)
+                    except OSError as exc:
+                        status = repr(exc)
+                    if status != 200:
+                        self.failures.append((url + page, status))
+            self.rounds += 1
+            self._halt.wait(0.1)  # the load's pace
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(WAIT)

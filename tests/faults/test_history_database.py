@@ -12,15 +12,10 @@ counted as dropped, and the history's pages say how many were dropped.
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from clusterstate import TaskInfo
-from tests.faults.conftest import report
+from tests.faults.conftest import dropped_errors, get, report, stored_errors
 from tests.helpers import WAIT, wait_for
 from tests.pgserver import PostgresServer
 from tests.stormui.conftest import HEALTHY
@@ -33,32 +28,6 @@ BEFORE = 5
 #: one error a task, on tasks of their own (of a bolt), so ZooKeeper trims none of them
 DURING = 60
 FIRST_TASK = 100
-
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with _opener.open(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def stored(served) -> list[str]:
-    status, body = get(f"{served.url}/api/v1/errors/history?storm={HEALTHY}&limit=1000")
-    if status != 200:
-        return []
-    return [e["error"] for e in json.loads(body)["errors"]]
-
-
-def dropped_errors(served) -> float:
-    status, body = get(f"{served.url}/metrics")
-    assert status == 200, body
-    for family in text_string_to_metric_families(body):
-        if family.name == "stormui_history_dropped":
-            return sum(s.value for s in family.samples if s.labels.get("part") == "errors")
-    return 0.0
 
 
 def test_the_database_stopped_under_load(zk_server, tmp_path):
@@ -78,7 +47,7 @@ def test_the_database_stopped_under_load(zk_server, tmp_path):
         for n, text in enumerate(before):
             served.writer.report_task_error(HEALTHY, FIRST_TASK + n, text)
         wait_for(
-            lambda: set(before) <= set(stored(served)),
+            lambda: set(before) <= set(stored_errors(served)),
             timeout=WAIT,
             message="the errors before the stop were never stored",
         )
@@ -106,11 +75,11 @@ def test_the_database_stopped_under_load(zk_server, tmp_path):
         dropped = dropped_errors(served)
 
         def accounted() -> bool:
-            kept = [text for text in stored(served) if text in during]
+            kept = [text for text in stored_errors(served) if text in during]
             return len(kept) + dropped_errors(served) >= DURING and kept
 
         wait_for(accounted, timeout=WAIT, message="errors were neither stored nor counted")
-        texts = stored(served)
+        texts = stored_errors(served)
         assert len(texts) == len(set(texts)), "an error was stored twice"
         known = {
             text

@@ -14,7 +14,7 @@ import pytest
 from clusterstate import mk_distributed_cluster_state, mk_storm_cluster_state
 from clusterstate.mirror import ClusterMirror
 from clusterstate.protocol import LOST
-from stormui.source import reset_source
+from stormui.source import get_source, reset_source
 from tests.clusterstate.mirror_helpers import ChangeLog, mirror_diff
 from tests.faults.conftest import SESSION_TIMEOUT_MS, fault_simulator, report
 from tests.helpers import Recorder, wait_for
@@ -91,6 +91,8 @@ def test_zookeeper_restart_under_load(pause, own_zk, fault_conf, sessions, setti
         mirror.start(wait=STUCK_SECS)
         assert mirror.connected
         wait_for(lambda: len(mirror.active_storms()) == 3, timeout=STUCK_SECS)
+        # the dashboard answers at once, saying it is reading the cluster, until it has
+        assert get_source().wait_synced(STUCK_SECS)
         assert api_connected(client) and page_connected(client)
         states = Recorder()
         state.add_connection_listener(states)

@@ -23,14 +23,13 @@ import time
 import uuid
 
 import pytest
+from websockets.sync.client import connect
 
 from bench import live_servers
 from bench.slow_socket import PADDING, queued_bytes, socket_reset, stuck_client
 from clusterstate import Assignment, StormBase, TaskInfo
 from tests.faults.conftest import report
 from tests.helpers import wait_for
-
-websockets_sync = pytest.importorskip("websockets.sync.client")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -50,7 +49,7 @@ class Reader(threading.Thread):
 
     def __init__(self, url: str, origin: str):
         super().__init__(name="ws-reader", daemon=True)
-        self.ws = websockets_sync.connect(url, origin=origin, open_timeout=STUCK_SECS)
+        self.ws = connect(url, origin=origin, open_timeout=STUCK_SECS)
         first = json.loads(self.ws.recv(timeout=STUCK_SECS))
         assert first["type"] == "snapshot"
         self.received: list[int] = []

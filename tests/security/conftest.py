@@ -99,7 +99,10 @@ def dashboard(settings, zk_server, zk_conf, stormui_mirror):  # noqa: F811
     settings.STORMUI_SCHEDULER_THREAD = False
     reset_source()
     try:
-        yield get_source()
+        source = get_source()
+        # pages answer at once, saying the cluster is being read, until the first read ends
+        assert source.wait_synced(30), "the source never synced"
+        yield source
     finally:
         reset_source()
         cleaner = mk_distributed_cluster_state({**zk_conf, "storm.zookeeper.root": "/"})

@@ -331,6 +331,8 @@ def known_cluster(settings, zk_server, zk_conf, stormui_mirror):
     known = write_known_cluster(zk_conf)
     try:
         expected_errors = len(known.errors())
+        # pages answer at once, saying the cluster is being read, until the first read ends
+        assert get_source().wait_synced(30), "the source never synced"
 
         def synced():
             view = get_source().cluster_view()

@@ -87,7 +87,8 @@ class Served:
 
     def wait_served(self, storm_id: str):
         """Until the dashboard knows ``storm_id`` (its mirror sees a change some time after
-        it is written): its topology API answers 200."""
+        it is written): its topology API answers 200 (503 while the cluster is first read;
+        :meth:`start` waits for ``/readyz`` already)."""
         live_servers.wait_http(f"{self.url}/api/v1/topology/{storm_id}", self.proc, timeout=WAIT)
 
     def close(self):

@@ -30,7 +30,7 @@ from clusterstate import (
     mk_distributed_cluster_state,
     mk_storm_cluster_state,
 )
-from tests.helpers import storm_conf, wait_for
+from tests.helpers import delete_roots, storm_conf, wait_for
 from tests.stormui.conftest import HEALTHY
 from tests.stormui.served import Served
 
@@ -110,11 +110,7 @@ def test_two_processes_removing_one_storm_give_one_success_one_not_found(
     finally:
         writer.disconnect()
         state.close()
-        cleaner = mk_distributed_cluster_state({**conf, "storm.zookeeper.root": "/"})
-        try:
-            cleaner.delete_node(root)
-        finally:
-            cleaner.close()
+        delete_roots(conf, root)
 
 
 # waits until the relaying process has stored the storm's base, then deactivates and
@@ -194,11 +190,7 @@ def test_the_relay_keeps_the_base_that_another_process_activates_with(
             live_servers.stop(proc)
         writer.disconnect()
         state.close()
-        cleaner = mk_distributed_cluster_state({**conf, "storm.zookeeper.root": "/"})
-        try:
-            cleaner.delete_node(root)
-        finally:
-            cleaner.close()
+        delete_roots(conf, root)
 
 
 # makes a superuser to act with, then waits until the serving process has stored the storm's

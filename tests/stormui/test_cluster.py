@@ -277,6 +277,20 @@ def test_build_storm_view_is_the_cluster_views_storm(built):
         assert build_storm_view(reader, hostile, **_kwargs(now)) is None
 
 
+def test_a_view_built_reusing_storms_reads_only_the_others(built):
+    _, view, now = built
+    reader = get_source().reader
+    first, *rest = sorted(view.storms)
+    reuse = {storm_id: view.storms[storm_id] for storm_id in rest}
+    again = build_cluster_view(reader, **_kwargs(now), reuse=reuse)
+    assert all(again.storms[storm_id] is reuse[storm_id] for storm_id in rest)
+    assert again.storms[first] is not view.storms[first]
+    assert again == view  # the same figures: the cluster's own computed afresh
+    # a storm no longer listed goes, even if offered for reuse
+    gone = build_cluster_view(reader, **_kwargs(now), reuse={"gone-1-1": view.storms[first]})
+    assert "gone-1-1" not in gone.storms and gone == view
+
+
 def test_liveness_moves_with_now(built):
     known, _, now = built
     later = build_cluster_view(get_source().reader, **_kwargs(now + TASK_TIMEOUT))

@@ -75,7 +75,7 @@ def test_readyz_is_503_with_a_reason_until_the_cluster_is_read(
 
 def test_readyz_is_503_while_zookeeper_is_gone(client, dashboard, own_zk):
     dashboard(own_zk)
-    get_source()
+    assert get_source().wait_synced(30)
     assert ready(client)
     own_zk.stop()
     try:

@@ -20,11 +20,19 @@ from clusterstate.mirror import ClusterMirror, MirrorChange
 from stormui.history import errors as eh
 from stormui.history import recorder as rec
 from stormui.history.recorder import HistoryRecorder
-from stormui.models import ErrorGroup, ErrorHour, ErrorTask, RecorderRun, StoredError
+from stormui.models import (
+    ErrorGroup,
+    ErrorGroupStorm,
+    ErrorHour,
+    ErrorTask,
+    RecorderRun,
+    StoredError,
+)
 from tests.helpers import wait_for
 
 WAIT = 30
 STORM = "words-7-1700000000"
+OTHER = "clicks-2-1700000001"
 
 
 # -- fingerprints ------------------------------------------------------------------------------
@@ -299,6 +307,126 @@ def test_errors_past_the_retention_are_not_stored_and_expire_deletes_in_batches(
     assert part.expire(cutoff) == 0
 
 
+def per_storm() -> dict:
+    """The group-storms' counts, first and last seen, components and hosts."""
+    return {
+        (g.group.fingerprint, g.storm_id): (
+            g.count,
+            g.first_seen,
+            g.last_seen,
+            sorted(g.components),
+            sorted(map(tuple, g.tasks)),
+            sorted(g.hosts),
+        )
+        for g in ErrorGroupStorm.objects.select_related("group")
+    }
+
+
+def per_storm_of_errors() -> dict:
+    """The same, counted from the stored errors themselves."""
+    found: dict = {}
+    for e in StoredError.objects.select_related("group"):
+        n, first, last, comps, tasks, hosts = found.get(
+            (e.group.fingerprint, e.storm_id), (0, e.error_time, e.error_time, [], [], [])
+        )
+        found[(e.group.fingerprint, e.storm_id)] = (
+            n + 1,
+            min(first, e.error_time),
+            max(last, e.error_time),
+            sorted({*comps, e.component_id}),
+            sorted({*tasks, (e.storm_id, e.task_id)}),
+            sorted({*hosts, e.host}),
+        )
+    return found
+
+
+@pytest.mark.django_db
+def test_the_counts_per_storm_follow_writes_retried_passes_and_expiry(now_secs, monkeypatch):
+    reader = stub_cluster(now_secs)
+    reader.infos[(OTHER, 1)] = TaskInfo("clicks", "spout")
+    reader.assignments[OTHER] = Assignment(
+        "/nimbus", {"node-c": "host-c"}, {1: ["node-c", 6700]}, {1: now_secs}
+    )
+    source = StubSource(reader)
+    recorder, part = recorder_for(source)
+    day = 86_400
+    report(source, reader, 1, *(err(f"refused {n}", now_secs - 20 * day + n, n) for n in range(3)))
+    report(source, reader, 2, err("refused 9", now_secs - 5 * day, 0), err("full", now_secs, 1))
+    report(source, reader, 1, err("refused 7", now_secs - 4 * day, 0), storm=OTHER)
+    assert recorder.record()
+    assert per_storm() == per_storm_of_errors()
+    assert per_storm()[("refused <n>", STORM)][:3] == (
+        4,
+        (now_secs - 20 * day) * 1000,
+        (now_secs - 5 * day) * 1000,
+    )
+
+    # a pass that fails once is rolled back whole and retried: counted once
+    real, failed = eh._tasks, []
+
+    def fail_once(*args):
+        if not failed:
+            failed.append(1)
+            raise RuntimeError("the database went away")
+        return real(*args)
+
+    monkeypatch.setattr(eh, "_tasks", fail_once)
+    report(source, reader, 2, err("refused 8", now_secs - 1, 2), err("full", now_secs - 1, 3))
+    assert not recorder.record()
+    assert recorder.record()
+    # what is stored already (a restart says it all again) counts nothing
+    part.write(
+        [eh.Noted(STORM, 2, "count", "host-b", 6701, e) for e in reader.errors[(STORM, 2)]], 0
+    )
+    assert per_storm() == per_storm_of_errors()
+    assert per_storm()[("full", STORM)][0] == 2 and per_storm()[("refused <n>", STORM)][0] == 5
+
+    # expiry takes the old errors off their storms' counts, and what no error is left of
+    eh.expire((now_secs - 10 * day) * 1000, batch=2)
+    # (the lists keep what the group hit, as the groups' own do: none of it is invented)
+    kept, left = per_storm(), per_storm_of_errors()
+    assert {k: v[:3] for k, v in kept.items()} == {k: v[:3] for k, v in left.items()}
+    assert all(set(left[k][i]) <= set(kept[k][i]) for k in left for i in (3, 4, 5))
+    assert per_storm()[("refused <n>", STORM)][:3] == (
+        2,
+        (now_secs - 5 * day) * 1000,
+        (now_secs - 1) * 1000,
+    )
+    eh.expire((now_secs - 3 * day) * 1000)
+    assert ("refused <n>", OTHER) not in per_storm()
+    assert [g["count"] for g in eh_groups(storm=OTHER)] == []
+    assert [(g["fingerprint"], g["count"]) for g in eh_groups(storm=STORM)] == [
+        ("full", 2),
+        ("refused <n>", 1),
+    ]
+
+
+def eh_groups(**params) -> list[dict]:
+    return [eh.group_shape(g) for g in eh.groups(eh.parse_query(params))]
+
+
+@pytest.mark.django_db
+def test_the_migration_fills_the_counts_per_storm_from_the_errors(now_secs):
+    from importlib import import_module
+
+    from django.apps import apps
+    from django.db import connection
+
+    store(
+        [
+            (STORM, 1, "words", "host-a", now_secs - 500, "Connection refused to 10.0.0.7:6703"),
+            (STORM, 2, "count", "host-b", now_secs - 400, "Connection refused to 10.0.0.9:6701"),
+            (OTHER, 5, "clicks", "host-c", now_secs - 100, "Connection refused to 10.0.0.1:1"),
+            (OTHER, 5, "clicks", "host-c", now_secs - 50, "java.lang.NullPointerException"),
+        ]
+    )
+    written = per_storm()
+    ErrorGroupStorm.objects.all().delete()
+    fill = import_module("stormui.migrations.0009_error_group_storms").fill
+    fill(apps, SimpleNamespace(connection=connection))
+    assert per_storm() == written == per_storm_of_errors()
+
+
 # -- through the real mirror ----------------------------------------------------------------------
 
 
@@ -532,6 +660,103 @@ def test_groups_of_a_range_count_its_hours_whole(client, now_secs):
     assert group["tasks"] == [{"stormId": STORM, "taskId": 1}]
     (group,) = get_json(client, url, since=(hour + 2400) * ms, until=(hour + 3700) * ms)["groups"]
     assert group["count"] == 3 and group["components"] == ["count", "words"]
+
+
+def groups_from_errors(since: int, until: int, limit: int = 100) -> list[dict]:
+    """A range's groups as the API answers them, counted from the stored errors themselves:
+    those of the hours the range overlaps; each list the first ``LISTED`` values found
+    walking the hours newest first, each hour's values in order, then sorted."""
+    hour = eh.HOUR_MS
+    rows = StoredError.objects.filter(
+        error_time__gte=since - since % hour, error_time__lt=until - until % hour + hour
+    ).values_list("group_id", "storm_id", "task_id", "component_id", "host", "error_time")
+    by_group: dict = {}
+    for gid, storm, task, component, host, t in rows:
+        g = by_group.setdefault(gid, {"times": [], "hours": {}})
+        g["times"].append(t)
+        lists = g["hours"].setdefault(t - t % hour, (set(), set(), set(), set()))
+        for values, v in zip(lists, (storm, component, (storm, task), host), strict=True):
+            values.add(v)
+    found = []
+    for gid, g in by_group.items():
+        listed = (set(), set(), set(), set())
+        for _, lists in sorted(g["hours"].items(), reverse=True):
+            for values, more in zip(listed, lists, strict=True):
+                for v in sorted(more - {""}):
+                    if len(values) >= ErrorGroup.LISTED:
+                        break
+                    values.add(v)
+        storms, components, tasks, hosts = (sorted(v) for v in listed)
+        group = ErrorGroup.objects.get(pk=gid)
+        found.append(
+            (
+                (-max(g["times"]), -gid),
+                {
+                    "fingerprint": group.fingerprint,
+                    "sample": group.sample,
+                    "count": len(g["times"]),
+                    "firstSeen": min(g["times"]),
+                    "lastSeen": max(g["times"]),
+                    "storms": storms,
+                    "components": components,
+                    "tasks": [{"stormId": s, "taskId": t} for s, t in tasks],
+                    "hosts": hosts,
+                },
+            )
+        )
+    return [g for _, g in sorted(found, key=lambda pair: pair[0])][:limit]
+
+
+@pytest.mark.django_db
+def test_a_ranges_groups_are_its_hours_errors_counted(client, now_secs):
+    import random
+
+    rng = random.Random(12)
+    start = (now_secs - 12 * 3600) // 3600 * 3600
+    storms = [STORM, OTHER, "logs-3-1700000002", "index-4-1700000003"]
+    texts = ["disk full on volume {}", "timeout after {} ms talking to db", "queue {} overflow"]
+    items = []
+    for hour in range(10):  # each hour, each group: 15 errors (an hour's lists never fill)
+        for text in texts:
+            for _ in range(15):
+                storm, task = rng.choice(storms), rng.randint(1, 15)
+                items.append(
+                    (
+                        storm,
+                        task,
+                        f"c{task % 6}" if task % 7 else "",  # some with no component known
+                        f"host-{rng.randint(1, 30)}",
+                        start + hour * 3600 + rng.randrange(3600),
+                        text.format(rng.randint(1, 10**6)),
+                    )
+                )
+    store(items)
+    assert StoredError.objects.count() == len(items)
+    url = reverse("api-error-groups")
+    ms, hour = 1000, 3_600_000
+    ranges = [(start * ms, (start + 10 * 3600) * ms)]  # all of it
+    ranges += [(start * ms + hour + 1, start * ms + 3 * hour - 1)]  # two hours, not on edges
+    for _ in range(6):
+        since = start * ms + rng.randrange(10 * hour)
+        ranges.append((since, since + rng.randrange(5 * hour)))
+    listed = ErrorGroup.LISTED
+    for since, until in ranges:
+        got = get_json(client, url, since=since, until=until)["groups"]
+        assert got == groups_from_errors(since, until), (since, until)
+        assert (
+            sum(g["count"] for g in got)
+            == StoredError.objects.filter(
+                error_time__gte=since - since % hour, error_time__lt=until - until % hour + hour
+            ).count()
+        )
+    # the whole range hits more tasks and hosts than a group lists
+    whole = get_json(client, url, since=ranges[0][0], until=ranges[0][1])["groups"][0]
+    assert len(whole["tasks"]) == listed and len(whole["hosts"]) == listed
+    # paged by the newest last seen
+    since, until = ranges[0]
+    assert get_json(client, url, since=since, until=until, limit=2)["groups"] == (
+        groups_from_errors(since, until, limit=2)
+    )
 
 
 @pytest.mark.django_db

@@ -161,6 +161,7 @@ def test_servers_get_a_clean_environment(monkeypatch, tmp_path):
         "DJANGO_SETTINGS_MODULE",
         "STORMUI_ZK_SERVERS",
         "STORMUI_ZK_ROOT",
+        "STORMUI_ZK_DASHBOARD_ROOT",
         "STORMUI_STORE",
         "DJANGO_ALLOWED_HOSTS",
         "DATABASE_URL",

@@ -62,9 +62,17 @@ async def until(predicate, timeout: float = WAIT) -> None:
         await asyncio.sleep(0.02)
 
 
+def paused_is_active(message: dict) -> bool:
+    """A cluster update that shows the paused storm activated."""
+    return (
+        message["type"] == "cluster"
+        and {s["id"]: s for s in message["storms"]}[PAUSED]["status"] == "ACTIVE"
+    )
+
+
 async def test_cluster_socket_sends_snapshot_then_changes(live_cluster, writer):
     comm = connect("/ws/cluster/")
-    connected, _ = await comm.connect()
+    connected, _ = await comm.connect(timeout=WAIT)
     assert connected
     snapshot = await comm.receive_json_from(timeout=WAIT)
     assert snapshot["type"] == "snapshot"
@@ -80,10 +88,7 @@ async def test_cluster_socket_sends_snapshot_then_changes(live_cluster, writer):
     await asyncio.to_thread(writer.activate_storm, PAUSED, StormBase("paused", int(time.time())))
     update = await receive_until(
         comm,
-        lambda m: (
-            m["type"] == "cluster"
-            and {s["id"]: s for s in m["storms"]}[PAUSED]["status"] == "ACTIVE"
-        ),
+        paused_is_active,
     )
     assert update["summary"]["storms"] == len(live_cluster.storms)
 
@@ -122,9 +127,37 @@ async def test_cluster_socket_sends_snapshot_then_changes(live_cluster, writer):
     await comm.disconnect()
 
 
+async def test_a_storms_own_change_goes_out_at_once_whatever_the_window(
+    live_cluster, writer, monkeypatch
+):
+    """Tasks come and go all the time on a large cluster: a window that they keep busy must
+    not hold up a storm's status, which an operator watches for."""
+    monkeypatch.setattr(live, "UPDATE_SECS", 3600.0)  # no window ends while this test runs
+    comm = connect("/ws/cluster/")
+    connected, _ = await comm.connect(timeout=WAIT)
+    assert connected
+    snapshot = await comm.receive_json_from(timeout=WAIT)
+    alive_before = snapshot["summary"]["tasks_alive"]
+    # the first change of a spell goes at once; it opens the window
+    await asyncio.to_thread(writer.remove_task_heartbeat, HEALTHY, 1)
+    await receive_until(
+        comm, lambda m: m["type"] == "cluster" and m["summary"]["tasks_alive"] < alive_before
+    )
+    # a task gone now waits for the window: the storm's activation does not
+    await asyncio.to_thread(writer.remove_task_heartbeat, HEALTHY, 3)
+    await asyncio.to_thread(writer.activate_storm, PAUSED, StormBase("paused", int(time.time())))
+    update = await receive_until(
+        comm,
+        paused_is_active,
+    )
+    # what waited goes with it: the update is built from the whole view as it is now
+    assert update["summary"]["tasks_alive"] == alive_before - 2
+    await comm.disconnect()
+
+
 async def test_storm_socket_follows_its_storm(live_cluster, writer):
     comm = connect(f"/ws/storms/{HEALTHY}/")
-    assert (await comm.connect())[0]
+    assert (await comm.connect(timeout=WAIT))[0]
     snapshot = await comm.receive_json_from(timeout=WAIT)
     assert snapshot["type"] == "snapshot" and snapshot["storm"]["id"] == HEALTHY
     assert {t["id"]: t["alive"] for t in snapshot["tasks"]} == dict.fromkeys(range(1, 6), True)
@@ -171,7 +204,7 @@ async def test_storm_socket_follows_its_storm(live_cluster, writer):
 async def test_component_socket_is_narrowed_to_its_tasks_with_their_stats(live_cluster, writer):
     whole = connect(f"/ws/storms/{HEALTHY}/")
     comm = connect(f"/ws/storms/{HEALTHY}/?component=count")
-    assert (await whole.connect())[0] and (await comm.connect())[0]
+    assert (await whole.connect(timeout=WAIT))[0] and (await comm.connect())[0]
     plain = await whole.receive_json_from(timeout=WAIT)
     assert all("stats" not in t for t in plain["tasks"])  # the storm page's stays lean
     snapshot = await comm.receive_json_from(timeout=WAIT)
@@ -233,7 +266,7 @@ async def test_component_socket_is_narrowed_to_its_tasks_with_their_stats(live_c
 
 async def test_unknown_component_gets_the_whole_storm(live_cluster):
     comm = connect(f"/ws/storms/{HEALTHY}/?component=no-such")
-    assert (await comm.connect())[0]
+    assert (await comm.connect(timeout=WAIT))[0]
     snapshot = await comm.receive_json_from(timeout=WAIT)
     assert "component_id" not in snapshot and len(snapshot["tasks"]) == 5
     await comm.disconnect()
@@ -244,7 +277,7 @@ async def test_without_the_mirror_the_relay_polls(live_cluster, writer, monkeypa
     monkeypatch.setattr(live, "TICK_SECS", 0.5)
     errors = connect("/ws/errors/")
     storm = connect(f"/ws/storms/{HEALTHY}/?component=count")
-    assert (await errors.connect())[0] and (await storm.connect())[0]
+    assert (await errors.connect(timeout=WAIT))[0] and (await storm.connect())[0]
     assert (await errors.receive_json_from(timeout=WAIT))["type"] == "snapshot"
     assert (await storm.receive_json_from(timeout=WAIT))["type"] == "snapshot"
     relay = live.current_relay()
@@ -282,7 +315,7 @@ async def test_without_the_mirror_the_relay_polls(live_cluster, writer, monkeypa
 
 async def test_errors_arrive_in_order_each_once(live_cluster, writer):
     comm = connect("/ws/errors/")
-    assert (await comm.connect())[0]
+    assert (await comm.connect(timeout=WAIT))[0]
     snapshot = await comm.receive_json_from(timeout=WAIT)
     assert snapshot["type"] == "snapshot"
     expected = [text for _, _, text, _ in live_cluster.errors()]
@@ -324,7 +357,7 @@ async def test_status_and_resync_after_zookeeper_reconnect(live_cluster):
     from tests.helpers import expire_session
 
     comm = connect("/ws/errors/")
-    assert (await comm.connect())[0]
+    assert (await comm.connect(timeout=WAIT))[0]
     assert (await comm.receive_json_from(timeout=WAIT))["type"] == "snapshot"
     source = get_source()
     await asyncio.to_thread(expire_session, source.state)
@@ -342,6 +375,37 @@ async def test_status_and_resync_after_zookeeper_reconnect(live_cluster):
     await comm.disconnect()
 
 
+async def test_a_leader_that_withheld_sends_resyncs_every_page_when_it_leads_again(
+    live_cluster, writer, monkeypatch
+):
+    """A leader whose election's session is suspended sends nothing (it cannot know whether
+    it still leads); when the same session comes back it leads on with the same relay. What
+    it withheld meanwhile no page got: every page starts again from a snapshot."""
+    comm = connect("/ws/errors/")
+    assert (await comm.connect(timeout=WAIT))[0]
+    assert (await comm.receive_json_from(timeout=WAIT))["type"] == "snapshot"
+    relay = live.current_relay()
+    sent = relay.sent["errors"]
+    monkeypatch.setattr(live, "relays_here", lambda: False)
+    await asyncio.to_thread(writer.report_task_error, HEALTHY, 1, "while suspended")
+    await until(lambda: relay.sent["errors"] > sent)  # its turn to go came, and went
+    monkeypatch.setattr(live, "relays_here", lambda: True)
+    await asyncio.to_thread(writer.report_task_error, HEALTHY, 2, "leading again")
+    seen: list = []
+    first = await receive_until(
+        comm, lambda m: m["type"] == "snapshot" or m.get("error") == "leading again", seen=seen
+    )
+    assert first["type"] == "snapshot" and first["resync"] is True, first
+    assert {"while suspended", "leading again"} <= {e["error"] for e in first["errors"]}
+    assert not [m for m in seen if m["type"] == "error"], seen
+    # and on as before: each error once
+    await asyncio.to_thread(writer.report_task_error, HEALTHY, 3, "and on")
+    seen = []
+    after = await receive_until(comm, lambda m: m["type"] == "error", seen=seen)
+    assert after["error"] == "and on", (after, seen)
+    await comm.disconnect()
+
+
 async def test_the_first_request_starts_the_relay_once_without_waiting(live_cluster, monkeypatch):
     # no page open: HTTP requests come first, at once, then a socket; one relay starts
     starts = []
@@ -356,7 +420,7 @@ async def test_the_first_request_starts_the_relay_once_without_waiting(live_clus
     await asyncio.gather(*(requests({"type": "http"}, None, None) for _ in range(5)))
     assert served == [None] * 5  # each answered without waiting for the relay
     comm = connect("/ws/cluster/")
-    assert (await comm.connect())[0]
+    assert (await comm.connect(timeout=WAIT))[0]
     assert (await comm.receive_json_from(timeout=WAIT))["type"] == "snapshot"
     await until(lambda: live._starting is not None and live._starting.done())
     relay = live.current_relay()
@@ -369,7 +433,7 @@ async def test_the_first_request_starts_the_relay_once_without_waiting(live_clus
 async def test_other_origin_refused(live_cluster):
     for url in ("/ws/cluster/", "/ws/errors/", f"/ws/storms/{HEALTHY}/"):
         comm = connect(url, origin=b"http://evil.example")
-        connected, _ = await comm.connect()
+        connected, _ = await comm.connect(timeout=WAIT)
         assert not connected, url
         await comm.disconnect()
 
@@ -378,7 +442,7 @@ async def test_anonymous_refused_when_login_required(live_cluster, settings):
     settings.STORMUI_LOGIN_REQUIRED = True
     for url in ("/ws/cluster/", "/ws/errors/", f"/ws/storms/{HEALTHY}/"):
         comm = connect(url)
-        assert (await comm.connect())[0]
+        assert (await comm.connect(timeout=WAIT))[0]
         closed = await comm.receive_output(timeout=WAIT)
         assert closed == {"type": "websocket.close", "code": consumers.CLOSE_LOGGED_OUT}, url
         await comm.disconnect()
@@ -387,7 +451,7 @@ async def test_anonymous_refused_when_login_required(live_cluster, settings):
 async def test_unknown_or_bad_storm_closed(live_cluster):
     for storm_id in ("no-such-storm-1-1", "bad%20id", "..."):
         comm = connect(f"/ws/storms/{storm_id}/")
-        connected, _ = await comm.connect()
+        connected, _ = await comm.connect(timeout=WAIT)
         assert connected
         closed = await comm.receive_output(timeout=WAIT)
         assert closed == {"type": "websocket.close", "code": consumers.CLOSE_NOT_FOUND}, storm_id
@@ -442,7 +506,7 @@ async def test_slow_socket_is_resynced_and_does_not_hold_up_others(live_cluster,
     dropped = metrics.messages.get("dropped")
     slow = connect("/ws/slow/", app=slow_app)
     fast = connect("/ws/errors/", app=slow_app)
-    assert (await slow.connect())[0] and (await fast.connect())[0]
+    assert (await slow.connect(timeout=WAIT))[0] and (await fast.connect())[0]
     assert (await slow.receive_json_from(timeout=WAIT))["type"] == "snapshot"
     assert (await fast.receive_json_from(timeout=WAIT))["type"] == "snapshot"
 
@@ -470,7 +534,7 @@ async def test_slow_socket_is_resynced_and_does_not_hold_up_others(live_cluster,
 async def test_stuck_socket_is_closed(live_cluster, writer):
     gate.update(open=asyncio.Event(), sent=0)
     stuck = connect("/ws/stuck/", app=slow_app)
-    assert (await stuck.connect())[0]
+    assert (await stuck.connect(timeout=WAIT))[0]
     assert (await stuck.receive_json_from(timeout=WAIT))["type"] == "snapshot"
     await asyncio.to_thread(writer.report_task_error, HEALTHY, 1, "never read")
     closed = await stuck.receive_output(timeout=WAIT)
@@ -482,7 +546,7 @@ async def test_a_burst_larger_than_the_outbox_reaches_a_socket_that_keeps_up(liv
     from stormui import consumers, live
 
     comm = connect("/ws/errors/")
-    assert (await comm.connect())[0]
+    assert (await comm.connect(timeout=WAIT))[0]
     snapshot = await comm.receive_json_from(timeout=WAIT)
     assert snapshot["type"] == "snapshot"
     relay = live.current_relay()
@@ -502,6 +566,72 @@ async def test_a_burst_larger_than_the_outbox_reaches_a_socket_that_keeps_up(liv
         live.ERRORS_GROUP, {"type": "errors.reported", "source": relay.token, "errors": after}
     )
     assert (await comm.receive_json_from(timeout=WAIT))["error"] == "after the burst"
+    await comm.disconnect()
+
+
+async def test_another_process_batch_leaves_out_what_the_snapshot_held(live_cluster):
+    """A follower's socket: its snapshot comes from its own source, the errors from the
+    leader's relay (another process: versions do not compare). An error the snapshot held
+    does not come again when the leader's batch brings it; the rest of the batch does."""
+    from stormui import live
+    from stormui.source import get_source
+
+    comm = connect("/ws/errors/")
+    assert (await comm.connect(timeout=WAIT))[0]
+    snapshot = await comm.receive_json_from(timeout=WAIT)
+    assert snapshot["type"] == "snapshot" and snapshot["errors"]
+    view = await asyncio.to_thread(get_source().cluster_view)
+    held = [e for storm in view.storms.values() for e in storm.errors][:2]
+    assert all(live.error_key(e) for e in held)
+    assert {e.error for e in held} <= {m["error"] for m in snapshot["errors"]}
+
+    def entry(version, text, key):
+        return [version, live.encode({"type": "error", "error": text}), key]
+
+    batch = [
+        *(entry(1, e.error, live.error_key(e)) for e in held),
+        entry(2, "new to it", f"{HEALTHY}/1/{10**9}"),
+    ]
+    relay = live.current_relay()
+    await relay.layer.group_send(
+        live.ERRORS_GROUP,
+        {"type": "errors.reported", "source": "another.process", "errors": batch},
+    )
+    assert (await comm.receive_json_from(timeout=WAIT))["error"] == "new to it"
+    # an error its snapshot did not hold comes, however its version compares
+    later = [entry(0, "older version", f"{HEALTHY}/1/{10**9 + 1}")]
+    await relay.layer.group_send(
+        live.ERRORS_GROUP,
+        {"type": "errors.reported", "source": "another.process", "errors": later},
+    )
+    assert (await comm.receive_json_from(timeout=WAIT))["error"] == "older version"
+    await comm.disconnect()
+
+
+async def test_another_process_errors_outlive_a_snapshot_asked_for(live_cluster):
+    """A follower's socket asked to resync gets the leader's batch before its snapshot is
+    built: the snapshot comes from its own copy of the cluster, which may not hold those
+    errors yet, so they stay queued and come after it (those it held do not)."""
+    from stormui import live
+
+    comm = connect("/ws/errors/")
+    assert (await comm.connect(timeout=WAIT))[0]
+    first = await comm.receive_json_from(timeout=WAIT)
+    assert first["type"] == "snapshot"
+    relay = live.current_relay()
+    held = first["errors"][0]
+    batch = [
+        [1, live.encode({"type": "error", "error": "not in its copy yet"}), f"{HEALTHY}/1/{10**9}"]
+    ]
+    await relay.layer.group_send(live.STATUS_GROUP, {"type": "resync.requested"})
+    await relay.layer.group_send(
+        live.ERRORS_GROUP,
+        {"type": "errors.reported", "source": "another.process", "errors": batch},
+    )
+    snapshot = await comm.receive_json_from(timeout=WAIT)
+    assert snapshot["type"] == "snapshot" and snapshot["resync"] is True
+    assert held["error"] in {e["error"] for e in snapshot["errors"]}
+    assert (await comm.receive_json_from(timeout=WAIT))["error"] == "not in its copy yet"
     await comm.disconnect()
 
 

@@ -4,6 +4,7 @@ up on open pages without a reload, and the connection indicator tells the truth.
 from __future__ import annotations
 
 import re
+import signal
 import time
 
 import pytest
@@ -130,6 +131,33 @@ def test_reconnects_and_resyncs_after_the_server_comes_back(page, served):
     served.start()
     wait_live(page)
     page.locator('#storm-table tr[data-storm-id="while-away-8-8000"]').wait_for()
+    assert page.watch.errors == []
+
+
+@pytest.fixture(scope="module")
+def ticking(zk_server, tmp_path_factory):
+    """A daphne of its own whose relay ticks every second (a test stops it outright)."""
+    folder = tmp_path_factory.mktemp("live-ticking")
+    s = Served(zk_server, folder, extra_env={"STORMUI_TICK_SECS": "1"})
+    yield s
+    s.proc.send_signal(signal.SIGCONT)  # a stopped process would not hear the stop
+    s.close()
+
+
+def test_a_page_that_hears_nothing_says_it_is_stale_until_news_comes(page, ticking):
+    open_page(page, ticking.url + "/errors/")  # a page whose socket gets no figures: ticks
+    wait_live(page)
+    assert page.locator("#data-status").get_attribute("data-tick-secs") == "1"
+    # the socket stays open but nothing comes: the relaying process is stopped outright
+    ticking.proc.send_signal(signal.SIGSTOP)
+    try:
+        page.wait_for_selector("#live-status[data-state=stale]")
+        expect(page.locator("#live-status")).to_have_text(
+            re.compile(r"^Connected, but stale: no news for \d+ s$")
+        )
+    finally:
+        ticking.proc.send_signal(signal.SIGCONT)
+    wait_live(page)  # the next tick clears it
     assert page.watch.errors == []
 
 

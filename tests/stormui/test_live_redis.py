@@ -1,5 +1,5 @@
-"""Many daphnes behind Redis: one relay process (`manage.py relay`) feeds the sockets of
-every daphne, each change exactly once."""
+"""Many daphnes behind Redis: the elected one (stormui.leader) feeds the sockets of every
+daphne, each change exactly once."""
 
 from __future__ import annotations
 
@@ -13,21 +13,15 @@ import pytest
 
 from bench import live_servers
 from clusterstate import StormBase, mk_distributed_cluster_state, mk_storm_cluster_state
-from tests.helpers import storm_conf
+from tests.helpers import WAIT, delete_roots, open_socket, receive_until, storm_conf
 from tests.stormui.conftest import HEALTHY, PAUSED, write_known_cluster
 
-websockets_sync = pytest.importorskip("websockets.sync.client")
-
 pytestmark = pytest.mark.timeout(180)
-
-# the bound of a socket's wait, on a machine that may be busy with other work: a wait ends
-# as soon as the message comes; the bound only decides when a test fails
-WAIT = 30
 
 
 @pytest.fixture(scope="module")
 def farm(zk_server, tmp_path_factory, server_database_factory):
-    """Redis, two daphnes and a relay, all on the known cluster."""
+    """Redis and two daphnes, one of them elected leader, all on the known cluster."""
     if shutil.which("redis-server") is None:
         pytest.skip(
             "redis-server is not installed (apt-get install redis-server, or make setup-test)"
@@ -45,22 +39,17 @@ def farm(zk_server, tmp_path_factory, server_database_factory):
         )
         live_servers.migrate(env)
         urls = []
-        for i in range(2):
-            proc, url = live_servers.start_daphne(env, folder, name=f"daphne-{i}")
+        for proc, url in live_servers.start_daphnes(env, folder, 2):
             procs.append(proc)
             urls.append(url)
-        procs.append(live_servers.start_relay(env, folder))
+        live_servers.wait_leader(urls)
         yield urls, conf
     finally:
         for proc in reversed(procs):
             live_servers.stop(proc)
         known.writer.disconnect()
         known.writer.cluster_state.close()
-        cleaner = mk_distributed_cluster_state({**conf, "storm.zookeeper.root": "/"})
-        try:
-            cleaner.delete_node(root)
-        finally:
-            cleaner.close()
+        delete_roots(conf, root, root + "-dashboard")
 
 
 @pytest.fixture
@@ -71,22 +60,6 @@ def writer(farm):
     yield storm_state
     storm_state.disconnect()
     state.close()
-
-
-def open_socket(base_url: str, path: str):
-    ws_url = base_url.replace("http://", "ws://") + path
-    return websockets_sync.connect(ws_url, origin=base_url, open_timeout=WAIT)
-
-
-def receive_until(ws, predicate, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError("no matching message in time")
-        message = json.loads(ws.recv(timeout=left))
-        if predicate(message):
-            return message
 
 
 def test_a_change_reaches_sockets_on_both_daphnes_once(farm, writer):

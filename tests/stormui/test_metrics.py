@@ -133,7 +133,7 @@ async def test_sockets_and_messages_are_counted(live_cluster):
         f"/ws/storms/{HEALTHY}/",
         headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")],
     )
-    assert (await comm.connect())[0]
+    assert (await comm.connect(timeout=30))[0]
     assert (await comm.receive_json_from(timeout=30))["type"] == "snapshot"
     during = await asyncio.to_thread(samples)
     storm_sockets = ("stormui_sockets_open", (("kind", "storm"),))

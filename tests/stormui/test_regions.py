@@ -124,7 +124,7 @@ def test_the_error_feed_regions_are_what_the_page_renders(known_cluster):
 @pytest.mark.parametrize("url, key, socket", PAGES, ids=[p[0] for p in PAGES])
 async def test_a_socket_names_its_page_and_sends_its_regions(live_cluster, url, key, socket):
     comm = connect(socket)
-    assert (await comm.connect())[0]
+    assert (await comm.connect(timeout=WAIT))[0]
     snapshot = await comm.receive_json_from(timeout=WAIT)
     assert snapshot["type"] == "snapshot"
     expected = [element for element, _ in pages.STATUS_REGIONS + pages.REGIONS[key[0]]]
@@ -151,7 +151,7 @@ async def test_an_update_is_rendered_once_for_all_the_sockets_of_its_page(
     url = f"/ws/storms/{HEALTHY}/?component=count&window=600"
     comms = [connect(url) for _ in range(3)]
     for comm in comms:
-        assert (await comm.connect())[0]
+        assert (await comm.connect(timeout=WAIT))[0]
         assert (await comm.receive_json_from(timeout=WAIT))["type"] == "snapshot"
 
     beat = TaskHeartbeat(int(time.time()), 4242, bolt_stats(5))
@@ -179,7 +179,7 @@ async def test_an_update_is_rendered_once_for_all_the_sockets_of_its_page(
 @pytest.mark.asyncio
 async def test_the_relay_forgets_a_page_nobody_names(live_cluster):
     comm = connect("/ws/cluster/?supervisor=sup-b")
-    assert (await comm.connect())[0]
+    assert (await comm.connect(timeout=WAIT))[0]
     await comm.receive_json_from(timeout=WAIT)
     relay = live.current_relay()
     key = ("supervisor", "sup-b")
@@ -195,7 +195,7 @@ async def test_the_relay_forgets_a_page_nobody_names(live_cluster):
 @pytest.mark.asyncio
 async def test_unknown_pages_close_as_not_found(live_cluster):
     comm = connect("/ws/cluster/?supervisor=no-such-sup")
-    assert (await comm.connect())[0]
+    assert (await comm.connect(timeout=WAIT))[0]
     closed = await comm.receive_output(timeout=WAIT)
     assert closed == {"type": "websocket.close", "code": CLOSE_NOT_FOUND}
     await comm.disconnect()

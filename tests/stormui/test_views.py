@@ -209,6 +209,7 @@ class _Disconnected:
 
     zk_connected = False
     synced_at = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
+    syncing = False  # read once, before ZooKeeper went
 
     def __init__(self, source):
         self.source = source

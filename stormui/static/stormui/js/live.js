@@ -7,6 +7,15 @@
 "use strict";
 
 (function () {
+  // a page asked for while the cluster is being read: /readyz says how far the read has got,
+  // and once it is done the page reloads into the one asked for
+  var syncing = document.getElementById("syncing");
+  if (syncing && window.fetch) setInterval(function () {
+    fetch(syncing.getAttribute("data-readyz"), { cache: "no-store" }).then(function (r) { return r.json(); }).then(function (body) {
+      if (!body.syncing) location.reload();
+      else if (syncing.textContent !== body.reason) syncing.textContent = body.reason;
+    }, function () {});
+  }, 1000);
   var statusEl = document.getElementById("data-status");
   if (!statusEl || !window.WebSocket || !window.Idiomorph) return;
   var kind = statusEl.getAttribute("data-live");
@@ -25,26 +34,19 @@
   var retryAt = 0;
   var zkConnected = readZk();
   var lastAsOf = 0;
+  // the relay ticks every socket: two ticks without a word and the page says it is stale
+  var staleMs = 2000 * (Number(statusEl.getAttribute("data-tick-secs")) || 5);
+  var lastNews = Date.now();
   // the server's clock minus ours, so that ages match the server's figures
   var skew = Number(statusEl.getAttribute("data-as-of")) * 1000 - Date.now() || 0;
 
-  function $(id) {
-    return document.getElementById(id);
-  }
-
-  function setText(node, text) {
-    if (node && node.textContent !== text) node.textContent = text;
-  }
-
-  function serverNow() {
-    return (Date.now() + skew) / 1000;
-  }
+  function $(id) { return document.getElementById(id); }
+  function setText(node, text) { if (node && node.textContent !== text) node.textContent = text; }
+  function serverNow() { return (Date.now() + skew) / 1000; }
 
   function flash(node) {
     node.classList.add("live-new");
-    setTimeout(function () {
-      node.classList.remove("live-new");
-    }, 5000);
+    setTimeout(function () { node.classList.remove("live-new"); }, 5000);
   }
 
   function readZk() {
@@ -72,6 +74,9 @@
     } else if (!live) {
       state = "connecting";
       text = "Connecting…";
+    } else if (Date.now() - lastNews > staleMs) {
+      state = "stale";
+      text = "Connected, but stale: no news for " + Math.floor((Date.now() - lastNews) / 1000) + " s";
     } else if (!zkConnected) {
       state = "zk-disconnected";
       text = "Live, but ZooKeeper is disconnected: figures may be stale";
@@ -118,16 +123,14 @@
 
   function connect() {
     retryAt = 0;
+    lastNews = Date.now();
     updateIndicator();
     var ws = new WebSocket(socketUrl());
     socket = ws;
     ws.onmessage = function (event) {
       var msg;
-      try {
-        msg = JSON.parse(event.data);
-      } catch (e) {
-        return;
-      }
+      lastNews = Date.now();
+      try { msg = JSON.parse(event.data); } catch (e) { return; }
       handle(msg);
       updateIndicator();
     };
@@ -151,6 +154,7 @@
   }
 
   function handle(msg) {
+    if (msg.type === "tick") return;
     if (msg.type === "status") {
       zkConnected = !!msg.zk_connected;
       swap(msg.html);
@@ -276,10 +280,7 @@
   var buffered = [];
 
   function filterValues() {
-    function value(id) {
-      var node = $(id);
-      return node ? node.value.trim() : "";
-    }
+    function value(id) { return $(id) ? $(id).value.trim() : ""; }
     return { storm: value("filter-storm"), component: value("filter-component"), q: value("filter-q") };
   }
 
@@ -393,12 +394,11 @@
   var ticks = 0;
   setInterval(function () {
     ticks += 1;
-    if (retryAt) updateIndicator();
+    if (retryAt || live) updateIndicator();
     if (ticks % 5 === 0) refreshAges();
   }, 1000);
 
-  var wrap = $("live-indicator");
-  if (wrap) wrap.hidden = false;
+  if ($("live-indicator")) $("live-indicator").hidden = false;
   document.querySelectorAll("table.sortable").forEach(function (table) {
     table._sortable = true; // stormui.js made it sortable as the page loaded
   });

@@ -1,0 +1,171 @@
+"""One elected leader among the daphnes behind Redis (stormui.leader): exactly one leads,
+a killed leader is replaced, and every page resyncs and gets each change once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from clusterstate import StormBase, mk_distributed_cluster_state, mk_storm_cluster_state
+from stormui.leader import Candidate
+from tests.helpers import (
+    WAIT,
+    dashboard_runs,
+    delete_roots,
+    open_socket,
+    receive_until,
+    redis_and_daphnes,
+    storm_conf,
+    the_leader,
+    wait_for,
+)
+from tests.stormui.conftest import HEALTHY, PAUSED, write_known_cluster
+from tests.stormui.test_isolation import ROOT, outside_env
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def farm(zk_server, tmp_path_factory, server_database_factory):
+    """Redis and two daphnes on the known cluster, neither told to relay."""
+    folder = tmp_path_factory.mktemp("leader")
+    root = f"/t/{uuid.uuid4().hex}"
+    conf = storm_conf(zk_server, root)
+    known = write_known_cluster(conf)
+    try:
+        with redis_and_daphnes(conf, folder, server_database_factory(folder)) as (_, procs):
+            yield procs, conf
+    finally:
+        known.writer.disconnect()
+        known.writer.cluster_state.close()
+        delete_roots(conf, root, root + "-dashboard")
+
+
+@pytest.fixture
+def writer(farm):
+    state = mk_distributed_cluster_state(farm[1])
+    storm_state = mk_storm_cluster_state(state)
+    yield storm_state
+    storm_state.disconnect()
+    state.close()
+
+
+def errors_once(feed, writer, texts):
+    """Report each of ``texts`` in turn: the feed gets each once (a repeat of one would come
+    before the next)."""
+    for text in texts:
+        writer.report_task_error(HEALTHY, 3, text)
+        error = receive_until(feed, lambda m: m["type"] == "error")
+        assert error["error"] == text
+
+
+def test_one_leads_and_another_takes_over_when_it_is_killed(farm, writer):
+    procs, _ = farm
+    urls = list(procs)
+    leader = the_leader(urls)
+    (follower,) = [url for url in urls if url != leader]
+    with contextlib.ExitStack() as stack:
+        feed = stack.enter_context(open_socket(follower, "/ws/errors/"))
+        cluster = stack.enter_context(open_socket(follower, "/ws/cluster/"))
+        for ws in (feed, cluster):
+            assert json.loads(ws.recv(timeout=WAIT))["type"] == "snapshot"
+        errors_once(feed, writer, ["before the kill", "still before"])
+        # the leader writes the history: its run has begun
+        wait_for(lambda: dashboard_runs(follower)["dashboard-started"], interval=0.1)
+
+        procs[leader].kill()  # SIGKILL: its election node goes with its session
+        procs[leader].wait()
+        assert the_leader([follower]) == follower
+        # every page starts again from a snapshot: what it had came from the old leader
+        assert receive_until(feed, lambda m: m["type"] == "snapshot").get("resync")
+        receive_until(cluster, lambda m: m["type"] == "snapshot")
+        errors_once(feed, writer, ["after the kill", "and after"])
+        writer.activate_storm(PAUSED, StormBase("paused", int(time.time())))
+        receive_until(
+            cluster,
+            lambda m: (
+                m["type"] == "cluster"
+                and {s["id"]: s["status"] for s in m["storms"]}[PAUSED] == "ACTIVE"
+            ),
+        )
+    # the new leader writes the history on: the killed one's run is closed at its last
+    # alive time, before the new one's start
+    runs = wait_for(lambda: (r := dashboard_runs(follower))["dashboard-stopped"] and r)
+    (killed_start,) = runs["dashboard-started"][:-1]  # oldest first
+    assert killed_start <= runs["dashboard-stopped"][-1] <= runs["dashboard-started"][-1]
+
+
+@pytest.mark.parametrize(
+    "where, ok", [("stormui", False), ("/storm/ui", False), ("/storm", False), ("/storm-ui", True)]
+)
+def test_the_election_root_is_absolute_and_outside_storms(tmp_path, where, ok):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "check"],
+        cwd=tmp_path,
+        env=outside_env(
+            STORMUI_DOTENV="off", STORMUI_ZK_ROOT="/storm", STORMUI_ZK_DASHBOARD_ROOT=where
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if ok:
+        assert done.returncode == 0, done.stderr
+    else:
+        last = done.stderr.strip().splitlines()[-1]
+        assert "ImproperlyConfigured" in last and "STORMUI_ZK_DASHBOARD_ROOT" in last, last
+
+
+@pytest.mark.asyncio
+async def test_a_leader_whose_session_is_lost_steps_down_and_stands_again(zk_server, settings):
+    from kazoo.client import KazooClient
+
+    settings.STORMUI_ZK_SERVERS = [zk_server.connect_string]
+    settings.STORMUI_ZK_DASHBOARD_ROOT = f"/t/{uuid.uuid4().hex}-dashboard"
+    loop = asyncio.get_running_loop()
+    changes = []
+
+    def candidate(name):
+        async def elected():
+            changes.append((name, "elected"))
+
+        async def deposed():
+            changes.append((name, "deposed"))
+
+        return Candidate(loop, on_elected=elected, on_deposed=deposed)
+
+    async def until(predicate):
+        # the stewards run on this loop: wait off it
+        await asyncio.to_thread(wait_for, predicate, interval=0.05)
+
+    first, second = candidate("first"), candidate("second")
+    first.start()
+    await until(lambda: first.in_office)
+    second.start()
+    try:
+        await until(lambda: second.client.connected)
+        assert not second.leading
+        # the ZooKeeper FAQ's way to end a session: another client joins it and closes it
+        other = KazooClient(hosts=zk_server.connect_string, client_id=first.client.client_id)
+        other.start(timeout=30)
+        other.stop()
+        other.close()
+        await until(lambda: second.in_office)
+        await until(lambda: not first.leading and first.client.connected)
+        # (the first may win the session back for a moment before it is closed: it stepped
+        # down, and may have taken over again, before it learnt the session was lost)
+        await until(lambda: [c for c in changes if c[0] == "first"][-1] == ("first", "deposed"))
+        assert not first.leading and not first.in_office  # it stands again, behind the leader
+        await asyncio.to_thread(second.withdraw)
+        await until(lambda: first.in_office)
+        assert not second.leading
+    finally:
+        await asyncio.to_thread(first.withdraw)
+        await asyncio.to_thread(second.withdraw)

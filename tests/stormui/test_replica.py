@@ -1,0 +1,279 @@
+"""One ZooKeeper reader: a follower's mirror reads the leader's copy in Redis.
+
+A leader's ClusterMirror reads a real ZooKeeper through a PublishingState; a
+follower's ClusterMirror reads a real Redis through a ReplicaState; the
+cluster is written through a StormClusterState of its own. The follower must
+read what ZooKeeper holds, as the leader does.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from bench import live_servers
+from clusterstate import StormBase, TaskInfo, mk_distributed_cluster_state
+from clusterstate.mirror import ClusterMirror
+from clusterstate.protocol import CONNECTED, LOST
+from clusterstate.replica import PublishingState, ReadOnlyStateError, ReplicaState
+from clusterstate.storm import mk_storm_cluster_state
+from tests.clusterstate.mirror_helpers import ChangeLog, wait_mirror_equals
+from tests.clusterstate.test_mirror import assignment, heartbeat, populate
+from tests.helpers import WAIT, Recorder, delete_roots, wait_for
+
+
+class RedisServer:
+    """A throwaway redis-server that can be stopped and started again on its port."""
+
+    def __init__(self, folder):
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is not installed (apt-get install redis-server)")
+        self.folder = folder
+        self.proc, self.url = live_servers.start_redis(folder)
+        self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+
+    def stop(self):
+        live_servers.stop(self.proc)
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cluster(zk_conf):
+    """The writing side, the leader's ZooKeeper session, and what to close at the end."""
+    opened = []
+
+    def session():
+        state = mk_distributed_cluster_state(zk_conf)
+        opened.append(state)
+        return state
+
+    writer = mk_storm_cluster_state(session())
+    yield writer, session
+    for thing in reversed(opened):
+        thing.close()
+
+
+@pytest.fixture
+def replicas(redis_server):
+    """``lead(state)`` and ``follow()``: leader and follower mirrors, stopped at the end."""
+    import redis
+
+    stops = []
+
+    def lead(state):
+        client = redis.Redis.from_url(redis_server.url)
+        publisher = PublishingState(state, client)
+        mirror = ClusterMirror(publisher, heartbeat_secs=0.2)
+        publisher.follow(mirror)
+        mirror.start(wait=WAIT)
+        stops.extend((client.close, publisher.stop, mirror.stop))
+        return mirror, publisher
+
+    def follow():
+        replica = ReplicaState(redis_server.url, poll_secs=0.2)
+        mirror = ClusterMirror(replica, heartbeat_secs=0.2)
+        changes = ChangeLog()
+        mirror.subscribe(changes)
+        connection = Recorder()
+        replica.add_connection_listener(connection)
+        mirror.start(wait=WAIT)
+        assert mirror.connected
+        stops.extend((replica.close, mirror.stop))
+        return mirror, replica, changes, connection
+
+    yield lead, follow
+    for stop in reversed(stops):
+        stop()
+
+
+def test_a_follower_follows_the_leaders_changes(cluster, replicas):
+    writer, session = cluster
+    lead, follow = replicas
+    populate(writer)
+    leader, _publisher = lead(session())
+    follower, replica, changes, _ = follow()
+    wait_mirror_equals(follower, writer)
+
+    # a storm added
+    writer.set_task("storm-new", 1, TaskInfo("spout-x", "spout"))
+    writer.set_assignment("storm-new", assignment([1]))
+    writer.activate_storm("storm-new", StormBase("fresh", 1_300_000_000))
+    writer.setup_heartbeats("storm-new")
+    writer.set_task_heartbeat("storm-new", 1, heartbeat(emitted=7))
+    wait_mirror_equals(follower, writer)
+    assert follower.storm_base("storm-new").storm_name == "fresh"
+
+    # an error, delivered once with its text
+    writer.report_task_error("storm-1", 2, "boom\n  at replica")
+    wait_for(lambda: [e for c in changes.changes if c.kind == "errors" for e in c.errors])
+    wait_mirror_equals(follower, writer)
+    delivered = [e.error for c in changes.changes if c.kind == "errors" for e in c.errors]
+    assert delivered == ["boom\n  at replica"]
+
+    # a heartbeat, and a task's death (its heartbeat node gone)
+    writer.set_task_heartbeat("storm-0", 1, heartbeat(time_secs=1_300_000_999, emitted=99))
+    writer.remove_task_heartbeat("storm-0", 2)
+    wait_mirror_equals(follower, writer)
+    assert follower.task_heartbeat("storm-0", 1).time_secs == 1_300_000_999
+    assert follower.task_heartbeat("storm-0", 2) is None
+
+    # a storm removed
+    writer.deactivate_storm("storm-1")
+    writer.remove_storm("storm-1")
+    writer.teardown_heartbeats("storm-1")
+    writer.teardown_task_errors("storm-1")
+    wait_mirror_equals(follower, writer)
+    assert "storm-1" not in follower.assignments()
+
+    # the follower read Redis alone, and only writes to ZooKeeper are refused
+    assert replica.events_delivered > 0
+    with pytest.raises(ReadOnlyStateError):
+        replica.set_data("/storms/x", b"")
+    wait_mirror_equals(leader, writer)
+
+
+def test_a_new_leader_starts_a_new_generation_and_the_follower_resyncs(cluster, replicas):
+    writer, session = cluster
+    lead, follow = replicas
+    populate(writer, storms=2, tasks=3, errors=1)
+    _leader, publisher = lead(session())
+    follower, replica, _changes, connection = follow()
+    first = replica.generation
+    resyncs = follower.resyncs
+
+    publisher.stop()  # the leader goes: its followers are told
+    connection.wait_for_event(LOST)
+    wait_for(lambda: not follower.connected)
+    writer.activate_storm("storm-late", StormBase("late", 1_300_000_000))
+    writer.set_assignment("storm-late", assignment([1]))
+
+    _second, publisher2 = lead(session())
+    wait_for(lambda: replica.generation == publisher2.generation)
+    assert replica.generation != first
+    assert connection.events[-1] == CONNECTED and LOST in connection.events
+    wait_for(lambda: follower.connected and follower.resyncs > resyncs)
+    wait_mirror_equals(follower, writer)
+    assert follower.storm_base("storm-late").storm_name == "late"
+
+
+def test_a_leader_killed_silently_is_noticed_when_its_announcement_expires(
+    cluster, replicas, monkeypatch
+):
+    from clusterstate import replica as replica_module
+
+    monkeypatch.setattr(replica_module, "LEADER_TTL_SECS", 1)
+    writer, session = cluster
+    lead, follow = replicas
+    populate(writer, storms=1, tasks=2, errors=0)
+    _leader, publisher = lead(session())
+    follower, _replica, _changes, connection = follow()
+    # the writer dies without a word (as a SIGKILLed process would): nothing is withdrawn
+    monkeypatch.setattr(publisher, "_withdraw", lambda: None)
+    publisher.stop()
+    connection.wait_for_event(LOST)
+    wait_for(lambda: not follower.connected)
+
+
+def test_the_follower_reconnects_after_a_redis_restart(cluster, replicas, redis_server):
+    writer, session = cluster
+    lead, follow = replicas
+    populate(writer, storms=2, tasks=3, errors=1)
+    _leader, publisher = lead(session())
+    follower, replica, _changes, connection = follow()
+    first = publisher.generation
+
+    redis_server.stop()
+    connection.wait_for_event(LOST)
+    wait_for(lambda: not follower.connected)
+    writer.activate_storm("storm-meanwhile", StormBase("meanwhile", 1_300_000_000))
+    writer.set_assignment("storm-meanwhile", assignment([1]))
+    redis_server.start()
+
+    # the restarted Redis is empty: the leader writes its copy again, as a new generation
+    wait_for(lambda: publisher.generation != first and publisher.announced)
+    wait_for(lambda: follower.connected and replica.generation == publisher.generation)
+    wait_mirror_equals(follower, writer)
+    assert follower.storm_base("storm-meanwhile").storm_name == "meanwhile"
+    # and follows changes again
+    writer.report_task_error("storm-0", 1, "after the restart")
+    wait_mirror_equals(follower, writer)
+
+
+def _mntr(zk_server) -> dict[str, str]:
+    from clusterstate.zkserver import four_letter_word
+
+    text = four_letter_word(zk_server.host, zk_server.port, "mntr")
+    return dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
+
+
+def test_a_follower_daphne_serves_the_relays_copy_without_reading_zookeeper(
+    zk_server, tmp_path, server_database_factory, redis_server
+):
+    """`manage.py relay` leads; a daphne with REDIS_URL follows: it shows a storm the writer
+    creates, and opened no ZooKeeper session of its own meanwhile."""
+    import json
+    import urllib.request
+    import uuid
+
+    import redis
+
+    from tests.helpers import storm_conf
+    from tests.stormui.conftest import write_known_cluster
+
+    root = f"/t/{uuid.uuid4().hex}"
+    conf = storm_conf(zk_server, root)
+    known = write_known_cluster(conf)
+    procs = []
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        env = live_servers.server_env(
+            zk_server.connect_string,
+            root,
+            server_database_factory(tmp_path),
+            REDIS_URL=redis_server.url,
+            STORMUI_SCHEDULER_THREAD="false",
+        )
+        live_servers.migrate(env)
+        procs.append(live_servers.start_relay(env, tmp_path))
+        wait_for(lambda: client.get("stormui:replica:leader"), message="no leader's copy")
+        sessions = int(_mntr(zk_server)["zk_num_alive_connections"])
+
+        proc, url = live_servers.start_daphne(env, tmp_path, name="follower")
+        procs.append(proc)
+        wait_for(
+            lambda: b"reading the leader's generation" in (tmp_path / "follower.log").read_bytes()
+        )
+        writer = known.writer
+        writer.activate_storm("replicated-1", StormBase("replicated", 1_300_000_000))
+        writer.set_task("replicated-1", 1, TaskInfo("spout-x", "spout"))
+        writer.set_assignment("replicated-1", assignment([1]))
+        live_servers.wait_http(f"{url}/api/v1/topology/replicated-1", proc, timeout=WAIT)
+        with urllib.request.urlopen(f"{url}/api/v1/topology/replicated-1", timeout=WAIT) as r:
+            assert json.load(r)["name"] == "replicated"
+
+        # the follower's pages came from Redis: ZooKeeper saw one new session only, the
+        # follower's candidacy in the election (stormui.leader), and no mirror's
+        assert int(_mntr(zk_server)["zk_num_alive_connections"]) == sessions + 1
+    finally:
+        for proc in reversed(procs):
+            live_servers.stop(proc)
+        client.close()
+        known.writer.disconnect()
+        known.writer.cluster_state.close()
+        delete_roots(conf, root)
