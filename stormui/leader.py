@@ -93,7 +93,7 @@ def current_candidate() -> Candidate | None:
     return _candidate
 
 
-def stand(loop: asyncio.AbstractEventLoop, *, on_elected, on_deposed) -> Candidate:
+def stand(loop: asyncio.AbstractEventLoop, *, on_elected, on_deposed, on_resumed=None) -> Candidate:
     """Stand for election, leading on ``loop`` once elected; returns at once. A candidate
     already standing on ``loop`` is kept; one on another loop (tests) withdraws first.
 
@@ -106,7 +106,9 @@ def stand(loop: asyncio.AbstractEventLoop, *, on_elected, on_deposed) -> Candida
             return candidate
         if candidate is not None:
             candidate.withdraw()
-        _candidate = Candidate(loop, on_elected=on_elected, on_deposed=on_deposed)
+        _candidate = Candidate(
+            loop, on_elected=on_elected, on_deposed=on_deposed, on_resumed=on_resumed
+        )
         _candidate.start()
         if candidate is None:
             # a process that ends (SIGTERM) deletes its node: another leads at once
@@ -129,6 +131,9 @@ class Candidate:
     :param loop: the event loop the relay runs on once this process leads.
     :param on_elected: coroutine function run on the loop on taking over.
     :param on_deposed: coroutine function run on the loop on stepping down.
+    :param on_resumed: coroutine function run on the loop when it leads again after its
+        session was suspended and came back while the loop still led (a blip too short for
+        the loop to step down): whatever was not sent meanwhile must reach the pages.
     """
 
     def __init__(
@@ -138,6 +143,7 @@ class Candidate:
         session_secs: float = SESSION_SECS,
         on_elected,
         on_deposed,
+        on_resumed=None,
     ):
         from kazoo.client import KazooClient
         from kazoo.retry import KazooRetry
@@ -146,6 +152,7 @@ class Candidate:
         # coroutine functions run on the loop as leadership changes
         self.on_elected = on_elected
         self.on_deposed = on_deposed
+        self.on_resumed = on_resumed
         self.identifier = f"{socket.gethostname()}:{os.getpid()}"
         self.client = KazooClient(
             hosts=",".join(settings.STORMUI_ZK_SERVERS),
@@ -157,6 +164,8 @@ class Candidate:
         self.leading = False
         #: times this process took over (tests, logs)
         self.terms = 0
+        #: times ``leading`` changed (a blip the loop slept through shows here alone)
+        self.flips = 0
         self.withdrawn = False
         self._held = False  # the election's node is ours (our session holds it)
         self._state_lock = threading.Lock()
@@ -214,6 +223,7 @@ class Candidate:
         if leading == self.leading:
             return
         self.leading = leading
+        self.flips += 1
         log.warning(
             "this process %s (%s)", "leads" if leading else "no longer leads", self.identifier
         )
@@ -262,19 +272,24 @@ class Candidate:
     # -- the loop -------------------------------------------------------------------------------
 
     async def _steward(self) -> None:
-        """Carries out each change of leadership in turn, on the loop."""
+        """Carries out each change of leadership in turn, on the loop. A change that came and
+        went while the loop was busy (suspended and back, or during a take-over) is not
+        lost: the loop, leading still, runs ``on_resumed``."""
+        applied_flips = 0
         while True:
             await self._changed.wait()
             self._changed.clear()
-            leading = self.leading
-            if leading == self._applied:
-                continue
+            leading, flips = self.leading, self.flips
             try:
-                if leading:
-                    await self.on_elected()
-                else:
-                    await self.on_deposed()
-                self._applied = leading
+                if leading != self._applied:
+                    if leading:
+                        await self.on_elected()
+                    else:
+                        await self.on_deposed()
+                    self._applied = leading
+                elif leading and flips != applied_flips and self.on_resumed is not None:
+                    await self.on_resumed()
+                applied_flips = flips
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -144,17 +144,30 @@ def leads() -> bool:
 
 def stand_for_election(loop: asyncio.AbstractEventLoop) -> None:
     """Stand on ``loop``: once elected the relay starts, once deposed it stops."""
-    leader.stand(loop, on_elected=take_over, on_deposed=step_down)
+    leader.stand(loop, on_elected=take_over, on_deposed=step_down, on_resumed=resume)
 
 
 async def take_over() -> None:
     # the source's kind follows leadership (the leader mirrors ZooKeeper)
     await asyncio.to_thread(reset_source)
+    log.info("taking over: the source is read afresh")
+    await resume()
+
+
+async def resume() -> None:
+    """Leading (again): the relay runs, and every page starts again from a snapshot, since
+    what it had came from another leader or was sent while this one was suspended."""
     await ensure_relay()
     relay = current_relay()
-    if relay is not None and leader.is_leader():
-        # every page starts again from a snapshot: what it had came from another leader
-        await relay._send(STATUS_GROUP, {"type": "resync.requested"})
+    if relay is None or relay.done:
+        # leadership flipped while the relay was being started: the candidate's steward
+        # calls this again once it settles
+        log.warning("leading, but the relay did not start: waiting for leadership to settle")
+        return
+    # sent even if leadership flipped meanwhile: the relay then withholds it and has every
+    # page resync with its next send (Relay._send)
+    await relay._send(STATUS_GROUP, {"type": "resync.requested"})
+    log.info("leading: the relay runs and every page resyncs")
 
 
 async def step_down() -> None:

@@ -116,12 +116,13 @@ class Socket(ReadSocket):
         return shown
 
     def repeats(self) -> list[str]:
-        """Errors this socket got that it had before: as an error, or in a snapshot."""
+        """Errors this socket got while the page showed them: a snapshot replaces what the
+        feed shows (live.js), errors come on top of it."""
         shown: set[str] = set()
         again = []
         for message in list(self.messages):
             if message["type"] == "snapshot":
-                shown.update(e["error"] for e in message.get("errors", ()))
+                shown = {e["error"] for e in message.get("errors", ())}
             elif message["type"] == "error":
                 if message["error"] in shown:
                     again.append(message["error"])
@@ -354,7 +355,8 @@ def test_the_leader_killed_ten_times_under_load(fault_conf, tmp_path, server_dat
             assert sorted(recorded) == sorted(writer.written)
             runs_are_consistent(dashboard_runs(leader), KILLS + 1)
             for page in run.closed:  # up to its daphne's kill
-                assert not page.feed.repeats(), page.feed.repeats()[:10]
+                again = page.feed.repeats()
+                assert not again, f"{again[:10]}; {page.feed.trace(again[0])}"
             for page in run.pages.values():
                 page.check_feed(writer)
         finally:

@@ -169,3 +169,45 @@ async def test_a_leader_whose_session_is_lost_steps_down_and_stands_again(zk_ser
     finally:
         await asyncio.to_thread(first.withdraw)
         await asyncio.to_thread(second.withdraw)
+
+
+@pytest.mark.asyncio
+async def test_a_blip_the_loop_sleeps_through_still_has_the_pages_resync(zk_server, settings):
+    """The election's session suspended and back before the loop steps down (or while it
+    takes over): nothing is stepped down or taken over again, but ``on_resumed`` runs, so
+    that the pages get what the relay did not send meanwhile."""
+    from kazoo.protocol.states import KazooState
+
+    settings.STORMUI_ZK_SERVERS = [zk_server.connect_string]
+    settings.STORMUI_ZK_DASHBOARD_ROOT = f"/t/{uuid.uuid4().hex}-dashboard"
+    loop = asyncio.get_running_loop()
+    changes = []
+
+    def blip():  # as kazoo's thread would say it, with no await between: the loop sleeps
+        candidate._on_state(KazooState.SUSPENDED)
+        candidate._on_state(KazooState.CONNECTED)
+
+    async def elected():
+        changes.append("elected")
+        if changes.count("elected") == 1:
+            blip()  # during the first take-over
+
+    async def deposed():
+        changes.append("deposed")
+
+    async def resumed():
+        changes.append("resumed")
+
+    async def until(predicate):
+        await asyncio.to_thread(wait_for, predicate, interval=0.05)
+
+    candidate = Candidate(loop, on_elected=elected, on_deposed=deposed, on_resumed=resumed)
+    candidate.start()
+    try:
+        await until(lambda: changes == ["elected", "resumed"])
+        assert candidate.in_office
+        blip()
+        await until(lambda: changes == ["elected", "resumed", "resumed"])
+        assert candidate.in_office and candidate.terms == 1
+    finally:
+        await asyncio.to_thread(candidate.withdraw)
