@@ -9,6 +9,7 @@ import weakref
 
 import pytest
 
+from stormui import gcpause
 from stormui.gcpause import Tender
 
 
@@ -26,10 +27,20 @@ def a_cycle() -> weakref.ref:
 
 
 @pytest.fixture(autouse=True)
-def thawed():
-    gc.unfreeze()
-    yield
-    gc.unfreeze()
+def alone():
+    """Each test thawed, with no collection but its own: no automatic one (it would free
+    a test's cycle before it is frozen) and no other thread's tending (a source that another
+    test left behind freezes and thaws through the process's ``TENDER``, under its lock)."""
+    enabled = gc.isenabled()
+    with gcpause.TENDER._lock:
+        gc.disable()
+        gc.unfreeze()
+        try:
+            yield
+        finally:
+            gc.unfreeze()
+            if enabled:
+                gc.enable()
 
 
 def test_what_survived_is_frozen_on_schedule():
