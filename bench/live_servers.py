@@ -80,8 +80,11 @@ def migrate(env: dict) -> None:
     )
 
 
-def _log(folder: Path, name: str):
-    return open(folder / f"{name}.log", "wb")
+def _popen_logged(args: list, log_path: Path, **kwargs) -> subprocess.Popen:
+    """``Popen`` with stdout and stderr to ``log_path``: the child keeps the file open, this
+    process closes its own copy at once (no file left open here per server started)."""
+    with open(log_path, "wb") as log_file:
+        return subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, **kwargs)
 
 
 def start_daphne(env: dict, folder: Path, port: int | None = None, name: str = "daphne"):
@@ -89,12 +92,11 @@ def start_daphne(env: dict, folder: Path, port: int | None = None, name: str = "
     ready: its ``/readyz`` says the cluster is read (pages answer at once, but say they are
     still reading it until then)."""
     port = port or free_port()
-    proc = subprocess.Popen(
+    proc = _popen_logged(
         [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "stormui.asgi:application"],
+        folder / f"{name}.log",
         cwd=ROOT,
         env=env,
-        stdout=_log(folder, name),
-        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -173,13 +175,7 @@ def start_relay(env: dict, folder: Path):
     """``manage.py relay`` (a candidate for leading that does not serve); returns the process
     once it stands."""
     log_path = folder / "relay.log"
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "relay"],
-        cwd=ROOT,
-        env=env,
-        stdout=open(log_path, "wb"),
-        stderr=subprocess.STDOUT,
-    )
+    proc = _popen_logged([sys.executable, "manage.py", "relay"], log_path, cwd=ROOT, env=env)
     deadline = time.monotonic() + 60
     while b"relaying" not in log_path.read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -197,11 +193,10 @@ def start_redis(folder: Path, port: int | None = None, name: str = "redis"):
         raise FileNotFoundError("redis-server is not installed")
     port = port or free_port()
     data = Path(tempfile.mkdtemp(prefix="redis-", dir=folder))
-    proc = subprocess.Popen(
+    proc = _popen_logged(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         + ["--dir", str(data)],
-        stdout=_log(folder, name),
-        stderr=subprocess.STDOUT,
+        folder / f"{name}.log",
     )
     deadline = time.monotonic() + 20
     while True:
