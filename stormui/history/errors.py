@@ -40,6 +40,7 @@ from django.db.models import Count, F, Max, Min, Q, Sum
 from clusterstate.paths import is_valid_id
 
 from ..models import (
+    ErrorBlock,
     ErrorGroup,
     ErrorGroupStorm,
     ErrorHour,
@@ -58,6 +59,8 @@ TEXT_LIMIT = 64 * 1024
 FINGERPRINT_LIMIT = 500
 #: an hour, in ms
 HOUR_MS = 3_600_000
+#: a block of hours (:class:`~stormui.models.ErrorBlock`), in ms: blocks start at its multiples
+BLOCK_MS = 4 * HOUR_MS
 #: rows a statement inserts at most
 INSERT_CHUNK = 400
 _MAX_BIGINT = 2**63 - 1
@@ -449,21 +452,25 @@ _LISTS = ["count", "first_seen", "last_seen", "storms", "components", "tasks", "
 
 
 def _count(inserted: list[_Inserted], groups: dict[str, ErrorGroup]) -> None:
-    """Count what was inserted in its group, its group's hour and its group's storm."""
+    """Count what was inserted in its group, its group's hour and block, and its group's
+    storm."""
     if not inserted:
         return
     by_pk = {g.pk: g for g in groups.values()}
     per_group: dict[int, list[_Inserted]] = defaultdict(list)
     per_hour: dict[tuple[int, int], list[_Inserted]] = defaultdict(list)
+    per_block: dict[tuple[int, int], list[_Inserted]] = defaultdict(list)
     per_storm: dict[tuple[int, str], list[_Inserted]] = defaultdict(list)
     for r in inserted:
         per_group[r.group_id].append(r)
         per_hour[(r.group_id, r.error_time - r.error_time % HOUR_MS)].append(r)
+        per_block[(r.group_id, r.error_time - r.error_time % BLOCK_MS)].append(r)
         per_storm[(r.group_id, r.storm_id)].append(r)
     for gid, rows in per_group.items():
         _merge(by_pk[gid], rows)
     _update([by_pk[gid] for gid in per_group], _LISTS)
     _count_in(ErrorHour, "hour", per_hour, _LISTS)
+    _count_in(ErrorBlock, "block", per_block, _LISTS)
     _count_in(ErrorGroupStorm, "storm_id", per_storm, [f for f in _LISTS if f != "storms"])
 
 
@@ -570,8 +577,8 @@ def _fits(task_id) -> bool:
 
 def expire(cutoff: int, batch: int = recorder.EXPIRE_BATCH) -> int:
     """Delete the errors older than ``cutoff`` (epoch ms), ``batch`` a transaction, taking
-    them off their groups' and group-storms' counts; then the hours, groups, group-storms
-    and tasks no longer seen since."""
+    them off their groups' and group-storms' counts; then the hours and blocks that ended
+    before it, and the groups, group-storms and tasks no longer seen since."""
     total = 0
     touched = set()  # the (group, storm) pairs that lost errors
     old = StoredError.objects.filter(error_time__lt=cutoff).order_by("error_time")
@@ -592,6 +599,7 @@ def expire(cutoff: int, batch: int = recorder.EXPIRE_BATCH) -> int:
         if len(got) < batch:
             break
     total += recorder.delete_before(ErrorHour.objects.all(), "hour", cutoff - HOUR_MS + 1)
+    total += recorder.delete_before(ErrorBlock.objects.all(), "block", cutoff - BLOCK_MS + 1)
     total += recorder.delete_before(ErrorGroupStorm.objects.all(), "last_seen", cutoff, batch=batch)
     total += recorder.delete_before(ErrorGroup.objects.all(), "last_seen", cutoff, batch=batch)
     total += recorder.delete_before(ErrorTask.objects.all(), "seen_at", cutoff, batch=batch)
@@ -811,10 +819,11 @@ def groups(query: Query) -> list[Group]:
       them in time order: a storm's errors are a small part of the whole).
     - A range alone: counted by the hour (:class:`~stormui.models.ErrorHour`), ``since``
       and ``until`` rounded out to whole hours, so the range's first and last hours count
-      whole; first and last seen, storms, components, tasks and hosts are those hours'
-      (each list the first ``LISTED`` found, newest hours first). Counted, ordered and paged
-      by the database (an index holds what it needs); only the page's groups' lists are
-      read, each until it is full.
+      whole; first and last seen are those hours'. Counted, ordered and paged by the
+      database (an index holds what it needs); only the page's groups' storms, components,
+      tasks and hosts are read, from the blocks of hours
+      (:class:`~stormui.models.ErrorBlock`) wholly inside those hours and from the hours at
+      their edges, newest first, each list until it holds ``LISTED``.
     """
     ranged = query.since is not None or query.until is not None
     if query.storm is not None and query.component is None and not ranged:
@@ -913,17 +922,12 @@ def _groups_of_hours(query: Query) -> list[Group]:
         return []
     gids = [t["group_id"] for t in top]
     lists = {gid: (set(), set(), set(), set()) for gid in gids}
-    # newest hours first; each list stops at LISTED, so a busy group's older hours need not
-    # be decoded; an hour's lists not yet full are decoded in one go (the JSON texts as
-    # stored, read without the ORM's decoding), a list that fits added whole
+    # newest first; each list stops at LISTED, so a busy group's older rows need not be
+    # decoded; a row's lists not yet full are decoded in one go (the JSON texts as stored,
+    # read without the ORM's decoding), a list that fits added whole
     full = ErrorGroup.LISTED
     done = set()  # the groups whose lists are all full
-    raw = hours.filter(group_id__in=gids).order_by("-hour").values_list("group_id", *_LIST_FIELDS)
-    sql, params = raw.query.get_compiler(using=raw.db).as_sql()
-    with connections[raw.db].cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    for gid, *texts in rows:
+    for gid, *texts in _list_rows(query, gids):
         if gid in done:
             continue
         mine = lists[gid]
@@ -944,6 +948,50 @@ def _groups_of_hours(query: Query) -> list[Group]:
                 if len(values) >= full:
                     break
     return _built(top, lists)
+
+
+def _list_rows(query: Query, gids: list[int]) -> list[tuple]:
+    """The lists (group id, then the four JSON texts) of the groups ``gids`` over the hours
+    ``query``'s range overlaps, newest first: the blocks wholly inside those hours, the hours
+    only at their edges (before the first such block, after the last)."""
+    start = _first_hour(query)
+    if start is None:
+        return []
+    end = None if query.until is None else query.until - query.until % HOUR_MS + HOUR_MS
+    first = -(-start // BLOCK_MS) * BLOCK_MS  # the first block starting in the range
+    last = None if end is None else end - end % BLOCK_MS  # the end of its last block
+    hours = ErrorHour.objects.filter(group_id__in=gids, hour__gte=start)
+    if end is not None:
+        hours = hours.filter(hour__lt=end)
+    blocks = ErrorBlock.objects.filter(group_id__in=gids, block__gte=first)
+    if last is not None:
+        if last <= first:  # no whole block: the hours alone
+            return _fetched(hours.order_by("-hour").values_list("group_id", *_LIST_FIELDS))
+        blocks = blocks.filter(block__lt=last)
+        hours = hours.filter(Q(hour__lt=first) | Q(hour__gte=last))
+    else:
+        hours = hours.filter(hour__lt=first)
+    edges = _fetched(hours.order_by("-hour").values_list("hour", "group_id", *_LIST_FIELDS))
+    inside = _fetched(blocks.order_by("-block").values_list("group_id", *_LIST_FIELDS))
+    newer = [row[1:] for row in edges if row[0] >= first]
+    older = [row[1:] for row in edges if row[0] < first]
+    return newer + inside + older
+
+
+def _first_hour(query: Query) -> int | None:
+    """The first hour of ``query``'s range: ``since``'s, or else the oldest stored."""
+    if query.since is not None:
+        return query.since - query.since % HOUR_MS
+    return ErrorHour.objects.order_by("hour").values_list("hour", flat=True).first()
+
+
+def _fetched(rows) -> list[tuple]:
+    """The rows of a ``values_list`` query, read through the cursor (the JSON texts as
+    stored)."""
+    sql, params = rows.query.get_compiler(using=rows.db).as_sql()
+    with connections[rows.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 _GROUP_TEXT = ("key", "fingerprint", "sample")
