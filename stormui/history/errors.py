@@ -821,9 +821,9 @@ def groups(query: Query) -> list[Group]:
       and ``until`` rounded out to whole hours, so the range's first and last hours count
       whole; first and last seen are those hours'. Counted, ordered and paged by the
       database (an index holds what it needs); only the page's groups' storms, components,
-      tasks and hosts are read, from the blocks of hours
-      (:class:`~stormui.models.ErrorBlock`) wholly inside those hours and from the hours at
-      their edges, newest first, each list until it holds ``LISTED``.
+      tasks and hosts are read, each list until it holds ``LISTED``: from the blocks of
+      hours (:class:`~stormui.models.ErrorBlock`) wholly inside those hours, newest first,
+      then from the hours at their edges for the groups whose lists are not full.
     """
     ranged = query.since is not None or query.until is not None
     if query.storm is not None and query.component is None and not ranged:
@@ -921,13 +921,33 @@ def _groups_of_hours(query: Query) -> list[Group]:
     if not top:
         return []
     gids = [t["group_id"] for t in top]
+    return _built(top, _lists_of(query, gids))
+
+
+def _lists_of(query: Query, gids: list[int]) -> dict[int, tuple]:
+    """The storms, components, tasks and hosts (sets) of the groups ``gids`` over the hours
+    ``query``'s range overlaps, each at most ``LISTED``: first from the blocks wholly
+    inside those hours, newest first, then, for the groups whose lists are not all full,
+    from the hours at the edges (before the first such block, after the last), newest
+    first."""
     lists = {gid: (set(), set(), set(), set()) for gid in gids}
-    # newest first; each list stops at LISTED, so a busy group's older rows need not be
-    # decoded; a row's lists not yet full are decoded in one go (the JSON texts as stored,
-    # read without the ORM's decoding), a list that fits added whole
+    full = ErrorGroup.LISTED
+    pending = gids
+    for rows_of in _list_sources(query):
+        if not pending:
+            break
+        _add_lists(lists, _fetched(rows_of(pending)))
+        pending = [gid for gid in pending if any(len(v) < full for v in lists[gid])]
+    return lists
+
+
+def _add_lists(lists: dict[int, tuple], rows) -> None:
+    """Add ``rows`` (group id, then the four lists' JSON texts, as stored) to ``lists``,
+    each list until it holds ``LISTED``: a busy group's older rows need not be decoded; a
+    row's lists not yet full are decoded in one go, a list that fits added whole."""
     full = ErrorGroup.LISTED
     done = set()  # the groups whose lists are all full
-    for gid, *texts in _list_rows(query, gids):
+    for gid, *texts in rows:
         if gid in done:
             continue
         mine = lists[gid]
@@ -947,35 +967,38 @@ def _groups_of_hours(query: Query) -> list[Group]:
                 values.add(v)
                 if len(values) >= full:
                     break
-    return _built(top, lists)
 
 
-def _list_rows(query: Query, gids: list[int]) -> list[tuple]:
-    """The lists (group id, then the four JSON texts) of the groups ``gids`` over the hours
-    ``query``'s range overlaps, newest first: the blocks wholly inside those hours, the hours
-    only at their edges (before the first such block, after the last)."""
+def _list_sources(query: Query) -> list:
+    """Functions of a list of group ids giving the query (a ``values_list``: group id, then
+    the four lists) of their rows over the hours ``query``'s range overlaps, newest first:
+    the blocks wholly inside those hours, then the hours at their edges; or the hours
+    alone if no block is whole."""
     start = _first_hour(query)
     if start is None:
         return []
     end = None if query.until is None else query.until - query.until % HOUR_MS + HOUR_MS
     first = -(-start // BLOCK_MS) * BLOCK_MS  # the first block starting in the range
     last = None if end is None else end - end % BLOCK_MS  # the end of its last block
-    hours = ErrorHour.objects.filter(group_id__in=gids, hour__gte=start)
+    hours = ErrorHour.objects.filter(hour__gte=start)
     if end is not None:
         hours = hours.filter(hour__lt=end)
-    blocks = ErrorBlock.objects.filter(group_id__in=gids, block__gte=first)
-    if last is not None:
-        if last <= first:  # no whole block: the hours alone
-            return _fetched(hours.order_by("-hour").values_list("group_id", *_LIST_FIELDS))
+    blocks = ErrorBlock.objects.filter(block__gte=first)
+    if last is not None and last <= first:  # no whole block
+        blocks = None
+    elif last is not None:
         blocks = blocks.filter(block__lt=last)
         hours = hours.filter(Q(hour__lt=first) | Q(hour__gte=last))
     else:
         hours = hours.filter(hour__lt=first)
-    edges = _fetched(hours.order_by("-hour").values_list("hour", "group_id", *_LIST_FIELDS))
-    inside = _fetched(blocks.order_by("-block").values_list("group_id", *_LIST_FIELDS))
-    newer = [row[1:] for row in edges if row[0] >= first]
-    older = [row[1:] for row in edges if row[0] < first]
-    return newer + inside + older
+
+    def rows_of(rows, order):
+        return lambda gids: (
+            rows.filter(group_id__in=gids).order_by(order).values_list("group_id", *_LIST_FIELDS)
+        )
+
+    edges = rows_of(hours, "-hour")
+    return [edges] if blocks is None else [rows_of(blocks, "-block"), edges]
 
 
 def _first_hour(query: Query) -> int | None:
