@@ -34,7 +34,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q, Sum
 
 from clusterstate.paths import is_valid_id
@@ -823,7 +823,7 @@ def groups(query: Query) -> list[Group]:
       database (an index holds what it needs); only the page's groups' storms, components,
       tasks and hosts are read, each list until it holds ``LISTED``: from the blocks of
       hours (:class:`~stormui.models.ErrorBlock`) wholly inside those hours, newest first,
-      then from the hours at their edges for the groups whose lists are not full.
+      then from the hours at their edges, each step only the lists not yet full.
     """
     ranged = query.since is not None or query.until is not None
     if query.storm is not None and query.component is None and not ranged:
@@ -926,37 +926,48 @@ def _groups_of_hours(query: Query) -> list[Group]:
 
 def _lists_of(query: Query, gids: list[int]) -> dict[int, tuple]:
     """The storms, components, tasks and hosts (sets) of the groups ``gids`` over the hours
-    ``query``'s range overlaps, each at most ``LISTED``: first from the blocks wholly
-    inside those hours, newest first, then, for the groups whose lists are not all full,
-    from the hours at the edges (before the first such block, after the last), newest
-    first."""
+    ``query``'s range overlaps, each at most ``LISTED``: first from the newest blocks wholly
+    inside those hours, then from the other such blocks, newest first, then from the hours
+    at the edges (before the first such block, after the last). Each step reads only the
+    groups with a list not yet full, and their tasks and hosts only while one of them is
+    not full (a busy group's fill from its newest blocks; its storms and components, short,
+    seldom fill)."""
     lists = {gid: (set(), set(), set(), set()) for gid in gids}
     full = ErrorGroup.LISTED
-    pending = gids
     for rows_of in _list_sources(query):
-        if not pending:
-            break
-        _add_lists(lists, _fetched(rows_of(pending)))
-        pending = [gid for gid in pending if any(len(v) < full for v in lists[gid])]
+        by_wanted = defaultdict(list)  # the lists to read -> the groups
+        for gid in gids:
+            mine = lists[gid]
+            if all(len(values) >= full for values in mine):
+                continue
+            # the short lists always (one query fewer), the long ones while not full
+            long = len(mine[_PAIRS]) < full or len(mine[_HOSTS]) < full
+            by_wanted[_ALL if long else _SHORT].append(gid)
+        for wanted, pending in by_wanted.items():
+            sql, params = rows_of(pending, [_LIST_FIELDS[i] for i in wanted])
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                _add_lists(lists, wanted, cursor.fetchall())
     return lists
 
 
-def _add_lists(lists: dict[int, tuple], rows) -> None:
-    """Add ``rows`` (group id, then the four lists' JSON texts, as stored) to ``lists``,
-    each list until it holds ``LISTED``: a busy group's older rows need not be decoded; a
-    row's lists not yet full are decoded in one go, a list that fits added whole."""
+def _add_lists(lists: dict[int, tuple], wanted: tuple, rows) -> None:
+    """Add ``rows`` (group id, then the JSON texts, as stored, of the lists ``wanted``:
+    their indexes in :data:`_LIST_FIELDS`) to ``lists``, each list until it holds
+    ``LISTED``: a busy group's older rows need not be decoded; a row's lists not yet full
+    are decoded in one go, a list that fits added whole."""
     full = ErrorGroup.LISTED
     done = set()  # the groups whose lists are all full
     for gid, *texts in rows:
         if gid in done:
             continue
         mine = lists[gid]
-        wanted = [i for i, values in enumerate(mine) if len(values) < full]
-        if not wanted:
+        left = [(j, i) for j, i in enumerate(wanted) if len(mine[i]) < full]
+        if not left:
             done.add(gid)
             continue
-        decoded = json.loads("[" + ",".join([texts[i] for i in wanted]) + "]")
-        for i, got in zip(wanted, decoded, strict=True):
+        decoded = json.loads("[" + ",".join([texts[j] for j, _ in left]) + "]")
+        for (_, i), got in zip(left, decoded, strict=True):
             values = mine[i]
             if i == _PAIRS:
                 got = [tuple(v) for v in got]
@@ -969,36 +980,60 @@ def _add_lists(lists: dict[int, tuple], rows) -> None:
                     break
 
 
+#: the newest blocks of a range, read first for all its groups' lists
+NEWEST_BLOCKS = 2
+
+
 def _list_sources(query: Query) -> list:
-    """Functions of a list of group ids giving the query (a ``values_list``: group id, then
-    the four lists) of their rows over the hours ``query``'s range overlaps, newest first:
-    the blocks wholly inside those hours, then the hours at their edges; or the hours
-    alone if no block is whole."""
+    """Functions of group ids and list names giving the query (SQL and its parameters:
+    group id, then those lists) of their rows over the hours ``query``'s range overlaps,
+    newest first: the newest :data:`NEWEST_BLOCKS` blocks wholly inside those hours, the
+    other such blocks, then the hours at their edges; or the hours alone if no block is
+    whole. (Written as SQL: building each in the ORM cost more than running it.)"""
     start = _first_hour(query)
     if start is None:
         return []
     end = None if query.until is None else query.until - query.until % HOUR_MS + HOUR_MS
     first = -(-start // BLOCK_MS) * BLOCK_MS  # the first block starting in the range
     last = None if end is None else end - end % BLOCK_MS  # the end of its last block
-    hours = ErrorHour.objects.filter(hour__gte=start)
-    if end is not None:
-        hours = hours.filter(hour__lt=end)
-    blocks = ErrorBlock.objects.filter(block__gte=first)
+    hours = (ErrorHour, "hour")
+    blocks = (ErrorBlock, "block")
     if last is not None and last <= first:  # no whole block
-        blocks = None
-    elif last is not None:
-        blocks = blocks.filter(block__lt=last)
-        hours = hours.filter(Q(hour__lt=first) | Q(hour__gte=last))
-    else:
-        hours = hours.filter(hour__lt=first)
+        return [_rows_of(*hours, [(">=", start), ("<", end)])]
+    if last is None:
+        return [_rows_of(*blocks, [(">=", first)]), _rows_of(*hours, [(">=", start), ("<", first)])]
+    newest = max(first, last - NEWEST_BLOCKS * BLOCK_MS)
+    sources = [_rows_of(*blocks, [(">=", newest), ("<", last)])]
+    if newest > first:
+        sources.append(_rows_of(*blocks, [(">=", first), ("<", newest)]))
+    edges = _rows_of(*hours, [(">=", start), ("<", end)], outside=(first, last))
+    return [*sources, edges]
 
-    def rows_of(rows, order):
-        return lambda gids: (
-            rows.filter(group_id__in=gids).order_by(order).values_list("group_id", *_LIST_FIELDS)
+
+def _rows_of(model, name: str, bounds: list[tuple[str, int]], outside=None):
+    """A function of group ids and list names giving the SQL (and its parameters) of the
+    rows of ``model`` whose ``name`` is within ``bounds`` (and not within ``outside``, a
+    range), newest first."""
+    qn = connection.ops.quote_name
+    column = qn(name)
+    where = [f"{column} {op} %s" for op, _ in bounds]
+    params = [value for _, value in bounds]
+    if outside is not None:
+        where.append(f"({column} < %s OR {column} >= %s)")
+        params.extend(outside)
+    table = qn(model._meta.db_table)
+    group = qn(model._meta.get_field("group").column)
+
+    def sql(gids, names):
+        columns = ", ".join(qn(n) for n in names)
+        marks = ", ".join(["%s"] * len(gids))
+        return (
+            f"SELECT {group}, {columns} FROM {table} WHERE {group} IN ({marks})"
+            f" AND {' AND '.join(where)} ORDER BY {column} DESC",
+            [*gids, *params],
         )
 
-    edges = rows_of(hours, "-hour")
-    return [edges] if blocks is None else [rows_of(blocks, "-block"), edges]
+    return sql
 
 
 def _first_hour(query: Query) -> int | None:
@@ -1008,18 +1043,12 @@ def _first_hour(query: Query) -> int | None:
     return ErrorHour.objects.order_by("hour").values_list("hour", flat=True).first()
 
 
-def _fetched(rows) -> list[tuple]:
-    """The rows of a ``values_list`` query, read through the cursor (the JSON texts as
-    stored)."""
-    sql, params = rows.query.get_compiler(using=rows.db).as_sql()
-    with connections[rows.db].cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
 _GROUP_TEXT = ("key", "fingerprint", "sample")
 _LIST_FIELDS = ("storms", "components", "tasks", "hosts")
 _PAIRS = _LIST_FIELDS.index("tasks")  # the list of [storm id, task id] pairs
+_HOSTS = _LIST_FIELDS.index("hosts")
+_ALL = tuple(range(len(_LIST_FIELDS)))
+_SHORT = (_LIST_FIELDS.index("storms"), _LIST_FIELDS.index("components"))
 
 
 def _groups_of_errors(query: Query) -> list[Group]:
