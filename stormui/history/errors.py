@@ -930,8 +930,8 @@ def _lists_of(query: Query, gids: list[int]) -> dict[int, tuple]:
     inside those hours, then from the other such blocks, newest first, then from the hours
     at the edges (before the first such block, after the last). Each step reads only the
     groups with a list not yet full, and their tasks and hosts only while one of them is
-    not full (a busy group's fill from its newest blocks; its storms and components, short,
-    seldom fill)."""
+    not full (a busy group's tasks and hosts fill from its newest blocks; its storms and
+    components, short, seldom fill)."""
     lists = {gid: (set(), set(), set(), set()) for gid in gids}
     full = ErrorGroup.LISTED
     for rows_of in _list_sources(query):
