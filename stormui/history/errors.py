@@ -823,7 +823,7 @@ def groups(query: Query) -> list[Group]:
       database (an index holds what it needs); only the page's groups' storms, components,
       tasks and hosts are read, each list until it holds ``LISTED``: from the blocks of
       hours (:class:`~stormui.models.ErrorBlock`) wholly inside those hours, newest first,
-      then from the hours at their edges, each step only the lists not yet full.
+      then from the hours at their edges for the groups whose lists are not all full.
     """
     ranged = query.since is not None or query.until is not None
     if query.storm is not None and query.component is None and not ranged:
@@ -926,48 +926,39 @@ def _groups_of_hours(query: Query) -> list[Group]:
 
 def _lists_of(query: Query, gids: list[int]) -> dict[int, tuple]:
     """The storms, components, tasks and hosts (sets) of the groups ``gids`` over the hours
-    ``query``'s range overlaps, each at most ``LISTED``: first from the newest blocks wholly
-    inside those hours, then from the other such blocks, newest first, then from the hours
-    at the edges (before the first such block, after the last). Each step reads only the
-    groups with a list not yet full, and their tasks and hosts only while one of them is
-    not full (a busy group's tasks and hosts fill from its newest blocks; its storms and
-    components, short, seldom fill)."""
+    ``query``'s range overlaps, each at most ``LISTED``: first from the blocks wholly
+    inside those hours, newest first, then, for the groups with a list not yet full, from
+    the hours at the edges (before the first such block, after the last), newest first."""
     lists = {gid: (set(), set(), set(), set()) for gid in gids}
     full = ErrorGroup.LISTED
+    pending = gids
     for rows_of in _list_sources(query):
-        by_wanted = defaultdict(list)  # the lists to read -> the groups
-        for gid in gids:
-            mine = lists[gid]
-            if all(len(values) >= full for values in mine):
-                continue
-            # the short lists always (one query fewer), the long ones while not full
-            long = len(mine[_PAIRS]) < full or len(mine[_HOSTS]) < full
-            by_wanted[_ALL if long else _SHORT].append(gid)
-        for wanted, pending in by_wanted.items():
-            sql, params = rows_of(pending, [_LIST_FIELDS[i] for i in wanted])
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                _add_lists(lists, wanted, cursor.fetchall())
+        if not pending:
+            break
+        sql, params = rows_of(pending)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            _add_lists(lists, cursor.fetchall())
+        pending = [gid for gid in pending if any(len(v) < full for v in lists[gid])]
     return lists
 
 
-def _add_lists(lists: dict[int, tuple], wanted: tuple, rows) -> None:
-    """Add ``rows`` (group id, then the JSON texts, as stored, of the lists ``wanted``:
-    their indexes in :data:`_LIST_FIELDS`) to ``lists``, each list until it holds
-    ``LISTED``: a busy group's older rows need not be decoded; a row's lists not yet full
-    are decoded in one go, a list that fits added whole."""
+def _add_lists(lists: dict[int, tuple], rows) -> None:
+    """Add ``rows`` (group id, then the four lists' JSON texts, as stored) to ``lists``,
+    each list until it holds ``LISTED``: a busy group's older rows need not be decoded; a
+    row's lists not yet full are decoded in one go, a list that fits added whole."""
     full = ErrorGroup.LISTED
     done = set()  # the groups whose lists are all full
     for gid, *texts in rows:
         if gid in done:
             continue
         mine = lists[gid]
-        left = [(j, i) for j, i in enumerate(wanted) if len(mine[i]) < full]
-        if not left:
+        wanted = [i for i, values in enumerate(mine) if len(values) < full]
+        if not wanted:
             done.add(gid)
             continue
-        decoded = json.loads("[" + ",".join([texts[j] for j, _ in left]) + "]")
-        for (_, i), got in zip(left, decoded, strict=True):
+        decoded = json.loads("[" + ",".join([texts[i] for i in wanted]) + "]")
+        for i, got in zip(wanted, decoded, strict=True):
             values = mine[i]
             if i == _PAIRS:
                 got = [tuple(v) for v in got]
@@ -980,16 +971,12 @@ def _add_lists(lists: dict[int, tuple], wanted: tuple, rows) -> None:
                     break
 
 
-#: the newest blocks of a range, read first for all its groups' lists
-NEWEST_BLOCKS = 2
-
-
 def _list_sources(query: Query) -> list:
-    """Functions of group ids and list names giving the query (SQL and its parameters:
-    group id, then those lists) of their rows over the hours ``query``'s range overlaps,
-    newest first: the newest :data:`NEWEST_BLOCKS` blocks wholly inside those hours, the
-    other such blocks, then the hours at their edges; or the hours alone if no block is
-    whole. (Written as SQL: building each in the ORM cost more than running it.)"""
+    """Functions of group ids giving the query (SQL and its parameters: group id, then the
+    four lists) of their rows over the hours ``query``'s range overlaps, newest first: the
+    blocks wholly inside those hours, then the hours at their edges; or the hours alone if
+    no block is whole. (Written as SQL: building each through the ORM cost more than the
+    database took to answer it.)"""
     start = _first_hour(query)
     if start is None:
         return []
@@ -1002,16 +989,12 @@ def _list_sources(query: Query) -> list:
         return [_rows_of(*hours, [(">=", start), ("<", end)])]
     if last is None:
         return [_rows_of(*blocks, [(">=", first)]), _rows_of(*hours, [(">=", start), ("<", first)])]
-    newest = max(first, last - NEWEST_BLOCKS * BLOCK_MS)
-    sources = [_rows_of(*blocks, [(">=", newest), ("<", last)])]
-    if newest > first:
-        sources.append(_rows_of(*blocks, [(">=", first), ("<", newest)]))
     edges = _rows_of(*hours, [(">=", start), ("<", end)], outside=(first, last))
-    return [*sources, edges]
+    return [_rows_of(*blocks, [(">=", first), ("<", last)]), edges]
 
 
 def _rows_of(model, name: str, bounds: list[tuple[str, int]], outside=None):
-    """A function of group ids and list names giving the SQL (and its parameters) of the
+    """A function of group ids giving the SQL (and its parameters) of the lists of the
     rows of ``model`` whose ``name`` is within ``bounds`` (and not within ``outside``, a
     range), newest first."""
     qn = connection.ops.quote_name
@@ -1023,9 +1006,9 @@ def _rows_of(model, name: str, bounds: list[tuple[str, int]], outside=None):
         params.extend(outside)
     table = qn(model._meta.db_table)
     group = qn(model._meta.get_field("group").column)
+    columns = ", ".join(qn(n) for n in _LIST_FIELDS)
 
-    def sql(gids, names):
-        columns = ", ".join(qn(n) for n in names)
+    def sql(gids):
         marks = ", ".join(["%s"] * len(gids))
         return (
             f"SELECT {group}, {columns} FROM {table} WHERE {group} IN ({marks})"
@@ -1046,9 +1029,6 @@ def _first_hour(query: Query) -> int | None:
 _GROUP_TEXT = ("key", "fingerprint", "sample")
 _LIST_FIELDS = ("storms", "components", "tasks", "hosts")
 _PAIRS = _LIST_FIELDS.index("tasks")  # the list of [storm id, task id] pairs
-_HOSTS = _LIST_FIELDS.index("hosts")
-_ALL = tuple(range(len(_LIST_FIELDS)))
-_SHORT = (_LIST_FIELDS.index("storms"), _LIST_FIELDS.index("components"))
 
 
 def _groups_of_errors(query: Query) -> list[Group]:
