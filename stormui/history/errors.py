@@ -11,9 +11,10 @@ The contract is ``docs/contract/history.md`` ("Error history").
   NOTHING RETURNING``, so an error already stored (a retried pass, a restart, a resync) is
   a no-op, and only what was really inserted is counted: in its group
   (:class:`~stormui.models.ErrorGroup`), its group's hour (:class:`~stormui.models.ErrorHour`)
-  and its task (:class:`~stormui.models.ErrorTask`, whose ``missed`` is the sequence
-  numbers between the lowest and the highest stored that never were: what ZooKeeper trimmed
-  before the mirror read it; nothing is invented).
+  and block of hours (:class:`~stormui.models.ErrorBlock`), its group's storm, and its task
+  (:class:`~stormui.models.ErrorTask`, whose ``missed`` is the sequence numbers between the
+  lowest and the highest stored that never were: what ZooKeeper trimmed before the mirror
+  read it; nothing is invented).
 - Texts past :data:`TEXT_LIMIT` bytes are cut and marked; NUL (which PostgreSQL's text
   columns refuse) is stored as U+FFFD, as undecodable bytes already are. An item that still
   cannot be stored (a sequence number past 64 bits) is skipped and counted in its task's
