@@ -25,10 +25,12 @@ already, reuses them (and the time they were filled at, in ``FILE.now``).
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -91,6 +93,7 @@ def _code_at(revision: str):
         text=True,
     ).stdout
     folder = tempfile.mkdtemp(prefix="stormui-bench-groups-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     path = os.path.join(folder, "errors.py")
     with open(path, "w") as f:
         f.write(text)
