@@ -246,7 +246,7 @@ def run(cluster: Cluster, now_ms: int, requests: int, warmup: int) -> list[dict]
 def one(database: str, args) -> int:
     folder, _server = _setup_django(database)
     from stormui.history.recorder import now_ms
-    from stormui.models import ErrorGroup, ErrorHour, ErrorTask, StoredError
+    from stormui.models import ErrorBlock, ErrorGroup, ErrorHour, ErrorTask, StoredError
 
     now = now_ms()
     cluster = Cluster(args.tasks)
@@ -263,7 +263,8 @@ def one(database: str, args) -> int:
     print(
         f"# {database}: {rows:,} errors stored in {took:,.0f} s through the writer"
         f" ({rows / took:,.0f}/s); {ErrorGroup.objects.count():,} groups,"
-        f" {ErrorHour.objects.count():,} group-hours, {ErrorTask.objects.count():,} tasks,"
+        f" {ErrorHour.objects.count():,} group-hours, {ErrorBlock.objects.count():,}"
+        f" group-blocks, {ErrorTask.objects.count():,} tasks,"
         f" {sum(ErrorTask.objects.values_list('missed', flat=True)):,} missed",
         flush=True,
     )

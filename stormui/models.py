@@ -413,6 +413,28 @@ class ErrorHour(models.Model):
         ]
 
 
+class ErrorBlock(models.Model):
+    """A group's errors in one block of hours (``block``: its start, epoch ms, a multiple of
+    ``stormui.history.errors.BLOCK_MS``): what an :class:`ErrorHour` holds, for the block's
+    hours together. Kept by the writer with the hours (only what it really inserted counts).
+    The groups of a time range read their lists from the blocks wholly inside the range and
+    from the hours only at its edges (their counts come from the hours)."""
+
+    group = models.ForeignKey(ErrorGroup, on_delete=models.CASCADE, related_name="+")
+    block = models.BigIntegerField()
+    count = models.IntegerField(default=0)
+    first_seen = models.BigIntegerField()
+    last_seen = models.BigIntegerField()
+    storms = JSONText(default=list)
+    components = JSONText(default=list)
+    tasks = JSONText(default=list)  # [storm id, task id] pairs
+    hosts = JSONText(default=list)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["group", "block"], name="error_block_once")]
+        indexes = [models.Index(fields=["block"], name="error_block_start")]
+
+
 class ErrorTask(models.Model):
     """What the history knows of one task's error nodes: the sequence numbers stored (the
     lowest, the highest, how many) and so how many ZooKeeper trimmed before they were read

@@ -11,9 +11,10 @@ The contract is ``docs/contract/history.md`` ("Error history").
   NOTHING RETURNING``, so an error already stored (a retried pass, a restart, a resync) is
   a no-op, and only what was really inserted is counted: in its group
   (:class:`~stormui.models.ErrorGroup`), its group's hour (:class:`~stormui.models.ErrorHour`)
-  and its task (:class:`~stormui.models.ErrorTask`, whose ``missed`` is the sequence
-  numbers between the lowest and the highest stored that never were: what ZooKeeper trimmed
-  before the mirror read it; nothing is invented).
+  and block of hours (:class:`~stormui.models.ErrorBlock`), its group's storm, and its task
+  (:class:`~stormui.models.ErrorTask`, whose ``missed`` is the sequence numbers between the
+  lowest and the highest stored that never were: what ZooKeeper trimmed before the mirror
+  read it; nothing is invented).
 - Texts past :data:`TEXT_LIMIT` bytes are cut and marked; NUL (which PostgreSQL's text
   columns refuse) is stored as U+FFFD, as undecodable bytes already are. An item that still
   cannot be stored (a sequence number past 64 bits) is skipped and counted in its task's
@@ -34,12 +35,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q, Sum
 
 from clusterstate.paths import is_valid_id
 
 from ..models import (
+    ErrorBlock,
     ErrorGroup,
     ErrorGroupStorm,
     ErrorHour,
@@ -58,6 +60,8 @@ TEXT_LIMIT = 64 * 1024
 FINGERPRINT_LIMIT = 500
 #: an hour, in ms
 HOUR_MS = 3_600_000
+#: a block of hours (:class:`~stormui.models.ErrorBlock`), in ms: blocks start at its multiples
+BLOCK_MS = 4 * HOUR_MS
 #: rows a statement inserts at most
 INSERT_CHUNK = 400
 _MAX_BIGINT = 2**63 - 1
@@ -449,21 +453,25 @@ _LISTS = ["count", "first_seen", "last_seen", "storms", "components", "tasks", "
 
 
 def _count(inserted: list[_Inserted], groups: dict[str, ErrorGroup]) -> None:
-    """Count what was inserted in its group, its group's hour and its group's storm."""
+    """Count what was inserted in its group, its group's hour and block, and its group's
+    storm."""
     if not inserted:
         return
     by_pk = {g.pk: g for g in groups.values()}
     per_group: dict[int, list[_Inserted]] = defaultdict(list)
     per_hour: dict[tuple[int, int], list[_Inserted]] = defaultdict(list)
+    per_block: dict[tuple[int, int], list[_Inserted]] = defaultdict(list)
     per_storm: dict[tuple[int, str], list[_Inserted]] = defaultdict(list)
     for r in inserted:
         per_group[r.group_id].append(r)
         per_hour[(r.group_id, r.error_time - r.error_time % HOUR_MS)].append(r)
+        per_block[(r.group_id, r.error_time - r.error_time % BLOCK_MS)].append(r)
         per_storm[(r.group_id, r.storm_id)].append(r)
     for gid, rows in per_group.items():
         _merge(by_pk[gid], rows)
     _update([by_pk[gid] for gid in per_group], _LISTS)
     _count_in(ErrorHour, "hour", per_hour, _LISTS)
+    _count_in(ErrorBlock, "block", per_block, _LISTS)
     _count_in(ErrorGroupStorm, "storm_id", per_storm, [f for f in _LISTS if f != "storms"])
 
 
@@ -570,8 +578,8 @@ def _fits(task_id) -> bool:
 
 def expire(cutoff: int, batch: int = recorder.EXPIRE_BATCH) -> int:
     """Delete the errors older than ``cutoff`` (epoch ms), ``batch`` a transaction, taking
-    them off their groups' and group-storms' counts; then the hours, groups, group-storms
-    and tasks no longer seen since."""
+    them off their groups' and group-storms' counts; then the hours and blocks that ended
+    before it, and the groups, group-storms and tasks no longer seen since."""
     total = 0
     touched = set()  # the (group, storm) pairs that lost errors
     old = StoredError.objects.filter(error_time__lt=cutoff).order_by("error_time")
@@ -592,6 +600,7 @@ def expire(cutoff: int, batch: int = recorder.EXPIRE_BATCH) -> int:
         if len(got) < batch:
             break
     total += recorder.delete_before(ErrorHour.objects.all(), "hour", cutoff - HOUR_MS + 1)
+    total += recorder.delete_before(ErrorBlock.objects.all(), "block", cutoff - BLOCK_MS + 1)
     total += recorder.delete_before(ErrorGroupStorm.objects.all(), "last_seen", cutoff, batch=batch)
     total += recorder.delete_before(ErrorGroup.objects.all(), "last_seen", cutoff, batch=batch)
     total += recorder.delete_before(ErrorTask.objects.all(), "seen_at", cutoff, batch=batch)
@@ -811,10 +820,11 @@ def groups(query: Query) -> list[Group]:
       them in time order: a storm's errors are a small part of the whole).
     - A range alone: counted by the hour (:class:`~stormui.models.ErrorHour`), ``since``
       and ``until`` rounded out to whole hours, so the range's first and last hours count
-      whole; first and last seen, storms, components, tasks and hosts are those hours'
-      (each list the first ``LISTED`` found, newest hours first). Counted, ordered and paged
-      by the database (an index holds what it needs); only the page's groups' lists are
-      read, each until it is full.
+      whole; first and last seen are those hours'. Counted, ordered and paged by the
+      database (an index holds what it needs); only the page's groups' storms, components,
+      tasks and hosts are read, each list until it holds ``LISTED``: from the blocks of
+      hours (:class:`~stormui.models.ErrorBlock`) wholly inside those hours, newest first,
+      then from the hours at their edges for the groups whose lists are not all full.
     """
     ranged = query.since is not None or query.until is not None
     if query.storm is not None and query.component is None and not ranged:
@@ -912,17 +922,34 @@ def _groups_of_hours(query: Query) -> list[Group]:
     if not top:
         return []
     gids = [t["group_id"] for t in top]
+    return _built(top, _lists_of(query, gids))
+
+
+def _lists_of(query: Query, gids: list[int]) -> dict[int, tuple]:
+    """The storms, components, tasks and hosts (sets) of the groups ``gids`` over the hours
+    ``query``'s range overlaps, each at most ``LISTED``: first from the blocks wholly
+    inside those hours, newest first, then, for the groups with a list not yet full, from
+    the hours at the edges (before the first such block, after the last), newest first."""
     lists = {gid: (set(), set(), set(), set()) for gid in gids}
-    # newest hours first; each list stops at LISTED, so a busy group's older hours need not
-    # be decoded; an hour's lists not yet full are decoded in one go (the JSON texts as
-    # stored, read without the ORM's decoding), a list that fits added whole
+    full = ErrorGroup.LISTED
+    pending = gids
+    for rows_of in _list_sources(query):
+        if not pending:
+            break
+        sql, params = rows_of(pending)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            _add_lists(lists, cursor.fetchall())
+        pending = [gid for gid in pending if any(len(v) < full for v in lists[gid])]
+    return lists
+
+
+def _add_lists(lists: dict[int, tuple], rows) -> None:
+    """Add ``rows`` (group id, then the four lists' JSON texts, as stored) to ``lists``,
+    each list until it holds ``LISTED``: a busy group's older rows need not be decoded; a
+    row's lists not yet full are decoded in one go, a list that fits added whole."""
     full = ErrorGroup.LISTED
     done = set()  # the groups whose lists are all full
-    raw = hours.filter(group_id__in=gids).order_by("-hour").values_list("group_id", *_LIST_FIELDS)
-    sql, params = raw.query.get_compiler(using=raw.db).as_sql()
-    with connections[raw.db].cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
     for gid, *texts in rows:
         if gid in done:
             continue
@@ -943,7 +970,61 @@ def _groups_of_hours(query: Query) -> list[Group]:
                 values.add(v)
                 if len(values) >= full:
                     break
-    return _built(top, lists)
+
+
+def _list_sources(query: Query) -> list:
+    """Functions of group ids giving the query (SQL and its parameters: group id, then the
+    four lists) of their rows over the hours ``query``'s range overlaps, newest first: the
+    blocks wholly inside those hours, then the hours at their edges; or the hours alone if
+    no block is whole. (Written as SQL: building each through the ORM cost more than the
+    database took to answer it.)"""
+    start = _first_hour(query)
+    if start is None:
+        return []
+    end = None if query.until is None else query.until - query.until % HOUR_MS + HOUR_MS
+    first = -(-start // BLOCK_MS) * BLOCK_MS  # the first block starting in the range
+    last = None if end is None else end - end % BLOCK_MS  # the end of its last block
+    hours = (ErrorHour, "hour")
+    blocks = (ErrorBlock, "block")
+    if last is not None and last <= first:  # no whole block
+        return [_rows_of(*hours, [(">=", start), ("<", end)])]
+    if last is None:
+        return [_rows_of(*blocks, [(">=", first)]), _rows_of(*hours, [(">=", start), ("<", first)])]
+    edges = _rows_of(*hours, [(">=", start), ("<", end)], outside=(first, last))
+    return [_rows_of(*blocks, [(">=", first), ("<", last)]), edges]
+
+
+def _rows_of(model, name: str, bounds: list[tuple[str, int]], outside=None):
+    """A function of group ids giving the SQL (and its parameters) of the lists of the
+    rows of ``model`` whose ``name`` is within ``bounds`` (and not within ``outside``, a
+    range), newest first."""
+    qn = connection.ops.quote_name
+    column = qn(name)
+    where = [f"{column} {op} %s" for op, _ in bounds]
+    params = [value for _, value in bounds]
+    if outside is not None:
+        where.append(f"({column} < %s OR {column} >= %s)")
+        params.extend(outside)
+    table = qn(model._meta.db_table)
+    group = qn(model._meta.get_field("group").column)
+    columns = ", ".join(qn(n) for n in _LIST_FIELDS)
+
+    def sql(gids):
+        marks = ", ".join(["%s"] * len(gids))
+        return (
+            f"SELECT {group}, {columns} FROM {table} WHERE {group} IN ({marks})"
+            f" AND {' AND '.join(where)} ORDER BY {column} DESC",
+            [*gids, *params],
+        )
+
+    return sql
+
+
+def _first_hour(query: Query) -> int | None:
+    """The first hour of ``query``'s range: ``since``'s, or else the oldest stored."""
+    if query.since is not None:
+        return query.since - query.since % HOUR_MS
+    return ErrorHour.objects.order_by("hour").values_list("hour", flat=True).first()
 
 
 _GROUP_TEXT = ("key", "fingerprint", "sample")

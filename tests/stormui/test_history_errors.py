@@ -21,6 +21,7 @@ from stormui.history import errors as eh
 from stormui.history import recorder as rec
 from stormui.history.recorder import HistoryRecorder
 from stormui.models import (
+    ErrorBlock,
     ErrorGroup,
     ErrorGroupStorm,
     ErrorHour,
@@ -427,6 +428,112 @@ def test_the_migration_fills_the_counts_per_storm_from_the_errors(now_secs):
     assert per_storm() == written == per_storm_of_errors()
 
 
+def blocks_of_hours() -> dict:
+    """Each (group, block) as its hours say: count, first and last seen, and every value
+    the hours list (a set a list)."""
+    found: dict = {}
+    for h in ErrorHour.objects.all():
+        key = (h.group_id, h.hour - h.hour % eh.BLOCK_MS)
+        n, first, last, lists = found.get(key, (0, h.first_seen, h.last_seen, None))
+        lists = lists or tuple(set() for _ in _LISTS)
+        for values, name in zip(lists, _LISTS, strict=True):
+            values.update(json.dumps(v) for v in getattr(h, name))
+        found[key] = (n + h.count, min(first, h.first_seen), max(last, h.last_seen), lists)
+    return found
+
+
+def blocks() -> dict:
+    return {
+        (b.group_id, b.block): (
+            b.count,
+            b.first_seen,
+            b.last_seen,
+            tuple([json.dumps(v) for v in getattr(b, name)] for name in _LISTS),
+        )
+        for b in ErrorBlock.objects.all()
+    }
+
+
+def assert_blocks_match_their_hours() -> None:
+    """Every block holds its hours' counts, first and last seen, and lists as long as they
+    can be of the values its hours list (and no other)."""
+    hours, got = blocks_of_hours(), blocks()
+    assert got.keys() == hours.keys()
+    for key, (n, first, last, lists) in got.items():
+        assert (n, first, last) == hours[key][:3], key
+        for listed, every in zip(lists, hours[key][3], strict=True):
+            assert set(listed) <= every and len(set(listed)) == len(listed), key
+            assert len(listed) == min(ErrorGroup.LISTED, len(every)), key
+
+
+@pytest.mark.django_db
+def test_the_blocks_follow_writes_and_the_migration_fills_them_from_the_hours(now_secs):
+    from importlib import import_module
+
+    from django.apps import apps
+    from django.db import connection
+
+    block = eh.BLOCK_MS // 1000
+    start = (now_secs - 2 * 86_400) // block * block
+    items = []
+    for hour in range(0, 26, 3):  # blocks of one hour and of several, edges apart
+        for task in range(1, 31 if hour == 9 else 4):  # one block hits more tasks than listed
+            storm = STORM if task % 2 else OTHER
+            text = f"disk full on volume {task}" if task % 3 else "java.lang.OutOfMemoryError"
+            when = start + hour * 3600 + task * 60
+            items.append((storm, task, f"c{task % 4}", f"host-{task}", when, text))
+    # in two passes, as the writer gets them
+    from django.db import transaction
+
+    noted = [
+        eh.Noted(storm, task, component, host, 6700, err(text, secs, n))
+        for n, (storm, task, component, host, secs, text) in enumerate(items)
+    ]
+    for half in (noted[: len(noted) // 2], noted[len(noted) // 2 :]):
+        with transaction.atomic():
+            eh.Part(None).write(half, rec.now_ms())
+    assert ErrorBlock.objects.filter(block=start * 1000 + 2 * eh.BLOCK_MS).exists()
+    assert_blocks_match_their_hours()
+    written = blocks()
+    assert sum(n for n, *_ in written.values()) == len(items)
+    ErrorBlock.objects.all().delete()
+    migration = import_module("stormui.migrations.0011_error_blocks")
+    assert (migration.BLOCK_MS, migration.LISTED) == (eh.BLOCK_MS, ErrorGroup.LISTED)
+    migration.fill(apps, SimpleNamespace(connection=connection))
+    assert_blocks_match_their_hours()
+    filled = blocks()
+    assert filled.keys() == written.keys()
+    for key, (n, first, last, lists) in filled.items():
+        assert (n, first, last) == written[key][:3]
+        for mine, theirs in zip(lists, written[key][3], strict=True):
+            if len(theirs) < ErrorGroup.LISTED:  # not full: the same values
+                assert sorted(mine) == sorted(theirs), key
+
+
+@pytest.mark.django_db
+def test_expiry_deletes_the_blocks_that_ended_before_the_cutoff(now_secs):
+    block = eh.BLOCK_MS // 1000
+    start = (now_secs - 3 * 86_400) // block * block
+    store(
+        [
+            (STORM, 1, "words", "host-a", start + n * 3 * 3600 + 60, f"refused {n}")
+            for n in range(20)  # an error every 3 hours: 15 blocks
+        ]
+    )
+    assert ErrorBlock.objects.count() == 15
+    cutoff = (start + 5 * block + 3600) * 1000  # an hour into the sixth block
+    eh.expire(cutoff)
+    left = sorted(ErrorBlock.objects.values_list("block", flat=True))
+    assert left == [(start + n * block) * 1000 for n in range(5, 15)]  # the sixth is kept
+    assert sum(ErrorBlock.objects.values_list("count", flat=True)) == sum(
+        ErrorHour.objects.filter(hour__gte=(start + 5 * block) * 1000).values_list(
+            "count", flat=True
+        )
+    )
+    eh.expire((now_secs + 3600) * 1000)
+    assert not ErrorBlock.objects.exists() and not ErrorHour.objects.exists()
+
+
 # -- through the real mirror ----------------------------------------------------------------------
 
 
@@ -662,31 +769,27 @@ def test_groups_of_a_range_count_its_hours_whole(client, now_secs):
     assert group["count"] == 3 and group["components"] == ["count", "words"]
 
 
-def groups_from_errors(since: int, until: int, limit: int = 100) -> list[dict]:
+def groups_from_errors(since: int | None, until: int | None, limit: int = 100) -> list[dict]:
     """A range's groups as the API answers them, counted from the stored errors themselves:
-    those of the hours the range overlaps; each list the first ``LISTED`` values found
-    walking the hours newest first, each hour's values in order, then sorted."""
+    those of the hours the range overlaps (``None``: no bound); each list every value
+    those errors hold, sorted (the API lists at most ``LISTED`` of them)."""
     hour = eh.HOUR_MS
-    rows = StoredError.objects.filter(
-        error_time__gte=since - since % hour, error_time__lt=until - until % hour + hour
-    ).values_list("group_id", "storm_id", "task_id", "component_id", "host", "error_time")
+    rows = StoredError.objects.all()
+    if since is not None:
+        rows = rows.filter(error_time__gte=since - since % hour)
+    if until is not None:
+        rows = rows.filter(error_time__lt=until - until % hour + hour)
+    fields = ("group_id", "storm_id", "task_id", "component_id", "host", "error_time")
     by_group: dict = {}
-    for gid, storm, task, component, host, t in rows:
-        g = by_group.setdefault(gid, {"times": [], "hours": {}})
+    for gid, storm, task, component, host, t in rows.values_list(*fields):
+        g = by_group.setdefault(gid, {"times": [], "lists": (set(), set(), set(), set())})
         g["times"].append(t)
-        lists = g["hours"].setdefault(t - t % hour, (set(), set(), set(), set()))
-        for values, v in zip(lists, (storm, component, (storm, task), host), strict=True):
-            values.add(v)
+        for values, v in zip(g["lists"], (storm, component, (storm, task), host), strict=True):
+            if v != "":
+                values.add(v)
     found = []
     for gid, g in by_group.items():
-        listed = (set(), set(), set(), set())
-        for _, lists in sorted(g["hours"].items(), reverse=True):
-            for values, more in zip(listed, lists, strict=True):
-                for v in sorted(more - {""}):
-                    if len(values) >= ErrorGroup.LISTED:
-                        break
-                    values.add(v)
-        storms, components, tasks, hosts = (sorted(v) for v in listed)
+        storms, components, tasks, hosts = (sorted(v) for v in g["lists"])
         group = ErrorGroup.objects.get(pk=gid)
         found.append(
             (
@@ -707,55 +810,88 @@ def groups_from_errors(since: int, until: int, limit: int = 100) -> list[dict]:
     return [g for _, g in sorted(found, key=lambda pair: pair[0])][:limit]
 
 
+_LISTS = ("storms", "components", "tasks", "hosts")
+
+
+def assert_groups_match(got: list[dict], truth: list[dict], where) -> None:
+    """``got`` is ``truth`` but for the lists: each a sorted part of the truth's (nothing
+    from outside the range), as long as it can be (``LISTED``, or all the truth holds)."""
+    assert [g["fingerprint"] for g in got] == [g["fingerprint"] for g in truth], where
+    for mine, real in zip(got, truth, strict=True):
+        for name in ("sample", "count", "firstSeen", "lastSeen"):
+            assert mine[name] == real[name], (where, name)
+        for name in _LISTS:
+            listed = [json.dumps(v, sort_keys=True) for v in mine[name]]
+            every = {json.dumps(v, sort_keys=True) for v in real[name]}
+            assert set(listed) <= every, (where, name, set(listed) - every)
+            assert len(set(listed)) == len(listed) == min(ErrorGroup.LISTED, len(every))
+            assert mine[name] == sorted(
+                mine[name], key=lambda v: list(v.values()) if isinstance(v, dict) else v
+            ), (where, name)
+
+
 @pytest.mark.django_db
 def test_a_ranges_groups_are_its_hours_errors_counted(client, now_secs):
     import random
 
     rng = random.Random(12)
-    start = (now_secs - 12 * 3600) // 3600 * 3600
+    block = eh.BLOCK_MS // 1000
+    # 15 hours from an hour before a block starts: three whole blocks and hours at each edge
+    start = (now_secs - 20 * 3600) // block * block - 3600
     storms = [STORM, OTHER, "logs-3-1700000002", "index-4-1700000003"]
     texts = ["disk full on volume {}", "timeout after {} ms talking to db", "queue {} overflow"]
     items = []
-    for hour in range(10):  # each hour, each group: 15 errors (an hour's lists never fill)
+    for hour in range(15):  # each hour, each group: 15 errors (an hour's lists never fill)
         for text in texts:
             for _ in range(15):
                 storm, task = rng.choice(storms), rng.randint(1, 15)
                 items.append(
                     (
                         storm,
-                        task,
+                        task + 100 * (hour % 3),  # tasks and hosts tell some hours apart
                         f"c{task % 6}" if task % 7 else "",  # some with no component known
-                        f"host-{rng.randint(1, 30)}",
+                        f"host-{hour}-{rng.randint(1, 3)}",
                         start + hour * 3600 + rng.randrange(3600),
                         text.format(rng.randint(1, 10**6)),
                     )
                 )
     store(items)
     assert StoredError.objects.count() == len(items)
+    assert ErrorBlock.objects.count() == 3 * 5  # the three groups' five blocks, edges too
     url = reverse("api-error-groups")
     ms, hour = 1000, 3_600_000
-    ranges = [(start * ms, (start + 10 * 3600) * ms)]  # all of it
+    first_block = (start + 3600) * ms
+    ranges = [(start * ms, (start + 15 * 3600) * ms)]  # all of it
     ranges += [(start * ms + hour + 1, start * ms + 3 * hour - 1)]  # two hours, not on edges
-    for _ in range(6):
-        since = start * ms + rng.randrange(10 * hour)
-        ranges.append((since, since + rng.randrange(5 * hour)))
+    # whole blocks only; several blocks and edges; several blocks and the newest edge only
+    ranges += [(first_block, first_block + 8 * hour - 1)]
+    ranges += [(first_block - 1, first_block + 9 * hour + 5)]
+    ranges += [(first_block + 4 * hour + 7, first_block + 13 * hour)]
+    ranges += [(first_block + hour, first_block + 11 * hour - 1)]
+    ranges += [(first_block + 2 * hour, None), (None, first_block + 6 * hour + 1)]
+    for _ in range(8):
+        since = start * ms + rng.randrange(15 * hour)
+        ranges.append((since, since + rng.randrange(12 * hour)))
     listed = ErrorGroup.LISTED
     for since, until in ranges:
-        got = get_json(client, url, since=since, until=until)["groups"]
-        assert got == groups_from_errors(since, until), (since, until)
-        assert (
-            sum(g["count"] for g in got)
-            == StoredError.objects.filter(
-                error_time__gte=since - since % hour, error_time__lt=until - until % hour + hour
-            ).count()
-        )
+        bounds = {k: v for k, v in (("since", since), ("until", until)) if v is not None}
+        got = get_json(client, url, **bounds)["groups"]
+        assert_groups_match(got, groups_from_errors(since, until), (since, until))
+        counted = StoredError.objects.all()
+        if since is not None:
+            counted = counted.filter(error_time__gte=since - since % hour)
+        if until is not None:
+            counted = counted.filter(error_time__lt=until - until % hour + hour)
+        assert sum(g["count"] for g in got) == counted.count()
     # the whole range hits more tasks and hosts than a group lists
     whole = get_json(client, url, since=ranges[0][0], until=ranges[0][1])["groups"][0]
     assert len(whole["tasks"]) == listed and len(whole["hosts"]) == listed
     # paged by the newest last seen
     since, until = ranges[0]
-    assert get_json(client, url, since=since, until=until, limit=2)["groups"] == (
-        groups_from_errors(since, until, limit=2)
+    assert_groups_match(
+        get_json(client, url, since=since, until=until, limit=2)["groups"],
+        groups_from_errors(since, until, limit=2),
+        "limit 2",
     )
 
 
