@@ -386,14 +386,12 @@ class JSONText(models.TextField):
         return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-class ErrorHour(models.Model):
-    """A group's errors in one hour (``hour``: its start, epoch ms): how many, the first and
-    the last, and (at most ``ErrorGroup.LISTED`` of each) the storms, components, tasks and
-    hosts they hit. The groups page's charts, and the groups of a time range, read these:
-    their counts from one index (``error_hour_counts``), their lists as JSON text."""
+class _GroupSpan(models.Model):
+    """A group's errors over a span of time (its start: the subclass's field, epoch ms): how
+    many, the first and the last, and (at most ``ErrorGroup.LISTED`` of each) the storms,
+    components, tasks and hosts they hit, as JSON text."""
 
     group = models.ForeignKey(ErrorGroup, on_delete=models.CASCADE, related_name="+")
-    hour = models.BigIntegerField()
     count = models.IntegerField(default=0)
     first_seen = models.BigIntegerField()
     last_seen = models.BigIntegerField()
@@ -401,6 +399,17 @@ class ErrorHour(models.Model):
     components = JSONText(default=list)
     tasks = JSONText(default=list)  # [storm id, task id] pairs
     hosts = JSONText(default=list)
+
+    class Meta:
+        abstract = True
+
+
+class ErrorHour(_GroupSpan):
+    """A group's errors in one hour (``hour``: its start). The groups page's charts, and the
+    groups of a time range, read these: their counts from one index (``error_hour_counts``),
+    their lists at the range's edges."""
+
+    hour = models.BigIntegerField()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["group", "hour"], name="error_hour_once")]
@@ -413,22 +422,14 @@ class ErrorHour(models.Model):
         ]
 
 
-class ErrorBlock(models.Model):
-    """A group's errors in one block of hours (``block``: its start, epoch ms, a multiple of
+class ErrorBlock(_GroupSpan):
+    """A group's errors in one block of hours (``block``: its start, a multiple of
     ``stormui.history.errors.BLOCK_MS``): what an :class:`ErrorHour` holds, for the block's
     hours together. Kept by the writer with the hours (only what it really inserted counts).
     The groups of a time range read their lists from the blocks wholly inside the range and
     from the hours only at its edges (their counts come from the hours)."""
 
-    group = models.ForeignKey(ErrorGroup, on_delete=models.CASCADE, related_name="+")
     block = models.BigIntegerField()
-    count = models.IntegerField(default=0)
-    first_seen = models.BigIntegerField()
-    last_seen = models.BigIntegerField()
-    storms = JSONText(default=list)
-    components = JSONText(default=list)
-    tasks = JSONText(default=list)  # [storm id, task id] pairs
-    hosts = JSONText(default=list)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["group", "block"], name="error_block_once")]

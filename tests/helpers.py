@@ -48,6 +48,21 @@ def delete_roots(conf: dict, *roots: str) -> None:
         cleaner.close()
 
 
+@contextlib.contextmanager
+def storm_session(conf: dict):
+    """A Storm session (``StormClusterState``) of its own on ``conf``'s ZooKeeper and root,
+    with the real clock; closed on leaving."""
+    from clusterstate import mk_distributed_cluster_state, mk_storm_cluster_state
+
+    state = mk_distributed_cluster_state(conf)
+    storm_state = mk_storm_cluster_state(state)
+    try:
+        yield storm_state
+    finally:
+        storm_state.disconnect()
+        state.close()
+
+
 def open_socket(base_url: str, path: str, timeout: float = WAIT):
     """A real websocket to ``path`` of the daphne at ``base_url``, from its own origin."""
     from websockets.sync.client import connect

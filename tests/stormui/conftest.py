@@ -29,7 +29,7 @@ from clusterstate import (
 from clusterstate.records import WINDOWS
 from stormui import live
 from stormui.source import get_source, reset_source
-from tests.helpers import wait_for
+from tests.helpers import storm_session, wait_for
 
 # Liveness goes by the clock: the known cluster's live beats are at most 5 s old when written,
 # its stale ones 100 s (a task) and 120 s (a supervisor). These leave a test nearly a minute
@@ -361,11 +361,8 @@ def known_cluster(settings, zk_server, zk_conf, stormui_mirror):
 @pytest.fixture
 def writer(zk_conf):
     """A second Storm session on the test root, with the real clock."""
-    state = mk_distributed_cluster_state(zk_conf)
-    storm_state = mk_storm_cluster_state(state)
-    yield storm_state
-    storm_state.disconnect()
-    state.close()
+    with storm_session(zk_conf) as storm_state:
+        yield storm_state
 
 
 @pytest_asyncio.fixture

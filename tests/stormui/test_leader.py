@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from clusterstate import StormBase, mk_distributed_cluster_state, mk_storm_cluster_state
+from clusterstate import StormBase
 from stormui.leader import Candidate
 from tests.helpers import (
     WAIT,
@@ -23,6 +23,7 @@ from tests.helpers import (
     receive_until,
     redis_and_daphnes,
     storm_conf,
+    storm_session,
     the_leader,
     wait_for,
 )
@@ -50,11 +51,8 @@ def farm(zk_server, tmp_path_factory, server_database_factory):
 
 @pytest.fixture
 def writer(farm):
-    state = mk_distributed_cluster_state(farm[1])
-    storm_state = mk_storm_cluster_state(state)
-    yield storm_state
-    storm_state.disconnect()
-    state.close()
+    with storm_session(farm[1]) as storm_state:
+        yield storm_state
 
 
 def errors_once(feed, writer, texts):

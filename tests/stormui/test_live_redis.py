@@ -12,8 +12,8 @@ import uuid
 import pytest
 
 from bench import live_servers
-from clusterstate import StormBase, mk_distributed_cluster_state, mk_storm_cluster_state
-from tests.helpers import WAIT, delete_roots, open_socket, receive_until, storm_conf
+from clusterstate import StormBase
+from tests.helpers import WAIT, delete_roots, open_socket, receive_until, storm_conf, storm_session
 from tests.stormui.conftest import HEALTHY, PAUSED, write_known_cluster
 
 pytestmark = pytest.mark.timeout(180)
@@ -55,11 +55,8 @@ def farm(zk_server, tmp_path_factory, server_database_factory):
 @pytest.fixture
 def writer(farm):
     """A Storm session on the farm's root, with the real clock."""
-    state = mk_distributed_cluster_state(farm[1])
-    storm_state = mk_storm_cluster_state(state)
-    yield storm_state
-    storm_state.disconnect()
-    state.close()
+    with storm_session(farm[1]) as storm_state:
+        yield storm_state
 
 
 def test_a_change_reaches_sockets_on_both_daphnes_once(farm, writer):
