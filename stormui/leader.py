@@ -9,8 +9,8 @@ one at once) and ``manage.py relay``, which leads without serving. They are elec
 through ZooKeeper with kazoo's :class:`~kazoo.recipe.election.Election` under
 ``STORMUI_ZK_DASHBOARD_ROOT`` (outside Storm's root), each in a :class:`Candidate`
 with a ZooKeeper session of its own: Storm's session times out after 10 s, while a
-leader killed outright must lose its ephemeral node within :data:`SESSION_SECS` so
-that another leads well within 10 s.
+leader killed outright must lose its ephemeral node within ``STORMUI_LEADER_SESSION_SECS``
+(default 4) so that another leads well within 10 s.
 
 kazoo's threads only flip :attr:`Candidate.leading` and hand over to the event loop
 (``loop.call_soon_threadsafe``). A leader whose session is suspended stops at once
@@ -46,8 +46,6 @@ from .env import env_bool
 
 log = logging.getLogger(__name__)
 
-#: the election's ZooKeeper session timeout: how long a killed leader keeps its node
-SESSION_SECS = 4.0
 #: a candidate that could not reach ZooKeeper tries again after this
 RETRY_SECS = 1.0
 
@@ -140,7 +138,7 @@ class Candidate:
         self,
         loop: asyncio.AbstractEventLoop,
         *,
-        session_secs: float = SESSION_SECS,
+        session_secs: float | None = None,
         on_elected,
         on_deposed,
         on_resumed=None,
@@ -154,9 +152,13 @@ class Candidate:
         self.on_deposed = on_deposed
         self.on_resumed = on_resumed
         self.identifier = f"{socket.gethostname()}:{os.getpid()}"
+        #: the election's session timeout: how long a killed leader keeps its node
+        self.session_secs = (
+            settings.STORMUI_LEADER_SESSION_SECS if session_secs is None else session_secs
+        )
         self.client = KazooClient(
             hosts=",".join(settings.STORMUI_ZK_SERVERS),
-            timeout=session_secs,
+            timeout=self.session_secs,
             connection_retry=KazooRetry(max_tries=-1, max_delay=1.0),
             command_retry=KazooRetry(max_tries=-1, max_delay=1.0),
         )
@@ -197,7 +199,7 @@ class Candidate:
         if election is not None:
             election.cancel()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(2 * SESSION_SECS)
+            self._thread.join(2 * self.session_secs)
         try:
             self.client.stop()
             self.client.close()
@@ -237,7 +239,7 @@ class Candidate:
     def _campaign(self) -> None:
         while not self._stop.is_set():
             try:
-                self.client.start(timeout=max(SESSION_SECS, 5.0))
+                self.client.start(timeout=max(self.session_secs, 5.0))
                 break
             except Exception as exc:
                 log.warning("the election cannot reach ZooKeeper (%s); trying again", exc)

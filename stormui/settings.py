@@ -101,6 +101,10 @@ if (STORMUI_ZK_DASHBOARD_ROOT + "/").startswith(STORMUI_ZK_ROOT + "/"):
         f"STORMUI_ZK_DASHBOARD_ROOT must be outside STORMUI_ZK_ROOT ({STORMUI_ZK_ROOT}), "
         f"not {STORMUI_ZK_DASHBOARD_ROOT!r}"
     )
+# the leader election's own ZooKeeper session timeout (seconds): how long a leader killed
+# outright keeps leading in ZooKeeper's eyes, so the most of a failover (ZooKeeper may raise
+# it to its minSessionTimeout)
+STORMUI_LEADER_SESSION_SECS = env_number("STORMUI_LEADER_SESSION_SECS", 4.0, minimum=1.0)
 STORMUI_STORE = env_choice("STORMUI_STORE", "zookeeper", ("zookeeper", "memory"))
 STORMUI_MIRROR = env_choice("STORMUI_MIRROR", "on", ("on", "off")) == "on"
 STORMUI_LOGIN_REQUIRED = env_bool("STORMUI_LOGIN_REQUIRED", False)

@@ -209,3 +209,42 @@ async def test_a_blip_the_loop_sleeps_through_still_has_the_pages_resync(zk_serv
         assert candidate.in_office and candidate.terms == 1
     finally:
         await asyncio.to_thread(candidate.withdraw)
+
+
+@pytest.mark.asyncio
+async def test_the_elections_session_timeout_is_the_setting(zk_server, settings):
+    """``STORMUI_LEADER_SESSION_SECS`` is what the election's session asks ZooKeeper for (and
+    gets: the suite's server allows sessions from 1 s), so a killed leader's node goes then."""
+    settings.STORMUI_ZK_SERVERS = [zk_server.connect_string]
+    settings.STORMUI_ZK_DASHBOARD_ROOT = f"/t/{uuid.uuid4().hex}-dashboard"
+    settings.STORMUI_LEADER_SESSION_SECS = 2.5
+    loop = asyncio.get_running_loop()
+
+    async def nothing():
+        pass
+
+    candidate = Candidate(loop, on_elected=nothing, on_deposed=nothing)
+    candidate.start()
+    try:
+        await asyncio.to_thread(wait_for, lambda: candidate.in_office, interval=0.05)
+        # as ZooKeeper granted it (kazoo keeps the negotiated timeout)
+        assert candidate.client._session_timeout == 2500
+    finally:
+        await asyncio.to_thread(candidate.withdraw)
+
+
+@pytest.mark.parametrize("value, ok", [("2.5", True), ("0.5", False), ("soon", False)])
+def test_the_leader_session_setting_is_checked_at_start_up(tmp_path, value, ok):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "check"],
+        cwd=tmp_path,
+        env=outside_env(STORMUI_DOTENV="off", STORMUI_LEADER_SESSION_SECS=value),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if ok:
+        assert done.returncode == 0, done.stderr
+    else:
+        last = done.stderr.strip().splitlines()[-1]
+        assert "ImproperlyConfigured" in last and "STORMUI_LEADER_SESSION_SECS" in last, last
