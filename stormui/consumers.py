@@ -390,6 +390,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def snapshot_text(self, *, resync: bool) -> str:
         token, version, text = await sync_to_async(self._snapshot, thread_sensitive=False)(resync)
+        live.watch_copy(self.source)  # a source started afresh (leadership changed) too
         self.snapshot_mark = (token, version)
         return text
 

@@ -132,6 +132,45 @@ def error_key(error) -> str | None:
     return f"{error.storm_id}/{error.task_id}/{error.seq}"
 
 
+#: the source whose copy :func:`watch_copy` watches (a follower's), and its last state
+_watched: tuple | None = None
+
+
+def watch_copy(source) -> None:
+    """A follower's sockets start again from a snapshot once its copy of the cluster is
+    whole again after being lost (the leader changed, or took over afresh: a new generation
+    of the copy, read anew). The leader's relay has every page resync as it takes over, but
+    a follower's snapshot built then came from its copy still being read again, and what the
+    new leader read first never comes as an error batch: without this, such a page would not
+    show it until its next snapshot. Idempotent; call on the loop with the source a socket
+    uses (a new source is watched anew). Only with a layer that can reach this process's
+    sockets alone (Redis: ``ReconnectingRedisChannelLayer.tell_group_here``)."""
+    global _watched
+    if _watched is not None and _watched[0] is source:
+        return
+    layer = get_channel_layer()
+    tell = getattr(layer, "tell_group_here", None)
+    if tell is None:
+        _watched = (source,)
+        return
+    loop = asyncio.get_running_loop()
+    was_connected = [source.zk_connected]
+
+    def on_change(change) -> None:  # the mirror's thread
+        if change.kind != "connection":
+            return
+        connected = source.zk_connected
+        if connected and not was_connected[0] and not relays_here():
+            try:
+                loop.call_soon_threadsafe(tell, STATUS_GROUP, {"type": "resync.requested"})
+            except RuntimeError:  # the loop is closed
+                pass
+        was_connected[0] = connected
+
+    source.subscribe(on_change)
+    _watched = (source,)
+
+
 def source_version(source) -> int:
     return source.mirror.version if source.mirror is not None else 0
 
@@ -270,6 +309,7 @@ async def ensure_relay():
     source = await sync_to_async(get_source, thread_sensitive=False)()
     # nothing is relayed, recorded or snapshotted from a cluster still being read
     await wait_synced(source)
+    watch_copy(source)
     if relays_here():
         loop = asyncio.get_running_loop()
         relay = _relay

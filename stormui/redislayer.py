@@ -64,6 +64,17 @@ class ReconnectingRedisChannelLayer(RedisChannelLayer):
             # Redis away: the membership went with it (or expires); the socket closes cleanly
             self._failed(exc)
 
+    def tell_group_here(self, group: str, message: dict) -> int:
+        """Give ``message`` to this process's channels in ``group`` alone, not through Redis
+        (what only this process knows: its copy of the cluster was read afresh); on the
+        event loop. Returns how many channels got it."""
+        told = 0
+        for channel, groups in list(self.memberships.items()):
+            if group in groups and "!" in channel:  # a process-local channel: a socket's
+                self.receive_buffer[channel].put_nowait(dict(message))
+                told += 1
+        return told
+
     def forget(self, channel) -> None:
         """``channel`` is gone without leaving its groups (its socket was refused half-way):
         it joins none again."""

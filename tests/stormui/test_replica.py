@@ -277,3 +277,90 @@ def test_a_follower_daphne_serves_the_relays_copy_without_reading_zookeeper(
         known.writer.disconnect()
         known.writer.cluster_state.close()
         delete_roots(conf, root)
+
+
+# -- a follower's sockets once its copy is whole again ------------------------------------------
+
+
+class _CopySource:
+    """What :func:`stormui.live.watch_copy` reads of a source: its connection and changes."""
+
+    def __init__(self):
+        self.zk_connected = True
+        self.listeners = []
+
+    def subscribe(self, listener):
+        self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener)
+
+    def say(self, connected: bool) -> None:  # as the mirror's thread tells it
+        from clusterstate.mirror import MirrorChange
+
+        self.zk_connected = connected
+        for listener in list(self.listeners):
+            listener(MirrorChange("connection"))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("leads", [False, True])
+async def test_a_followers_sockets_resync_once_its_copy_is_whole_again(monkeypatch, leads):
+    """A follower's copy lost and read again (a new leader's generation): its own sockets,
+    and only its own, get a resync once it is whole; a leader's relay does that itself."""
+    import asyncio
+    import threading
+
+    from stormui import live
+
+    told = []
+
+    class Layer:  # the one method watch_copy needs; the real one is tested below
+        def tell_group_here(self, group, message):
+            told.append((group, message))
+
+    monkeypatch.setattr(live, "get_channel_layer", Layer)
+    monkeypatch.setattr(live, "relays_here", lambda: leads)
+    monkeypatch.setattr(live, "_watched", None)
+    source = _CopySource()
+    live.watch_copy(source)
+    live.watch_copy(source)  # once however often a socket asks
+    assert len(source.listeners) == 1
+    source.say(True)  # no change of state: nothing to do
+    thread = threading.Thread(target=lambda: (source.say(False), source.say(True)))
+    thread.start()
+    thread.join()
+    await asyncio.sleep(0)  # the loop runs what the mirror's thread handed it
+    expected = [] if leads else [(live.STATUS_GROUP, {"type": "resync.requested"})]
+    assert told == expected
+
+
+@pytest.mark.asyncio
+async def test_the_redis_layer_tells_this_process_sockets_alone(redis_server):
+    import asyncio
+
+    from stormui.redislayer import ReconnectingRedisChannelLayer
+
+    layer = ReconnectingRedisChannelLayer(hosts=[redis_server.url])
+    other = ReconnectingRedisChannelLayer(hosts=[redis_server.url])  # another process's
+    mine, elsewhere, outside = (
+        await layer.new_channel(),
+        await other.new_channel(),
+        await layer.new_channel(),
+    )
+    try:
+        await layer.group_add("status", mine)
+        await other.group_add("status", elsewhere)
+        await layer.group_add("other", outside)
+        assert layer.tell_group_here("status", {"type": "resync.requested"}) == 1
+        assert await asyncio.wait_for(layer.receive(mine), WAIT) == {"type": "resync.requested"}
+        # nothing went through Redis: the other process's channel and the other group's
+        # get nothing (what a group_send then brings comes first)
+        await other.group_send("status", {"type": "probe"})
+        assert await asyncio.wait_for(other.receive(elsewhere), WAIT) == {"type": "probe"}
+        await layer.group_send("other", {"type": "probe"})
+        assert await asyncio.wait_for(layer.receive(outside), WAIT) == {"type": "probe"}
+    finally:
+        for channel, owner in ((mine, layer), (elsewhere, other), (outside, layer)):
+            for group in ("status", "other"):
+                await owner.group_discard(group, channel)
+        await layer.flush()
+        await other.flush()
