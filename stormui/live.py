@@ -104,6 +104,9 @@ TICK_TEXT = json.dumps({"type": "tick"})
 PAGE_TICKS = 3
 
 _relay: Relay | None = None
+#: the relay's listener tries to join its group again after this, doubling up to the max
+JOIN_RETRY_FIRST_SECS = 0.1
+JOIN_RETRY_MAX_SECS = 2.0
 #: the task starting the relay in the background (start_relay_soon), held so it is not lost
 _starting: asyncio.Task | None = None
 
@@ -715,7 +718,17 @@ class Relay:
     async def _listen(self) -> None:
         """Take the consumers' word of which pages are open."""
         channel = await self.layer.new_channel()
-        await self.layer.group_add(RELAY_GROUP, channel)
+        delay = JOIN_RETRY_FIRST_SECS
+        while True:
+            try:
+                await self.layer.group_add(RELAY_GROUP, channel)
+                break
+            except Exception as exc:
+                # Redis away for a moment (a timeout seen right after a take-over): a relay
+                # that never listens would leave its take-over waiting for good
+                log.warning("the relay could not join its group (%s); trying again", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, JOIN_RETRY_MAX_SECS)
         self.listening.set()
         try:
             while True:

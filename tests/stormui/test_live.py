@@ -406,6 +406,40 @@ async def test_a_leader_that_withheld_sends_resyncs_every_page_when_it_leads_aga
     await comm.disconnect()
 
 
+async def test_the_relay_listens_once_its_layer_answers_again(live_cluster, monkeypatch):
+    """The layer away for a moment as a relay starts (Redis timing out right after a
+    take-over): its listener joins its group once the layer answers, so the take-over that
+    waits for it (``ensure_relay``) does not wait for good."""
+    from asgiref.sync import sync_to_async
+    from channels.layers import get_channel_layer
+
+    from stormui.source import get_source
+
+    layer = get_channel_layer()
+    real_group_add = layer.group_add
+    failed = []
+
+    async def group_add(group, channel):
+        if group == live.RELAY_GROUP and len(failed) < 2:
+            failed.append(group)
+            raise ConnectionError("the layer is away")
+        return await real_group_add(group, channel)
+
+    monkeypatch.setattr(layer, "group_add", group_add)
+    monkeypatch.setattr(live, "JOIN_RETRY_FIRST_SECS", 0.01)
+    source = await sync_to_async(get_source)()
+    relay = live.Relay(source, layer, asyncio.get_running_loop())
+    relay.start()
+    try:
+        await asyncio.wait_for(relay.listening.wait(), WAIT)
+        assert failed == [live.RELAY_GROUP] * 2
+        # and it hears which pages are open
+        await layer.group_send(live.RELAY_GROUP, {"type": "pages.open", "keys": [["cluster"]]})
+        await until(lambda: ("cluster",) in relay.pages)
+    finally:
+        relay.stop()
+
+
 async def test_the_first_request_starts_the_relay_once_without_waiting(live_cluster, monkeypatch):
     # no page open: HTTP requests come first, at once, then a socket; one relay starts
     starts = []
