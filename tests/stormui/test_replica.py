@@ -325,10 +325,18 @@ async def test_a_followers_sockets_resync_once_its_copy_is_whole_again(monkeypat
     live.watch_copy(source)  # once however often a socket asks
     assert len(source.listeners) == 1
     source.say(True)  # no change of state: nothing to do
-    thread = threading.Thread(target=lambda: (source.say(False), source.say(True)))
+    loop = asyncio.get_running_loop()
+    handed = asyncio.Event()
+
+    def mirror_thread():  # the copy lost and whole again; then a mark, handed over after it
+        source.say(False)
+        source.say(True)
+        loop.call_soon_threadsafe(handed.set)
+
+    thread = threading.Thread(target=mirror_thread)
     thread.start()
+    await asyncio.wait_for(handed.wait(), WAIT)  # what the thread handed over before ran
     thread.join()
-    await asyncio.sleep(0)  # the loop runs what the mirror's thread handed it
     expected = [] if leads else [(live.STATUS_GROUP, {"type": "resync.requested"})]
     assert told == expected
 
