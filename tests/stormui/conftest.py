@@ -9,8 +9,10 @@ records, independently of ``stormui.cluster``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import pytest
@@ -29,7 +31,13 @@ from clusterstate import (
 from clusterstate.records import WINDOWS
 from stormui import live
 from stormui.source import get_source, reset_source
-from tests.helpers import storm_session, wait_for
+from tests.helpers import (
+    delete_roots,
+    redis_and_daphnes,
+    storm_conf,
+    storm_session,
+    wait_for,
+)
 
 # Liveness goes by the clock: the known cluster's live beats are at most 5 s old when written,
 # its stale ones 100 s (a task) and 120 s (a supervisor). These leave a test nearly a minute
@@ -309,6 +317,22 @@ def write_known_cluster(zk_conf) -> KnownCluster:
     error(TROUBLED, 10, now - 30, "spout error, newest")
     error(HEALTHY, 4, now - 700, "healthy storm's old error")
     return known
+
+
+@contextlib.contextmanager
+def known_cluster_behind_redis(zk_server, folder, database: str):
+    """The known cluster on a root of its own, with Redis and two daphnes on it, each a
+    candidate for leader; yields ``(procs, conf)`` (``procs``: url -> process)."""
+    root = f"/t/{uuid.uuid4().hex}"
+    conf = storm_conf(zk_server, root)
+    known = write_known_cluster(conf)
+    try:
+        with redis_and_daphnes(conf, folder, database) as (_, procs):
+            yield procs, conf
+    finally:
+        known.writer.disconnect()
+        known.writer.cluster_state.close()
+        delete_roots(conf, root, root + "-dashboard")
 
 
 @pytest.fixture

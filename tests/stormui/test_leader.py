@@ -18,16 +18,13 @@ from stormui.leader import Candidate
 from tests.helpers import (
     WAIT,
     dashboard_runs,
-    delete_roots,
     open_socket,
     receive_until,
-    redis_and_daphnes,
-    storm_conf,
     storm_session,
     the_leader,
     wait_for,
 )
-from tests.stormui.conftest import HEALTHY, PAUSED, write_known_cluster
+from tests.stormui.conftest import HEALTHY, PAUSED, known_cluster_behind_redis
 from tests.stormui.test_isolation import ROOT, outside_env
 
 pytestmark = pytest.mark.timeout(180)
@@ -37,16 +34,8 @@ pytestmark = pytest.mark.timeout(180)
 def farm(zk_server, tmp_path_factory, server_database_factory):
     """Redis and two daphnes on the known cluster, neither told to relay."""
     folder = tmp_path_factory.mktemp("leader")
-    root = f"/t/{uuid.uuid4().hex}"
-    conf = storm_conf(zk_server, root)
-    known = write_known_cluster(conf)
-    try:
-        with redis_and_daphnes(conf, folder, server_database_factory(folder)) as (_, procs):
-            yield procs, conf
-    finally:
-        known.writer.disconnect()
-        known.writer.cluster_state.close()
-        delete_roots(conf, root, root + "-dashboard")
+    with known_cluster_behind_redis(zk_server, folder, server_database_factory(folder)) as got:
+        yield got
 
 
 @pytest.fixture

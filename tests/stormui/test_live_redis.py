@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import time
-import uuid
 
 import pytest
 
 from bench import live_servers
 from clusterstate import StormBase
-from tests.helpers import WAIT, delete_roots, open_socket, receive_until, storm_conf, storm_session
-from tests.stormui.conftest import HEALTHY, PAUSED, write_known_cluster
+from tests.helpers import (
+    WAIT,
+    open_socket,
+    receive_until,
+    storm_session,
+)
+from tests.stormui.conftest import HEALTHY, PAUSED, known_cluster_behind_redis
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -22,34 +25,12 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def farm(zk_server, tmp_path_factory, server_database_factory):
     """Redis and two daphnes, one of them elected leader, all on the known cluster."""
-    if shutil.which("redis-server") is None:
-        pytest.skip(
-            "redis-server is not installed (apt-get install redis-server, or make setup-test)"
-        )
     folder = tmp_path_factory.mktemp("live-redis")
-    root = f"/t/{uuid.uuid4().hex}"
-    conf = storm_conf(zk_server, root)
-    known = write_known_cluster(conf)
-    procs = []
-    try:
-        redis, redis_url = live_servers.start_redis(folder)
-        procs.append(redis)
-        env = live_servers.server_env(
-            zk_server.connect_string, root, server_database_factory(folder), REDIS_URL=redis_url
-        )
-        live_servers.migrate(env)
-        urls = []
-        for proc, url in live_servers.start_daphnes(env, folder, 2):
-            procs.append(proc)
-            urls.append(url)
+    database = server_database_factory(folder)
+    with known_cluster_behind_redis(zk_server, folder, database) as (procs, conf):
+        urls = list(procs)
         live_servers.wait_leader(urls)
         yield urls, conf
-    finally:
-        for proc in reversed(procs):
-            live_servers.stop(proc)
-        known.writer.disconnect()
-        known.writer.cluster_state.close()
-        delete_roots(conf, root, root + "-dashboard")
 
 
 @pytest.fixture
