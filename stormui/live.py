@@ -135,8 +135,8 @@ def error_key(error) -> str | None:
     return f"{error.storm_id}/{error.task_id}/{error.seq}"
 
 
-#: the source whose copy :func:`watch_copy` watches (a follower's), and its last state
-_watched: tuple | None = None
+#: the source whose copy :func:`watch_copy` watches (a follower's)
+_watched = None
 
 
 def watch_copy(source) -> None:
@@ -149,12 +149,12 @@ def watch_copy(source) -> None:
     uses (a new source is watched anew). Only with a layer that can reach this process's
     sockets alone (Redis: ``ReconnectingRedisChannelLayer.tell_group_here``)."""
     global _watched
-    if _watched is not None and _watched[0] is source:
+    if _watched is source:
         return
     layer = get_channel_layer()
     tell = getattr(layer, "tell_group_here", None)
     if tell is None:
-        _watched = (source,)
+        _watched = source
         return
     loop = asyncio.get_running_loop()
     was_connected = [source.zk_connected]
@@ -171,7 +171,7 @@ def watch_copy(source) -> None:
         was_connected[0] = connected
 
     source.subscribe(on_change)
-    _watched = (source,)
+    _watched = source
 
 
 def source_version(source) -> int:
