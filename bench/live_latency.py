@@ -63,6 +63,19 @@ def toggle_assignment(writer) -> Assignment:
     )
 
 
+def simulate_command(args) -> list[str]:
+    """``manage.py simulate`` with the benchmark's cluster (``args``: storms, tasks per
+    storm, heartbeat seconds, error rate), storms churning every 30 s."""
+    return [
+        sys.executable, "manage.py", "simulate",
+        "--storms", str(args.storms),
+        "--tasks-per-storm", str(args.tasks_per_storm),
+        "--heartbeat-secs", str(args.heartbeat_secs),
+        "--error-rate", str(args.error_rate),
+        "--churn-secs", "30",
+    ]  # fmt: skip
+
+
 def beats_per_sec(log: Path) -> float | None:
     """Heartbeats the simulator wrote a second, from its status lines (every 10 s)."""
     points = []
@@ -194,14 +207,7 @@ def main(argv=None):
     try:
         live_servers.migrate(env)
         if not args.no_simulator:
-            sim = [
-                sys.executable, "manage.py", "simulate",
-                "--storms", str(args.storms),
-                "--tasks-per-storm", str(args.tasks_per_storm),
-                "--heartbeat-secs", str(args.heartbeat_secs),
-                "--error-rate", str(args.error_rate),
-                "--churn-secs", "30",
-            ]  # fmt: skip
+            sim = simulate_command(args)
             procs.append(
                 subprocess.Popen(
                     sim,

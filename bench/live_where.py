@@ -31,7 +31,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -40,31 +39,15 @@ from pathlib import Path
 
 from bench import live_servers
 from bench.common import bench_cluster, percentile
+from bench.live_latency import simulate_command, toggle_assignment
 from clusterstate import (
-    Assignment,
     StormBase,
-    SupervisorInfo,
     mk_distributed_cluster_state,
     mk_storm_cluster_state,
 )
 
 ERROR_STORM = "bench-where-1-1"
 TOGGLE_STORM = "bench-where-toggle-2-2"
-
-
-def toggle_assignment(writer) -> Assignment:
-    """The toggled storm's assignment, on a supervisor of the writer's own session: the
-    simulator takes down, as leftovers of an earlier run, storms that no live supervisor
-    other than its own runs."""
-    writer.set_supervisor_heartbeat(
-        "bench-toggle-sup", SupervisorInfo(int(time.time()), "bench-host", (6700,), 0)
-    )
-    return Assignment(
-        "/nimbus/toggle",
-        {"bench-toggle-sup": "bench-host"},
-        {1: ("bench-toggle-sup", 6700)},
-        {1: int(time.time())},
-    )
 
 
 def stats(values: list[float]) -> dict:
@@ -129,14 +112,7 @@ def main(argv=None):
     from clusterstate.mirror import ClusterMirror
     from stormui import cluster, pages
 
-    sim = [
-        sys.executable, "manage.py", "simulate",
-        "--storms", str(args.storms),
-        "--tasks-per-storm", str(args.tasks_per_storm),
-        "--heartbeat-secs", str(args.heartbeat_secs),
-        "--error-rate", str(args.error_rate),
-        "--churn-secs", "30",
-    ]  # fmt: skip
+    sim = simulate_command(args)
     proc = subprocess.Popen(
         sim,
         cwd=live_servers.ROOT,
