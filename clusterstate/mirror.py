@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from . import paths
+from . import paths, precedence
 from .errors import NotConnectedError, UnreadableNodeError
 from .protocol import (
     CONNECTED,
@@ -79,6 +79,10 @@ POLL_BATCH_SIZE = 1000
 #: How many paths one pipelined read of a resync asks for at most: events that come
 #: meanwhile are applied between them, so they wait for one such read at most.
 RESYNC_BATCH_SIZE = 250
+
+#: A heartbeat poll lets news pass (:mod:`clusterstate.precedence`) after decoding this
+#: many heartbeats, and before each batch's read.
+DECODE_STEP = 100
 
 #: Kinds of :class:`MirrorChange`.
 CHANGE_KINDS = (
@@ -207,6 +211,11 @@ def _check_id(value, kind: str = "storm id") -> str:
     if type(value) is str:
         return _checked_str_id(value, kind)
     return paths.check_id(value, kind)
+
+
+def _news_told(items: list) -> None:
+    """The watch events among ``items`` are applied and told: their news has left the mirror."""
+    precedence.NEWS.end(sum(1 for item in items if isinstance(item, tuple)))
 
 
 def _chunks(items: list, size: int = BATCH_SIZE):
@@ -554,6 +563,8 @@ class ClusterMirror(StormReader):
     # -- kazoo's threads: hand off and return ------------------------------------
 
     def _on_watch(self, event_type: str, path: str) -> None:
+        # news: background work steps aside until the worker has told of it (precedence)
+        precedence.NEWS.begin()
         self._queue.put((event_type, path))
 
     def _on_connection(self, state: str) -> None:
@@ -577,16 +588,19 @@ class ClusterMirror(StormReader):
 
     def _step(self) -> None:
         items = self._take(self._timeout(time.monotonic()))
-        if self._stopping:
-            return
-        events = self._sort(items)
-        now = time.monotonic()
-        if self._need_resync or now >= self._resync_due:
-            if now >= self._retry_due and self._state.connected:
-                self._resync()  # reads everything: the events are covered
-            return
-        if events:
-            self._apply_events(events)
+        try:
+            if self._stopping:
+                return
+            events = self._sort(items)
+            now = time.monotonic()
+            if self._need_resync or now >= self._resync_due:
+                if now >= self._retry_due and self._state.connected:
+                    self._resync()  # reads everything: the events are covered
+                return
+            if events:
+                self._apply_events(events)
+        finally:
+            _news_told(items)
 
     def _sort(self, items: list) -> dict[str, set[str]]:
         """Act on the connection markers among ``items``; return the watch events by path."""
@@ -614,9 +628,13 @@ class ClusterMirror(StormReader):
         news (a reported error) for long.
         """
         if not self._stopping:
-            events = self._sort(self._take(0))
-            if events:
-                self._apply_events(events)
+            items = self._take(0)
+            try:
+                events = self._sort(items)
+                if events:
+                    self._apply_events(events)
+            finally:
+                _news_told(items)
 
     def _timeout(self, now: float) -> float:
         """How long the worker may wait for events before it has something to do."""
@@ -670,6 +688,7 @@ class ClusterMirror(StormReader):
             # the cold load is a snapshot, not news: it is reported as one resync
             self._report(_Changes() if first else changes)
             deferred, self._deferred = self._deferred, []
+            precedence.NEWS.begin(len(deferred))  # news again, told by a later step
             for event in deferred:
                 self._queue.put(event)
         now = time.monotonic()
@@ -750,6 +769,7 @@ class ClusterMirror(StormReader):
         the batch was read is left as the worker has it (its read is newer);
         nodes gone are left to the worker too (the folder's watch tells it).
         """
+        step_aside = precedence.NEWS.step_aside
         started = time.monotonic()
         self._beat_due = started + self._heartbeat_secs
         with self._lock:
@@ -763,6 +783,7 @@ class ClusterMirror(StormReader):
         for batch in _chunks(beats, POLL_BATCH_SIZE):
             if self._beats_stop.is_set() or self._need_resync:
                 return
+            step_aside()  # news first: this poll is the dashboard's bulk work
             seen = {path: self._data.get(path) for path in batch}
             try:
                 fetched = self._poll_state().get_data_many(batch, False)
@@ -770,7 +791,9 @@ class ClusterMirror(StormReader):
                 logger.info("cluster mirror heartbeat read interrupted by a disconnect")
                 return
             decoded = {}
-            for path, raw in fetched.items():
+            for i, (path, raw) in enumerate(fetched.items()):
+                if i % DECODE_STEP == DECODE_STEP - 1:
+                    step_aside()
                 entry = seen.get(path)
                 if raw is None or (entry is not None and entry.raw == raw):
                     continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import islice
@@ -946,6 +947,7 @@ def build_cluster_view(
     supervisor_timeout: float,
     tracker: RateTracker | None = _rates.TRACKER,
     reuse: dict[str, StormView] | None = None,
+    between: Callable[[], object] | None = None,
 ) -> ClusterView:
     """The whole cluster's figures, read through ``reader``.
 
@@ -954,6 +956,8 @@ def build_cluster_view(
     :param reuse: storms' views known to be current (from an earlier view, by id): those
         still listed are taken as they are, not read again; the rest are read. The
         cluster's own figures (supervisors, slots, errors) are computed afresh either way.
+    :param between: called before each storm is read (a background build lets news pass:
+        :func:`clusterstate.precedence.Gate.step_aside`).
     """
     global _sums_cache
     storm_ids = set(reader.active_storms())
@@ -967,6 +971,8 @@ def build_cluster_view(
         if not is_valid_id(storm_id):
             log.warning("skipping storm with an invalid id %r", storm_id)
             continue
+        if between is not None:
+            between()
         storm = _read_storm(reader, storm_id, now, task_timeout, _sums_cache, fresh_sums, tracker)
         if storm is not None:
             storms[storm_id] = storm

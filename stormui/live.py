@@ -67,6 +67,8 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from clusterstate import precedence
+
 from . import bases, leader, pages, shapes
 from .cluster import ErrorView
 from .history import recorder as history
@@ -109,6 +111,12 @@ JOIN_RETRY_FIRST_SECS = 0.1
 JOIN_RETRY_MAX_SECS = 2.0
 #: the task starting the relay in the background (start_relay_soon), held so it is not lost
 _starting: asyncio.Task | None = None
+
+
+def _news(change) -> bool:
+    """Whether the relay sends ``change`` as soon as it may: an error, a storm's own change
+    (the connection's is its status, sent at once too)."""
+    return change.kind in _AT_ONCE or (change.kind == "errors" and bool(change.errors))
 
 
 def storm_group(storm_id: str) -> str:
@@ -481,6 +489,9 @@ class Relay:
         self._last_at_once = NEVER
         self._last_errors = NEVER
         self._withheld = False  # something was not sent since this process did not lead
+        # news held (clusterstate.precedence) until the next send of errors, of updates
+        self._news_errors = 0
+        self._news_changes = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
@@ -503,6 +514,8 @@ class Relay:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        held, self._news_errors, self._news_changes = self._news_errors + self._news_changes, 0, 0
+        precedence.NEWS.end(held)
         for task in (self._task, self._listener):
             if task is not None and not task.done():
                 try:
@@ -513,15 +526,26 @@ class Relay:
     # -- the mirror's thread ---------------------------------------------------
 
     def _on_change(self, change) -> None:
+        # news (an error, a storm's own change) is held until its messages are sent, from
+        # before the mirror lets go of it: background work steps aside meanwhile
+        news = _news(change)
+        if news:
+            precedence.NEWS.begin()
         # hand off and return: the mirror's worker must not wait on us
         try:
-            self.loop.call_soon_threadsafe(self._take, change)
+            self.loop.call_soon_threadsafe(self._take, change, news)
         except RuntimeError:  # the loop is closed: this relay is over
-            pass
+            if news:
+                precedence.NEWS.end()
 
     # -- the loop ----------------------------------------------------------------
 
-    def _take(self, change) -> None:
+    def _take(self, change, news: bool = False) -> None:
+        if news:
+            if change.kind == "errors":
+                self._news_errors += 1
+            else:
+                self._news_changes += 1
         kind = change.kind
         if kind == "errors" and change.errors:
             for e in change.errors:
@@ -613,6 +637,13 @@ class Relay:
         self._was_connected = connected
 
     async def _send_errors(self) -> None:
+        held, self._news_errors = self._news_errors, 0
+        try:
+            await self._send_errors_now()
+        finally:
+            precedence.NEWS.end(held)
+
+    async def _send_errors_now(self) -> None:
         batch, self._errors = self._errors, []
         self._last_errors = time.monotonic()
         everything = []
@@ -665,6 +696,13 @@ class Relay:
         )
 
     async def _send_updates(self) -> None:
+        held, self._news_changes = self._news_changes, 0
+        try:
+            await self._send_updates_now()
+        finally:
+            precedence.NEWS.end(held)
+
+    async def _send_updates_now(self) -> None:
         self._last_update = time.monotonic()
         if self._urgent:
             self._urgent = False

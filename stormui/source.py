@@ -32,7 +32,7 @@ import time
 
 from django.conf import settings
 
-from clusterstate import NotConnectedError, mk_storm_cluster_state
+from clusterstate import NotConnectedError, mk_storm_cluster_state, precedence
 
 from . import cluster, gcpause, rates
 
@@ -306,12 +306,14 @@ class Source:
             return None
         return built
 
-    def _build(self, base=None):
+    def _build(self, base=None, *, background: bool = False):
         """Build a view now: it holds every change told before it began.
 
         :param base: a ``(view, version)`` built earlier: its storms that no change since
             touched are taken as they are (their heartbeat data as of then); ``None``:
             every storm is read.
+        :param background: the builder's own build, which nobody waits for: it lets news
+            pass between storms (:mod:`clusterstate.precedence`).
         :returns: ``(view, version)``, kept as the current view unless a newer one is.
         """
         whole = not self.reading  # read first: a view begun mid-read is not the whole
@@ -325,7 +327,10 @@ class Source:
                     if self._storm_changed.get(storm_id, 0) <= base[1]
                 }
         view = cluster.build_cluster_view(
-            self.reader, **self._build_kwargs(time.time()), reuse=reuse
+            self.reader,
+            **self._build_kwargs(time.time()),
+            reuse=reuse,
+            between=precedence.NEWS.step_aside if background else None,
         )
         built = (view, version)
         with self._noted_lock:
@@ -347,11 +352,12 @@ class Source:
             try:
                 # the whole cluster, without the view lock: a change meanwhile is built
                 # on demand from the last view, and then brought into this one
-                built = self._build()
+                built = self._build(background=True)
                 if self._built is not built:
-                    self._build(base=built)
+                    self._build(base=built, background=True)
             except Exception:
                 log.exception("building the cluster view failed")
+            precedence.NEWS.step_aside()  # (a freeze holds the interpreter a while)
             gcpause.TENDER.tend()  # the mirror's objects kept out of full collections
             self._closing.wait(max(BUILD_GAP_SECS, 2 * (time.monotonic() - started)))
 

@@ -37,6 +37,8 @@ from collections import Counter, deque
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
+from clusterstate import precedence
+
 from ..workers import ListeningThread, OnePerProcess
 
 log = logging.getLogger(__name__)
@@ -269,7 +271,9 @@ class HistoryRecorder(ListeningThread):
         now = now_ms()
         if self.run is not None and stopped is None:
             for part in self.parts:
+                precedence.NEWS.step_aside()  # news first: the history is nobody's wait
                 self._call(part, "tick", now, self._putters[part])
+        precedence.NEWS.step_aside()
         with self._lock:
             n = min(len(self._buffer), MAX_BATCH)
             batch = [self._buffer.popleft() for _ in range(n)]

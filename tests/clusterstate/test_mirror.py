@@ -18,6 +18,7 @@ from clusterstate import (
     TaskInfo,
     UnreadableNodeError,
     paths,
+    precedence,
 )
 from clusterstate.mirror import ClusterMirror, MirrorChange
 from clusterstate.storm import MAX_TASK_ERRORS, mk_storm_cluster_state
@@ -657,3 +658,37 @@ def test_change_records_are_frozen():
     with pytest.raises(AttributeError):
         change.kind = "tasks"
     assert change.errors == () and change.task_id is None
+
+
+# -- news first (clusterstate.precedence) -----------------------------------------------
+
+
+def test_a_watched_change_is_news_until_the_mirror_has_told_it(writer, make_mirror, monkeypatch):
+    """Background work (heartbeat polls, whole view builds) steps aside while news is held:
+    the mirror holds each watch event from its arrival until its listeners were told."""
+    gate = precedence.Gate(max_wait=0.05)
+    monkeypatch.setattr(precedence, "NEWS", gate)
+    mirror, _state, changes = make_mirror()
+    held_when_told = []
+    mirror.subscribe(
+        lambda change: held_when_told.append(gate.pending) if change.kind == "storm" else None
+    )
+    writer.activate_storm("s1", base("s1"))
+    changes.wait("storm", storm_id="s1")
+    assert held_when_told and min(held_when_told) >= 1
+    # and let go once told: nothing stays held
+    wait_for(lambda: gate.pending == 0, TIMEOUT)
+
+
+def test_the_heartbeat_poll_steps_aside_for_news(writer, make_mirror, monkeypatch):
+    gate = precedence.Gate(max_wait=0.01)
+    monkeypatch.setattr(precedence, "NEWS", gate)
+    writer.setup_heartbeats("s1")
+    for t in range(1, 4):
+        writer.set_task_heartbeat("s1", t, heartbeat(emitted=t))
+    mirror, _state, _changes = make_mirror(heartbeat_secs=0.05)
+    polls = mirror.heartbeat_poll_secs
+    gate.begin()  # news that never ends: every checkpoint of the polls waits (at half pace)
+    # (no other background work here: the waits are the polls')
+    wait_for(lambda: gate.waits >= 3 and mirror.heartbeat_poll_secs != polls, TIMEOUT)
+    gate.end()

@@ -19,6 +19,7 @@ from clusterstate import (
     TaskInfo,
     mk_distributed_cluster_state,
     mk_storm_cluster_state,
+    precedence,
 )
 from clusterstate.memstate import MemoryStore, mk_memory_cluster_state
 from clusterstate.paths import task_path, taskbeat_path
@@ -289,6 +290,34 @@ def test_a_view_built_reusing_storms_reads_only_the_others(built):
     # a storm no longer listed goes, even if offered for reuse
     gone = build_cluster_view(reader, **_kwargs(now), reuse={"gone-1-1": view.storms[first]})
     assert "gone-1-1" not in gone.storms and gone == view
+
+
+def test_a_background_build_lets_news_pass_before_each_storm_it_reads(built):
+    _, view, now = built
+    reader = get_source().reader
+    first, *rest = sorted(view.storms)
+    checkpoints = []
+    again = build_cluster_view(
+        reader, **_kwargs(now), between=lambda: checkpoints.append(len(checkpoints))
+    )
+    assert again == view and len(checkpoints) == len(view.storms)
+    # storms taken as they were are no work: no checkpoint for them
+    checkpoints.clear()
+    reuse = {storm_id: view.storms[storm_id] for storm_id in rest}
+    build_cluster_view(reader, **_kwargs(now), reuse=reuse, between=lambda: checkpoints.append(1))
+    assert checkpoints == [1]
+
+
+def test_the_source_builds_in_the_background_letting_news_pass(built, monkeypatch):
+    gate = precedence.Gate(max_wait=0.01)
+    monkeypatch.setattr(precedence, "NEWS", gate)
+    gate.begin()  # news held: each storm of a background build waits (at half pace)
+    get_source()._build(background=True)
+    assert gate.waits >= 1
+    waits = gate.waits
+    get_source()._build()  # a build someone waits for never does
+    assert gate.waits == waits
+    gate.end()
 
 
 def test_liveness_moves_with_now(built):

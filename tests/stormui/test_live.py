@@ -17,8 +17,11 @@ from django.urls import path
 from clusterstate import (
     StormBase,
     SupervisorInfo,
+    TaskError,
     TaskHeartbeat,
+    precedence,
 )
+from clusterstate.mirror import MirrorChange
 from stormui import consumers, live, metrics, scheduler
 from stormui.asgi import application
 from tests.stormui.conftest import HEALTHY, PAUSED, TROUBLED, bolt_stats, expected_window
@@ -700,3 +703,31 @@ def test_per_view_builds_once_per_view_however_many_threads_ask():
     for key in ("a", "b", "c"):
         cache.get(key, view, lambda key=key: key)
     assert "k" not in cache._built
+
+
+async def test_the_relay_holds_an_error_as_news_until_its_sockets_have_it(
+    live_cluster, monkeypatch
+):
+    """Background work (the view builder, heartbeat polls, the history) steps aside while
+    news is held (clusterstate.precedence): the relay holds an error from the moment the
+    mirror tells it (before the mirror lets go of its own hold) until it is sent."""
+    gate = precedence.Gate(max_wait=0.05)
+    monkeypatch.setattr(precedence, "NEWS", gate)
+    comm = connect("/ws/errors/")
+    assert (await comm.connect(timeout=WAIT))[0]
+    assert (await comm.receive_json_from(timeout=WAIT))["type"] == "snapshot"
+    source = live.get_source()
+    await until(lambda: (relay := live.current_relay()) is not None and relay.source is source)
+    relay = live.current_relay()
+    error = TaskError("news", int(time.time()), 0)
+    change = MirrorChange("errors", HEALTHY, 1, (error,), live.source_version(source) + 1000)
+    # as the mirror tells it (here on the loop, which so cannot take it meanwhile)
+    relay._on_change(change)
+    assert gate.pending == 1
+    message = await receive_until(comm, lambda m: m["type"] == "error")
+    assert message["error"] == "news"
+    await until(lambda: gate.pending == 0)  # let go once sent
+    # and a change that is no news (heartbeat data) is not held
+    relay._on_change(MirrorChange("heartbeats", None, None, (), live.source_version(source) + 1001))
+    assert gate.pending == 0
+    await comm.disconnect()
