@@ -124,15 +124,23 @@ def env_redis_url(name: str) -> str:
     return raw
 
 
+#: How long the channel layer's connections wait for a reply before taking Redis for gone.
+#: Longer than channels_redis's blocking receive (``brpop_timeout``, 5 s), which on an idle
+#: channel only answers when it runs out: redis-py (since 6) gives up on a read after 5 s by
+#: default, so each idle receive failed as if Redis were away and every socket resynced.
+LAYER_SOCKET_TIMEOUT_SECS = 15.0
+
+
 def redis_hosts(url: str) -> list:
     """channels_redis's ``hosts`` for a URL :func:`env_redis_url` took: the URL itself, or
     for ``redis+sentinel://`` the Sentinels' addresses, the master's name and its database
-    (and password), which channels_redis asks the Sentinels for (failing over with them).
+    (and password), which channels_redis asks the Sentinels for (failing over with them);
+    either with :data:`LAYER_SOCKET_TIMEOUT_SECS`.
 
     :raises ValueError: on a ``redis+sentinel://`` URL without hosts or a master's name.
     """
     if not url.startswith("redis+sentinel://"):
-        return [url]
+        return [{"address": url, "socket_timeout": LAYER_SOCKET_TIMEOUT_SECS}]
     rest = url.removeprefix("redis+sentinel://")
     password = None
     if "@" in rest:
@@ -150,6 +158,7 @@ def redis_hosts(url: str) -> list:
         "sentinels": sentinels,
         "master_name": parts[0],
         "db": int(parts[1:] and parts[1] or 0),
+        "socket_timeout": LAYER_SOCKET_TIMEOUT_SECS,
     }
     if password is not None:
         entry["password"] = password

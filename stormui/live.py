@@ -73,7 +73,7 @@ from . import bases, leader, pages, shapes
 from .cluster import ErrorView
 from .history import recorder as history
 from .leader import elects, process_local, relays_here  # noqa: F401  (live's own names too)
-from .source import get_source, reset_source
+from .source import current_source, get_source, reset_source
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +198,12 @@ def stand_for_election(loop: asyncio.AbstractEventLoop) -> None:
 
 
 async def take_over() -> None:
-    # the source's kind follows leadership (the leader mirrors ZooKeeper)
-    await asyncio.to_thread(reset_source)
-    log.info("taking over: the source is read afresh")
+    # the source's kind follows leadership (the leader mirrors ZooKeeper); a take-over tried
+    # again (its relay's first send failed: Redis timing out) keeps the source it read
+    source = current_source()
+    if source is None or source.replica != "lead":
+        await asyncio.to_thread(reset_source)
+        log.info("taking over: the source is read afresh")
     await resume()
 
 

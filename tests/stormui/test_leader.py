@@ -234,3 +234,29 @@ async def test_the_elections_session_timeout_is_the_setting(zk_server, settings)
 @pytest.mark.parametrize("value, ok", [("2.5", True), ("0.5", False), ("soon", False)])
 def test_the_leader_session_setting_is_checked_at_start_up(tmp_path, value, ok):
     start_up_takes(tmp_path, "STORMUI_LEADER_SESSION_SECS", ok, STORMUI_LEADER_SESSION_SECS=value)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("replica, afresh", [("lead", False), ("follow", True), (None, True)])
+async def test_a_take_over_tried_again_keeps_the_cluster_it_read(monkeypatch, replica, afresh):
+    """A take-over whose relay could not send at first (Redis timing out) is tried again: the
+    source it opened on ZooKeeper is kept, not read whole again (30 s at 20,000 tasks); a
+    follower's copy or no source at all is replaced by one reading ZooKeeper."""
+    from types import SimpleNamespace
+
+    from stormui import live
+
+    resets, resumed = [], []
+    monkeypatch.setattr(
+        live,
+        "current_source",
+        lambda: None if replica is None else SimpleNamespace(replica=replica),
+    )
+    monkeypatch.setattr(live, "reset_source", lambda: resets.append(True))
+
+    async def resume():
+        resumed.append(True)
+
+    monkeypatch.setattr(live, "resume", resume)
+    await live.take_over()
+    assert (bool(resets), resumed) == (afresh, [True])

@@ -5,20 +5,43 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from stormui.env import env_redis_url, redis_hosts
+from stormui.env import LAYER_SOCKET_TIMEOUT_SECS, env_redis_url, redis_hosts
+
+TIMEOUT = {"socket_timeout": LAYER_SOCKET_TIMEOUT_SECS}
 
 
 def test_a_redis_url_is_the_one_host():
-    assert redis_hosts("redis://127.0.0.1:6379/0") == ["redis://127.0.0.1:6379/0"]
+    assert redis_hosts("redis://127.0.0.1:6379/0") == [
+        {"address": "redis://127.0.0.1:6379/0", **TIMEOUT}
+    ]
 
 
 def test_sentinels_name_the_master():
     assert redis_hosts("redis+sentinel://s1,s2:26380/dashboard") == [
-        {"sentinels": [("s1", 26379), ("s2", 26380)], "master_name": "dashboard", "db": 0}
+        {
+            "sentinels": [("s1", 26379), ("s2", 26380)],
+            "master_name": "dashboard",
+            "db": 0,
+            **TIMEOUT,
+        }
     ]
     assert redis_hosts("redis+sentinel://:secret@s1:1/dashboard/3") == [
-        {"sentinels": [("s1", 1)], "master_name": "dashboard", "db": 3, "password": "secret"}
+        {
+            "sentinels": [("s1", 1)],
+            "master_name": "dashboard",
+            "db": 3,
+            "password": "secret",
+            **TIMEOUT,
+        }
     ]
+
+
+def test_the_layers_reads_outwait_its_blocking_receive():
+    """channels_redis blocks a receive up to ``brpop_timeout`` on an idle channel: a read
+    that gave up first would take Redis for gone, and resync every socket, every 5 s."""
+    from channels_redis.core import RedisChannelLayer
+
+    assert LAYER_SOCKET_TIMEOUT_SECS > RedisChannelLayer.brpop_timeout
 
 
 @pytest.mark.parametrize(

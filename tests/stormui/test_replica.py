@@ -372,3 +372,37 @@ async def test_the_redis_layer_tells_this_process_sockets_alone(redis_server):
                 await owner.group_discard(group, channel)
         await layer.flush()
         await other.flush()
+
+
+@pytest.mark.asyncio
+async def test_an_idle_channel_outlives_the_layers_blocking_receive(redis_server, monkeypatch):
+    """A socket on a quiet cluster hears nothing for longer than channels_redis blocks a
+    receive (5 s): the layer must not take that for Redis gone (and resync every socket)."""
+    import asyncio
+
+    from stormui import metrics
+    from stormui.env import redis_hosts
+    from stormui.redislayer import ReconnectingRedisChannelLayer
+
+    layer = ReconnectingRedisChannelLayer(hosts=redis_hosts(redis_server.url))
+    channel = await layer.new_channel()
+    empty = asyncio.Event()
+    blocking = layer._brpop_with_clean
+
+    async def counted(*args, **kwargs):
+        result = await blocking(*args, **kwargs)
+        if result is None:  # a whole blocking receive ran out with nothing
+            empty.set()
+        return result
+
+    monkeypatch.setattr(layer, "_brpop_with_clean", counted)
+    failures = metrics.channel_layer.failures
+    receiving = asyncio.ensure_future(layer.receive(channel))
+    try:
+        await asyncio.wait_for(empty.wait(), WAIT)
+        assert not layer.lost and metrics.channel_layer.failures == failures
+        await layer.send(channel, {"type": "probe"})
+        assert await asyncio.wait_for(receiving, WAIT) == {"type": "probe"}
+    finally:
+        receiving.cancel()
+        await layer.flush()
