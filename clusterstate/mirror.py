@@ -356,6 +356,7 @@ class ClusterMirror(StormReader):
         self._synced = threading.Event()
         self._synced_at: float | None = None
         self._first_sync_done = False
+        self._read_all = False  # seeded: the next sync reads every node, known or not
         self._version = 0
         #: full syncs completed, the cold load included (read from any thread)
         self.resyncs = 0
@@ -398,6 +399,43 @@ class ClusterMirror(StormReader):
             self._beat_thread.start()
         if wait is not None and not self.wait_synced(wait):
             logger.warning("cluster mirror not synced after %.1f s; still trying", wait)
+
+    def seed(self, other: ClusterMirror) -> bool:
+        """Before :meth:`start`: begin with what ``other`` (a mirror of the same cluster
+        that has been synced, maybe of another copy of it: a follower's, of the leader's copy,
+        which may have gone with the leader) holds, instead of nothing.
+
+        The mirror then answers at once, as synced as ``other`` was, and its first sync
+        reads everything (as a cold load does, so that a copy made of its reads is whole)
+        and reports what differs from the seed as changes: an error written meanwhile is
+        told once, and nothing the seed held is told again. A new leader takes over this
+        way in the time of its election, not of reading a large cluster (30 s at 20,000
+        tasks under load).
+
+        :returns: False, seeding nothing, if ``other`` was never synced.
+        :raises RuntimeError: if this mirror was started.
+        """
+        if self._thread is not None or self._stopping:
+            raise RuntimeError("a mirror is seeded before it starts")
+        synced_at = other.synced_at
+        if synced_at is None:
+            return False
+        with other._lock:
+            children, listing = dict(other._children), dict(other._listing)
+            data, errors = dict(other._data), dict(other._errors)
+        with self._lock:
+            self._children, self._listing, self._data, self._errors = (
+                children,
+                listing,
+                data,
+                errors,
+            )
+        self._first_sync_done = True
+        self._read_all = True
+        self._synced_at = synced_at
+        self._connected = self._reported_connected = True
+        self._synced.set()
+        return True
 
     def stop(self) -> None:
         """Stop the worker and stop listening; the state stays open. Harmless if repeated.
@@ -692,6 +730,7 @@ class ClusterMirror(StormReader):
             for event in deferred:
                 self._queue.put(event)
         now = time.monotonic()
+        self._read_all = False
         self._retry_delay = 0.0
         self._resync_due = now + self._resync_secs
         self._beat_due = now  # the known heartbeats: re-read by a poll now
@@ -881,7 +920,9 @@ class ClusterMirror(StormReader):
                 rule = _rule(tokens)
                 if rule == _ERRORS:
                     # error nodes never change: read only the ones not yet seen
-                    known = {name for name, _error in self._errors.get(path, ())}
+                    known = set()
+                    if not (full and self._read_all):
+                        known = {name for name, _error in self._errors.get(path, ())}
                     for name in ordered_error_names(names)[-MAX_TASK_ERRORS:]:
                         if name not in known:
                             unwatched.add(_child(path, name))
@@ -897,7 +938,7 @@ class ClusterMirror(StormReader):
                             following.append(child)
                     elif child_rule == _DATA:
                         watched.add(child)
-                    elif not (full and child in self._data):
+                    elif not (full and child in self._data) or (full and self._read_all):
                         # a resync leaves the heartbeats it knows to a poll right after it,
                         # on the poller's thread: decoding them all here held up the events
                         unwatched.add(child)

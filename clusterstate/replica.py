@@ -240,8 +240,10 @@ class PublishingState:
     # -- life cycle ---------------------------------------------------------------------
 
     def follow(self, mirror) -> None:
-        """Announce the copy while ``mirror`` (the leader's, reading through this) is synced."""
-        self._ready = lambda: mirror.connected
+        """Announce the copy while ``mirror`` (the leader's, reading through this) is synced,
+        once it has read the whole cluster through this (a mirror seeded from another copy
+        is synced before its first read: :meth:`ClusterMirror.seed`)."""
+        self._ready = lambda: mirror.connected and mirror.resyncs > 0
         mirror.subscribe(self._on_mirror_change)
 
     def _on_mirror_change(self, change) -> None:

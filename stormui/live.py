@@ -202,8 +202,10 @@ async def take_over() -> None:
     # again (its relay's first send failed: Redis timing out) keeps the source it read
     source = current_source()
     if source is None or source.replica != "lead":
-        await asyncio.to_thread(reset_source)
-        log.info("taking over: the source is read afresh")
+        # pages and the relay go on at once from the copy this process followed, while the
+        # new source reads ZooKeeper whole and tells what differs from it
+        await asyncio.to_thread(reset_source, seed_next=True)
+        log.info("taking over: the source reads ZooKeeper afresh")
     await resume()
 
 

@@ -48,6 +48,7 @@ _STORM_CHANGES = ("storm", "assignment", "tasks", "errors", "heartbeats")
 
 _lock = threading.Lock()
 _source: Source | None = None
+_seed = None  # the mirror the next source begins with (reset_source)
 
 
 def replica_role() -> str | None:
@@ -87,7 +88,14 @@ RECONNECT_SECS = 2.0
 
 
 class Source:
-    def __init__(self):
+    """The cluster as pages see it: the mirror, the views built from it, the admin state.
+
+    :param seed: a synced mirror of the same cluster (a follower's copy) that this source's
+        mirror begins with if it reads ZooKeeper for the others (a new leader).
+    """
+
+    def __init__(self, seed=None):
+        self._seed = seed
         self.mirrored = settings.STORMUI_MIRROR
         self.task_timeout = settings.STORMUI_TASK_TIMEOUT_SECS
         self.supervisor_timeout = settings.STORMUI_SUPERVISOR_TIMEOUT_SECS
@@ -199,6 +207,9 @@ class Source:
             mirror.subscribe(self._on_change)
             if publisher is not None:
                 publisher.follow(mirror)
+                seed, self._seed = self._seed, None
+                if seed is not None and mirror.seed(seed):
+                    log.info("the mirror begins with the copy this process followed")
             # pages answer at once meanwhile, saying how far the first read has got (a
             # follower's too, while no leader has announced its copy)
             mirror.start(wait=None)
@@ -472,10 +483,11 @@ def _unreached_view(now: float) -> cluster.ClusterView:
 
 def get_source() -> Source:
     """The process's source, started on first use."""
-    global _source
+    global _source, _seed
     with _lock:
         if _source is None:
-            _source = Source()
+            seed, _seed = _seed, None
+            _source = Source(seed=seed)
         return _source
 
 
@@ -484,11 +496,19 @@ def current_source() -> Source | None:
     return _source
 
 
-def reset_source() -> None:
-    """Close and forget the source (tests switch stores between cases)."""
-    global _source
+def reset_source(*, seed_next: bool = False) -> None:
+    """Close and forget the source (tests switch stores between cases).
+
+    :param seed_next: the next source, if it reads ZooKeeper for the others (a new leader),
+        begins with what this one's mirror holds, if it was synced (a follower's copy of the
+        last leader's): see :meth:`clusterstate.mirror.ClusterMirror.seed`.
+    """
+    global _source, _seed
     with _lock:
+        _seed = None
         if _source is not None:
+            if seed_next and _source.replica == "follow" and _source.mirror is not None:
+                _seed = _source.mirror  # (a stopped mirror still answers with what it held)
             _source.close()
         _source = None
         rates.TRACKER.clear()  # the next store's tasks are others, under the same ids

@@ -692,3 +692,73 @@ def test_the_heartbeat_poll_steps_aside_for_news(writer, make_mirror, monkeypatc
     # (no other background work here: the waits are the polls')
     wait_for(lambda: gate.waits >= 3 and mirror.heartbeat_poll_secs != polls, TIMEOUT)
     gate.end()
+
+
+# -- seeded from another copy (a new leader) ----------------------------------------------
+
+
+class _ReadPaths:
+    """A ClusterState whose data reads are recorded by path (everything else passed on)."""
+
+    def __init__(self, state):
+        self.state = state
+        self.read: set[str] = set()
+
+    def get_data_many(self, paths, watch=False):
+        paths = list(paths)
+        self.read.update(paths)
+        return self.state.get_data_many(paths, watch)
+
+    def __getattr__(self, name):
+        return getattr(self.state, name)
+
+
+def test_a_seeded_mirror_answers_at_once_and_tells_only_what_differs(
+    state_factory, writer, make_mirror
+):
+    populate(writer)
+    followed, _state, _changes = make_mirror()  # the copy a follower held
+    followed.stop()
+    # while another takes over: an error reported, a storm come, a storm gone
+    writer.report_task_error("storm-1", 1, "while nobody led")
+    writer.activate_storm("storm-new", base("storm-new"))
+    writer.deactivate_storm("storm-0")
+
+    reads = _ReadPaths(state_factory())
+    mirror = ClusterMirror(reads, heartbeat_secs=60)
+    changes = ChangeLog()
+    mirror.subscribe(changes)
+    assert mirror.seed(followed)
+    # synced at once, with what the copy held
+    assert mirror.connected and mirror.synced_at == followed.synced_at
+    assert mirror.storm_base("storm-0") == base("storm-0")
+    assert mirror.resyncs == 0
+    try:
+        mirror.start(wait=None)
+        changes.wait("resync")
+        assert_mirror_equals(mirror, writer)
+        # what differed is told, once; nothing the copy held is told again
+        told = [e.error for c in changes.of("errors") for e in c.errors]
+        assert told == ["while nobody led"]
+        assert changes.of("storm", storm_id="storm-new") and changes.of("storm", storm_id="storm-0")
+        assert not changes.of("storm", storm_id="storm-1")
+        # and its first sync read every node, the errors and heartbeats it knew included, so
+        # that a copy made of its reads (the followers') is whole
+        for storm_id, task_id in (("storm-0", 1), ("storm-0", 2), ("storm-2", 1)):
+            assert followed.task_errors(storm_id, task_id)
+            folder = paths.taskerror_path(storm_id, task_id) + "/"
+            assert any(p.startswith(folder) for p in reads.read)
+        assert paths.taskbeat_path("storm-2", 1) in reads.read
+        assert mirror.resyncs == 1
+    finally:
+        mirror.stop()
+
+
+def test_only_a_synced_mirror_seeds_and_only_before_it_starts(state_factory, writer, make_mirror):
+    unsynced, _state, _changes = make_mirror(start=False)
+    fresh = ClusterMirror(state_factory())
+    assert not fresh.seed(unsynced)
+    assert fresh.synced_at is None and not fresh.connected
+    started, _state, _changes = make_mirror()
+    with pytest.raises(RuntimeError):
+        started.seed(started)

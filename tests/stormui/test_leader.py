@@ -252,11 +252,11 @@ async def test_a_take_over_tried_again_keeps_the_cluster_it_read(monkeypatch, re
         "current_source",
         lambda: None if replica is None else SimpleNamespace(replica=replica),
     )
-    monkeypatch.setattr(live, "reset_source", lambda: resets.append(True))
+    monkeypatch.setattr(live, "reset_source", lambda **kw: resets.append(kw))
 
     async def resume():
         resumed.append(True)
 
     monkeypatch.setattr(live, "resume", resume)
     await live.take_over()
-    assert (bool(resets), resumed) == (afresh, [True])
+    assert (resets, resumed) == ([{"seed_next": True}] if afresh else [], [True])

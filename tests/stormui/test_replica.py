@@ -76,11 +76,13 @@ def replicas(redis_server):
 
     stops = []
 
-    def lead(state):
+    def lead(state, seed=None):
         client = redis.Redis.from_url(redis_server.url)
         publisher = PublishingState(state, client)
         mirror = ClusterMirror(publisher, heartbeat_secs=0.2)
         publisher.follow(mirror)
+        if seed is not None:
+            assert mirror.seed(seed)
         mirror.start(wait=WAIT)
         stops.extend((client.close, publisher.stop, mirror.stop))
         return mirror, publisher
@@ -170,6 +172,31 @@ def test_a_new_leader_starts_a_new_generation_and_the_follower_resyncs(cluster, 
     wait_for(lambda: follower.connected and follower.resyncs > resyncs)
     wait_mirror_equals(follower, writer)
     assert follower.storm_base("storm-late").storm_name == "late"
+
+
+def test_a_new_leader_seeded_from_its_followers_copy_announces_a_whole_copy(cluster, replicas):
+    """A new leader begins with the copy it followed (at once) and reads ZooKeeper whole
+    behind it: what it announces to the followers holds every node, those it knew too."""
+    writer, session = cluster
+    lead, follow = replicas
+    populate(writer, storms=2, tasks=3, errors=2)
+    _leader, publisher = lead(session())
+    successor, _replica, _changes, _connection = follow()
+    wait_mirror_equals(successor, writer)
+    publisher.stop()  # the leader goes
+    wait_for(lambda: not successor.connected)
+    writer.report_task_error("storm-0", 1, "while nobody led")
+
+    # (its copy gone with the leader, the follower's mirror still holds what it last read)
+    new, publisher2 = lead(session(), seed=successor)
+    wait_for(lambda: publisher2.announced)
+    assert new.resyncs == 1  # announced once it had read ZooKeeper whole, not before
+    wait_mirror_equals(new, writer)
+    # a follower that comes now reads the new copy whole: the errors and heartbeats the
+    # seed knew (and the new leader did not need to learn) are in it
+    late, replica, _changes, _connection = follow()
+    assert replica.generation == publisher2.generation
+    wait_mirror_equals(late, writer)
 
 
 def test_a_leader_killed_silently_is_noticed_when_its_announcement_expires(
