@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 #: the longest one checkpoint waits for the news to pass
 MAX_WAIT_SECS = 0.1
@@ -74,6 +75,14 @@ class Gate:
             self._pending = max(0, self._pending - count)
             if self._pending == 0:
                 self._clear.set()
+
+    @contextmanager
+    def ending(self, count: int):
+        """A ``with`` block after which ``count`` pieces of news have gone (however it ends)."""
+        try:
+            yield
+        finally:
+            self.end(count)
 
     def step_aside(self) -> float:
         """From background work: wait while news is on its way, at most ``max_wait``, unless

@@ -643,10 +643,8 @@ class Relay:
 
     async def _send_errors(self) -> None:
         held, self._news_errors = self._news_errors, 0
-        try:
+        with precedence.NEWS.ending(held):
             await self._send_errors_now()
-        finally:
-            precedence.NEWS.end(held)
 
     async def _send_errors_now(self) -> None:
         batch, self._errors = self._errors, []
@@ -702,10 +700,8 @@ class Relay:
 
     async def _send_updates(self) -> None:
         held, self._news_changes = self._news_changes, 0
-        try:
+        with precedence.NEWS.ending(held):
             await self._send_updates_now()
-        finally:
-            precedence.NEWS.end(held)
 
     async def _send_updates_now(self) -> None:
         self._last_update = time.monotonic()
