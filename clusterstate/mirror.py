@@ -458,6 +458,8 @@ class ClusterMirror(StormReader):
             self._state.remove_connection_listener(self._on_connection)
         except Exception:
             logger.exception("could not unregister the cluster mirror")
+        # the news no worker will tell is let go: background work never waits for it
+        _news_told(self._take(0))
 
     def wait_synced(self, timeout: float | None) -> bool:
         """Wait until the mirror is connected and synced.
@@ -607,6 +609,8 @@ class ClusterMirror(StormReader):
     # -- kazoo's threads: hand off and return ------------------------------------
 
     def _on_watch(self, event_type: str, path: str) -> None:
+        if self._stopping:
+            return  # no worker tells it any more
         # news: background work steps aside until the worker has told of it (precedence)
         precedence.NEWS.begin()
         self._queue.put((event_type, path))

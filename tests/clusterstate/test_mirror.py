@@ -680,6 +680,17 @@ def test_a_watched_change_is_news_until_the_mirror_has_told_it(writer, make_mirr
     wait_for(lambda: gate.pending == 0, TIMEOUT)
 
 
+def test_a_stopped_mirror_holds_no_news(writer, make_mirror, monkeypatch):
+    gate = precedence.Gate(max_wait=0.05)
+    monkeypatch.setattr(precedence, "NEWS", gate)
+    mirror, _state, changes = make_mirror()
+    writer.activate_storm("s1", base("s1"))
+    changes.wait("storm", storm_id="s1")
+    mirror.stop()
+    mirror._on_watch("node-created", "/storms/s2")  # a watch kazoo fires as it stops
+    assert gate.pending == 0
+
+
 def test_the_heartbeat_poll_steps_aside_for_news(writer, make_mirror, monkeypatch):
     gate = precedence.Gate(max_wait=0.01)
     monkeypatch.setattr(precedence, "NEWS", gate)
