@@ -475,12 +475,6 @@ class ClusterMirror(StormReader):
         return self._connected
 
     @property
-    def rereading(self) -> bool:
-        """True while a seeded mirror's first read of the whole cluster runs (:meth:`seed`):
-        what it holds is whole, but its heartbeat data are the seed's until the read ends."""
-        return self._read_all
-
-    @property
     def synced_at(self) -> float | None:
         """When (by ``time_fn``) the mirror was last known to be in sync; ``None`` before."""
         return self._synced_at
@@ -793,14 +787,8 @@ class ClusterMirror(StormReader):
         """The heartbeat poller's thread: a poll every ``heartbeat_secs`` once synced."""
         while not self._beats_stop.is_set():
             now = time.monotonic()
-            if (
-                not self._first_sync_done
-                or self._need_resync
-                or self._read_all
-                or now < self._beat_due
-            ):
-                # (a resync reads the heartbeats of new nodes itself, and a seeded mirror's
-                # first read all of them: the poll waits for it)
+            if not self._first_sync_done or self._need_resync or now < self._beat_due:
+                # (a resync reads the heartbeats of new nodes itself; the poll waits for it)
                 due = self._beat_due if self._first_sync_done else now + 0.1
                 self._beats_stop.wait(min(max(due - now, 0.01), 0.5))
                 continue

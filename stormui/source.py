@@ -359,11 +359,6 @@ class Source:
             self._changed.clear()
             if self.reading:
                 continue  # a half-read cluster's view is of no use, and slows the read
-            if self._first_view.is_set() and self.mirror.rereading:
-                # a new leader reading the cluster behind the copy it began with: only the
-                # heartbeats' figures would change (views on demand bring in the rest), and
-                # whole rebuilds would slow the read its followers wait for
-                continue
             started = time.monotonic()
             try:
                 # the whole cluster, without the view lock: a change meanwhile is built
