@@ -266,9 +266,16 @@ def main(argv=None):
                 f"resync {'none' if resync is None else f'{resync:.2f} s'}",
                 flush=True,
             )
-            # the killed daphne stands again (on a new port) before the next kill
+            # the killed daphne stands again (on a new port) before the next kill; it is ready
+            # once it has read the new leader's copy, announced when the new leader has read
+            # the cluster whole behind the copy it began with
             del daphnes[run["killed"]]
-            proc, url = live_servers.start_daphne(env, folder, name=f"daphne-again-{i}")
+            started = time.monotonic()
+            proc, url = live_servers.start_daphne(
+                env, folder, name=f"daphne-again-{i}", ready_secs=STUCK_SECS
+            )
+            run["restarted_ready"] = time.monotonic() - started
+            print(f"  started again: ready after {run['restarted_ready']:.1f} s", flush=True)
             daphnes[url] = proc
         result = {
             key: {
@@ -276,7 +283,7 @@ def main(argv=None):
                 "p90": round(percentile([r[key] for r in runs], 90), 2),
                 "max": round(max(r[key] for r in runs), 2),
             }
-            for key in ("first_message", "every_socket", "metrics_says")
+            for key in ("first_message", "every_socket", "metrics_says", "restarted_ready")
         }
         # any resync, the new leader's or a follower's own after a Redis timeout (before it)
         resyncs = [r["first_resync"] for r in runs if r["first_resync"] is not None]

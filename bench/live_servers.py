@@ -87,10 +87,12 @@ def _popen_logged(args: list, log_path: Path, **kwargs) -> subprocess.Popen:
         return subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, **kwargs)
 
 
-def start_daphne(env: dict, folder: Path, port: int | None = None, name: str = "daphne"):
+def start_daphne(
+    env: dict, folder: Path, port: int | None = None, name: str = "daphne", ready_secs: float = 60
+):
     """daphne serving the dashboard on 127.0.0.1; returns ``(process, base_url)`` once it is
     ready: its ``/readyz`` says the cluster is read (pages answer at once, but say they are
-    still reading it until then)."""
+    still reading it until then); it fails if that takes over ``ready_secs``."""
     port = port or free_port()
     proc = _popen_logged(
         [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "stormui.asgi:application"],
@@ -100,7 +102,7 @@ def start_daphne(env: dict, folder: Path, port: int | None = None, name: str = "
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(url + "/readyz", proc, timeout=60)
+        wait_http(url + "/readyz", proc, timeout=ready_secs)
     except BaseException:
         stop(proc)
         raise
