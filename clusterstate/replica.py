@@ -148,6 +148,7 @@ class PublishingState:
         self._channel = f"{prefix}:events"
         self._ready = ready
         self._lock = threading.Lock()
+        self._writing = threading.Lock()  # a flush, or carry_on: one at a time
         # what was last read: the copy Redis holds (or will once flushed)
         self._data: dict[str, bytes] = {}
         self._kids: dict[str, frozenset[str]] = {}
@@ -158,6 +159,7 @@ class PublishingState:
         self._stopping = threading.Event()
         self._gen = ""
         self._whole = True  # the next flush writes the whole copy to a new generation
+        self._carried = False  # the copy began as the last leader's (carry_on)
         self._announced = False
         #: flushes done and generations started (read by tests and the bench)
         self.flushes = 0
@@ -241,10 +243,70 @@ class PublishingState:
 
     def follow(self, mirror) -> None:
         """Announce the copy while ``mirror`` (the leader's, reading through this) is synced,
-        once it has read the whole cluster through this (a mirror seeded from another copy
-        is synced before its first read: :meth:`ClusterMirror.seed`)."""
-        self._ready = lambda: mirror.connected and mirror.resyncs > 0
+        once the copy is whole: once the mirror has read the whole cluster through this (a
+        mirror seeded from another copy is synced before its first read:
+        :meth:`ClusterMirror.seed`), or at once after :meth:`carry_on`."""
+        self._ready = lambda: mirror.connected and (self._carried or mirror.resyncs > 0)
         mirror.subscribe(self._on_mirror_change)
+
+    def carry_on(self, gen: str) -> bool:
+        """Before anything is read through this: begin with the last leader's copy, its
+        generation ``gen``, instead of nothing (a new leader whose mirror begins with the
+        copy it followed: :meth:`ClusterMirror.seed`).
+
+        The copy is duplicated in Redis to a new generation (``COPY``, in one transaction
+        with reading it back), which is announced as soon as the mirror is synced: the
+        followers adopt a whole copy in the time of the take-over, not of the new leader's
+        read of the cluster. That read then writes only what differs from the copy, and
+        announces it as changes. (A new generation, not the last one carried on in place:
+        a deposed leader that still reaches Redis may write the last one for a while.)
+
+        :returns: False, changing nothing, if ``gen`` is gone from Redis or Redis failed;
+            the copy is then written whole from the mirror's reads, as without a seed.
+        :raises RuntimeError: if something was read through this already.
+        """
+        with self._writing:
+            return self._carry_on(gen)
+
+    def _carry_on(self, gen: str) -> bool:
+        import redis
+
+        with self._lock:
+            if self._data or self._kids:
+                raise RuntimeError("carry_on comes before any read")
+        new = uuid.uuid4().hex
+        old_keys, new_keys = _keys(self._prefix, gen), _keys(self._prefix, new)
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            for old, key in zip(old_keys, new_keys, strict=True):
+                pipe.copy(old, key)
+                pipe.expire(key, GEN_TTL_SECS)
+            pipe.hgetall(old_keys[0])
+            pipe.hgetall(old_keys[1])
+            copied_data, _, copied_kids, _, data, kids = pipe.execute()
+        except (redis.ResponseError, *_redis_errors()) as exc:
+            logger.warning("replica: could not carry on generation %s (%s)", gen, exc)
+            return False
+        if not (copied_data and copied_kids):
+            try:
+                self._redis.delete(*new_keys)
+            except _redis_errors():
+                pass  # (they expire)
+            return False
+        with self._lock:
+            self._data = {path.decode(): raw for path, raw in data.items()}
+            self._kids = {
+                path.decode(): frozenset(names.decode().split("/"))
+                for path, names in kids.items()
+                if names
+            }
+            self._gen = new
+            self._whole = False
+            self._carried = True
+            self.generations += 1
+        logger.info("replica: generation %s carries on %s", new, gen)
+        self._wake.set()
+        return True
 
     def _on_mirror_change(self, change) -> None:
         # after a sync or a lost connection: (re-)announce or withdraw at once
@@ -359,6 +421,10 @@ class PublishingState:
         self._withdraw()
 
     def _flush(self) -> None:
+        with self._writing:
+            self._flush_now()
+
+    def _flush_now(self) -> None:
         with self._lock:
             if self._whole:
                 # a new generation: everything known, nothing of the old pending
@@ -506,6 +572,7 @@ class ReplicaState:
         self._callbacks: dict[str, WatchCallback] = {}
         self._listeners: list[ConnectionListener] = []
         self._gen: str | None = None
+        self._last_gen: str | None = None
         self._connected = False
         self._closed = threading.Event()
         #: events delivered to the callbacks (read by tests)
@@ -588,6 +655,12 @@ class ReplicaState:
         """The leader's generation being read, or ``None``."""
         return self._gen if self._connected else None
 
+    @property
+    def last_generation(self) -> str | None:
+        """The last leader's generation this read, even once that leader went (``None``
+        before one was read)."""
+        return self._last_gen
+
     def close(self) -> None:
         """Stop listening. Harmless if repeated."""
         if self._closed.is_set():
@@ -617,6 +690,7 @@ class ReplicaState:
             self._tell(LOST)
         self._gen = gen
         if gen is not None:
+            self._last_gen = gen
             logger.info("replica: reading the leader's generation %s", gen)
             self._connected = True
             self._tell(CONNECTED)

@@ -90,8 +90,9 @@ RECONNECT_SECS = 2.0
 class Source:
     """The cluster as pages see it: the mirror, the views built from it, the admin state.
 
-    :param seed: a synced mirror of the same cluster (a follower's copy) that this source's
-        mirror begins with if it reads ZooKeeper for the others (a new leader).
+    :param seed: ``(mirror, generation)``: a follower's mirror of the same cluster and the
+        generation of the leader's copy it read, which this source's mirror and its copy for
+        the others begin with if it reads ZooKeeper for them (a new leader).
     """
 
     def __init__(self, seed=None):
@@ -206,10 +207,15 @@ class Source:
             )
             mirror.subscribe(self._on_change)
             if publisher is not None:
-                publisher.follow(mirror)
                 seed, self._seed = self._seed, None
-                if seed is not None and mirror.seed(seed):
-                    log.info("the mirror begins with the copy this process followed")
+                if seed is not None and mirror.seed(seed[0]):
+                    # and the followers' copy goes on from the one it followed (if still there)
+                    carried = seed[1] is not None and publisher.carry_on(seed[1])
+                    log.info(
+                        "the mirror begins with the copy this process followed%s",
+                        ", carried on for the others" if carried else "",
+                    )
+                publisher.follow(mirror)
             # pages answer at once meanwhile, saying how far the first read has got (a
             # follower's too, while no leader has announced its copy)
             mirror.start(wait=None)
@@ -508,7 +514,8 @@ def reset_source(*, seed_next: bool = False) -> None:
         _seed = None
         if _source is not None:
             if seed_next and _source.replica == "follow" and _source.mirror is not None:
-                _seed = _source.mirror  # (a stopped mirror still answers with what it held)
+                # (a stopped mirror still answers with what it held)
+                _seed = (_source.mirror, getattr(_source.state, "last_generation", None))
             _source.close()
         _source = None
         rates.TRACKER.clear()  # the next store's tasks are others, under the same ids

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 
 import pytest
 
@@ -76,13 +77,15 @@ def replicas(redis_server):
 
     stops = []
 
-    def lead(state, seed=None):
+    def lead(state, seed=None, carry=None):
         client = redis.Redis.from_url(redis_server.url)
         publisher = PublishingState(state, client)
         mirror = ClusterMirror(publisher, heartbeat_secs=0.2)
         publisher.follow(mirror)
         if seed is not None:
             assert mirror.seed(seed)
+        if carry is not None:
+            assert publisher.carry_on(carry)
         mirror.start(wait=WAIT)
         stops.extend((client.close, publisher.stop, mirror.stop))
         return mirror, publisher
@@ -196,6 +199,70 @@ def test_a_new_leader_seeded_from_its_followers_copy_announces_a_whole_copy(clus
     # seed knew (and the new leader did not need to learn) are in it
     late, replica, _changes, _connection = follow()
     assert replica.generation == publisher2.generation
+    wait_mirror_equals(late, writer)
+
+
+class _Held:
+    """A ClusterState whose reads wait until :attr:`released` is set."""
+
+    def __init__(self, state):
+        self.state = state
+        self.released = threading.Event()
+
+    def _wait(self):
+        assert self.released.wait(WAIT), "never released"
+
+    def get_children_many(self, paths, watch=False):
+        self._wait()
+        return self.state.get_children_many(paths, watch)
+
+    def get_data_many(self, paths, watch=False):
+        self._wait()
+        return self.state.get_data_many(paths, watch)
+
+    def __getattr__(self, name):
+        return getattr(self.state, name)
+
+
+def test_a_new_leader_carries_on_the_last_copy_for_its_followers_at_once(cluster, replicas):
+    """The followers adopt the new leader's copy in the time of the take-over: it begins as
+    the last leader's (copied in Redis), and what changed meanwhile comes as changes once the
+    new leader has read ZooKeeper, each told once."""
+    writer, session = cluster
+    lead, follow = replicas
+    populate(writer, storms=2, tasks=3, errors=2)
+    _leader, publisher = lead(session())
+    successor, successor_replica, _changes, _connection = follow()
+    other, other_replica, changes, _connection = follow()
+    wait_mirror_equals(successor, writer)
+    wait_mirror_equals(other, writer)
+    last = successor_replica.last_generation
+    publisher.stop()  # the leader goes
+    wait_for(lambda: not other.connected and not successor.connected)
+    assert successor_replica.last_generation == last
+    writer.report_task_error("storm-0", 1, "while nobody led")
+    changes.clear()
+
+    held = _Held(session())
+    try:
+        new, publisher2 = lead(held, seed=successor, carry=last)
+        # announced while the new leader's reads of ZooKeeper still wait
+        wait_for(lambda: publisher2.announced)
+        assert new.resyncs == 0 and publisher2.generation != last
+        wait_for(lambda: other_replica.generation == publisher2.generation and other.connected)
+        # the other follower read the copy carried on: whole, as the last leader left it
+        before = [e.error for e in successor.task_errors("storm-0", 1)]
+        assert [e.error for e in other.task_errors("storm-0", 1)] == before
+        assert other.task_errors("storm-0", 2) == successor.task_errors("storm-0", 2)
+        assert not changes.of("errors")
+    finally:
+        held.released.set()
+    wait_mirror_equals(new, writer)
+    wait_mirror_equals(other, writer)
+    # what came meanwhile reached the follower as a change, once; nothing held before again
+    assert [e.error for c in changes.of("errors") for e in c.errors] == ["while nobody led"]
+    # and a follower that comes now reads the whole cluster
+    late, _replica, _changes, _connection = follow()
     wait_mirror_equals(late, writer)
 
 
@@ -433,3 +500,21 @@ async def test_an_idle_channel_outlives_the_layers_blocking_receive(redis_server
     finally:
         receiving.cancel()
         await layer.flush()
+
+
+def test_a_copy_gone_from_redis_is_not_carried_on(cluster, redis_server):
+    import redis
+
+    _writer, session = cluster
+    client = redis.Redis.from_url(redis_server.url)
+    publisher = PublishingState(session(), client)
+    try:
+        assert not publisher.carry_on("no-such-generation")
+        assert publisher.generation == "" and publisher.generations == 0
+        assert not client.keys("stormui:replica:*:data")  # nothing copied, nothing left
+        publisher.get_children("/")  # once something was read, it is too late
+        with pytest.raises(RuntimeError):
+            publisher.carry_on("no-such-generation")
+    finally:
+        publisher.stop()
+        client.close()
