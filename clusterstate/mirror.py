@@ -213,6 +213,10 @@ def _check_id(value, kind: str = "storm id") -> str:
     return paths.check_id(value, kind)
 
 
+def _not_errors(path: str) -> bool:
+    return not path.startswith(paths.TASKERRORS_SUBTREE + "/")
+
+
 def _news_told(items: list) -> None:
     """The watch events among ``items`` are applied and told: their news has left the mirror."""
     precedence.NEWS.end(sum(1 for item in items if isinstance(item, tuple)))
@@ -949,7 +953,8 @@ class ClusterMirror(StormReader):
             # what this level listed is known now: its folders, its records, its errors
             self._count_read(0, len(following) + len(watched) + len(unwatched) - known_nodes)
             known_nodes = len(watched) + len(unwatched)
-            frontier = following
+            # error folders first: their watches are what tells of news during a long read
+            frontier = sorted(following, key=_not_errors)
         fetched = self._get_data_many(sorted(watched), True, between)
         fetched.update(self._get_data_many(sorted(unwatched), False, between))
         touched = self._touched
