@@ -723,7 +723,13 @@ class ClusterMirror(StormReader):
         if first:
             self._progress = (0, len(_ROOTS))
         try:
-            self._refresh(_ROOTS, (), full=True, changes=changes, between=self._catch_up)
+            lists: Iterable[str] = _ROOTS
+            if self._read_all:
+                # a seeded mirror (a new leader) lists the error folders it knows with the
+                # roots, before everything else: their watches tell of the errors written
+                # while the rest of a large cluster is read
+                lists = (*_ROOTS, *self._known_error_folders())
+            self._refresh(lists, (), full=True, changes=changes, between=self._catch_up)
         except NotConnectedError:
             logger.info("cluster mirror resync interrupted by a disconnect; will retry")
             self._schedule_retry()
@@ -750,6 +756,15 @@ class ClusterMirror(StormReader):
             self._synced.set()
         self._emit(MirrorChange("resync"))
         self._report_connection()
+
+    def _known_error_folders(self) -> list[str]:
+        # (the worker's own thread: it alone writes the mirror, so it reads without the lock)
+        return [
+            _child(storm_root, name)
+            for storm in sorted(self._children.get(paths.TASKERRORS_SUBTREE, ()))
+            for storm_root in (_child(paths.TASKERRORS_SUBTREE, storm),)
+            for name in sorted(self._children.get(storm_root, ()))
+        ]
 
     def _report_connection(self) -> None:
         if self._reported_connected != self._connected:

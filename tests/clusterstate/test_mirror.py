@@ -714,6 +714,12 @@ class _ReadPaths:
     def __init__(self, state):
         self.state = state
         self.read: set[str] = set()
+        self.listed: list[list[str]] = []  # each listing's folders, in order
+
+    def get_children_many(self, paths, watch=False):
+        paths = list(paths)
+        self.listed.append(paths)
+        return self.state.get_children_many(paths, watch)
 
     def get_data_many(self, paths, watch=False):
         paths = list(paths)
@@ -761,6 +767,8 @@ def test_a_seeded_mirror_answers_at_once_and_tells_only_what_differs(
             assert any(p.startswith(folder) for p in reads.read)
         assert paths.taskbeat_path("storm-2", 1) in reads.read
         assert mirror.resyncs == 1
+        # the error folders it knew were listed (and so watched) first, with the roots
+        assert paths.taskerror_path("storm-0", 2) in reads.listed[0]
     finally:
         mirror.stop()
 
