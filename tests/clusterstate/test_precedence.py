@@ -6,17 +6,7 @@ import threading
 import time
 
 from clusterstate.precedence import Gate
-
-# how long a waiting thread may take to be seen waiting, or to end, on a busy machine: the
-# bound only decides when a test fails
-WAIT = 30
-
-
-def until(predicate, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
-        time.sleep(0.005)
+from tests.helpers import WAIT, wait_for
 
 
 def test_background_work_passes_at_once_without_news():
@@ -34,7 +24,7 @@ def test_background_work_waits_until_every_piece_of_news_has_gone():
     waited = []
     worker = threading.Thread(target=lambda: waited.append(gate.step_aside()))
     worker.start()
-    until(lambda: gate.waiting == 1)
+    wait_for(lambda: gate.waiting == 1, interval=0.005)
     gate.end()  # one of two gone: it still waits
     assert worker.is_alive() and gate.pending == 1
     gate.end()
@@ -54,7 +44,7 @@ def test_news_that_never_ends_holds_background_work_to_half_its_pace_at_worst():
     assert gate.waits == 1
     # and once max_wait has passed since, it waits again
     resumed = time.monotonic()
-    until(lambda: time.monotonic() - resumed >= 0.05)
+    wait_for(lambda: time.monotonic() - resumed >= 0.05, interval=0.005)
     assert gate.step_aside() > 0.0
     assert gate.waits == 2
 
@@ -68,7 +58,7 @@ def test_each_thread_keeps_its_own_pace():
     waited = []
     other = threading.Thread(target=lambda: waited.append(gate.step_aside()))
     other.start()
-    until(lambda: gate.waiting == 1)  # another thread still waits for the news
+    wait_for(lambda: gate.waiting == 1, interval=0.005)  # another thread still waits for the news
     gate.end()
     other.join(WAIT)
     assert waited and waited[0] > 0.0
