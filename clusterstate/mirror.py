@@ -728,7 +728,8 @@ class ClusterMirror(StormReader):
                 # a seeded mirror (a new leader) lists the error folders it knows with the
                 # roots, before everything else: their watches tell of the errors written
                 # while the rest of a large cluster is read
-                lists = (*_ROOTS, *self._known_error_folders())
+                # (the worker alone writes the mirror: it reads it without the lock)
+                lists = (*_ROOTS, *self._per_task(paths.TASKERRORS_SUBTREE))
             self._refresh(lists, (), full=True, changes=changes, between=self._catch_up)
         except NotConnectedError:
             logger.info("cluster mirror resync interrupted by a disconnect; will retry")
@@ -757,13 +758,14 @@ class ClusterMirror(StormReader):
         self._emit(MirrorChange("resync"))
         self._report_connection()
 
-    def _known_error_folders(self) -> list[str]:
-        # (the worker's own thread: it alone writes the mirror, so it reads without the lock)
+    def _per_task(self, subtree: str) -> list[str]:
+        """The task nodes the mirror knows under ``subtree`` (one folder per storm, one
+        node per task: heartbeats, error folders). Under the lock, or on the worker."""
         return [
             _child(storm_root, name)
-            for storm in sorted(self._children.get(paths.TASKERRORS_SUBTREE, ()))
-            for storm_root in (_child(paths.TASKERRORS_SUBTREE, storm),)
-            for name in sorted(self._children.get(storm_root, ()))
+            for storm in self._children.get(subtree, ())
+            for storm_root in (_child(subtree, storm),)
+            for name in self._children.get(storm_root, ())
         ]
 
     def _report_connection(self) -> None:
@@ -835,12 +837,7 @@ class ClusterMirror(StormReader):
         started = time.monotonic()
         self._beat_due = started + self._heartbeat_secs
         with self._lock:
-            beats = [
-                _child(storm_root, name)
-                for storm in self._children.get(paths.TASKBEATS_SUBTREE, ())
-                for storm_root in (_child(paths.TASKBEATS_SUBTREE, storm),)
-                for name in self._children.get(storm_root, ())
-            ]
+            beats = self._per_task(paths.TASKBEATS_SUBTREE)
         gen = self._connection_gen
         for batch in _chunks(beats, POLL_BATCH_SIZE):
             if self._beats_stop.is_set() or self._need_resync:
@@ -942,10 +939,13 @@ class ClusterMirror(StormReader):
                 tokens = _tokens(path)
                 rule = _rule(tokens)
                 if rule == _ERRORS:
-                    # error nodes never change: read only the ones not yet seen
-                    known = set()
-                    if not (full and self._read_all):
-                        known = {name for name, _error in self._errors.get(path, ())}
+                    # error nodes never change: read only the ones not yet seen (a seeded
+                    # mirror's first read takes them all, so that its copy is whole)
+                    known = (
+                        set()
+                        if full and self._read_all
+                        else {name for name, _error in self._errors.get(path, ())}
+                    )
                     for name in ordered_error_names(names)[-MAX_TASK_ERRORS:]:
                         if name not in known:
                             unwatched.add(_child(path, name))
@@ -961,9 +961,10 @@ class ClusterMirror(StormReader):
                             following.append(child)
                     elif child_rule == _DATA:
                         watched.add(child)
-                    elif not (full and child in self._data) or (full and self._read_all):
+                    elif not full or self._read_all or child not in self._data:
                         # a resync leaves the heartbeats it knows to a poll right after it,
                         # on the poller's thread: decoding them all here held up the events
+                        # (a seeded mirror's first read takes them all, for its copy)
                         unwatched.add(child)
             # what this level listed is known now: its folders, its records, its errors
             self._count_read(0, len(following) + len(watched) + len(unwatched) - known_nodes)

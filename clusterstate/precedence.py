@@ -50,9 +50,8 @@ class Gate:
         self._local = threading.local()  # per background thread: when its last wait ended
         #: threads waiting at a checkpoint now
         self.waiting = 0
-        #: checkpoints that waited, and how long in all (seconds)
+        #: checkpoints that waited
         self.waits = 0
-        self.waited_secs = 0.0
 
     @property
     def pending(self) -> int:
@@ -105,7 +104,6 @@ class Gate:
             with self._lock:
                 self.waiting -= 1
                 self.waits += 1
-                self.waited_secs += waited
         return waited
 
 
