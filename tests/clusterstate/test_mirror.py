@@ -773,6 +773,43 @@ def test_a_seeded_mirror_answers_at_once_and_tells_only_what_differs(
         mirror.stop()
 
 
+def test_a_seeded_mirror_watches_the_tasks_that_erred_last_first(
+    state_factory, writer, make_mirror
+):
+    """On a large cluster a new leader's first read lists thousands of error folders: the
+    ones whose last error is the newest come first, a task failing now being the likeliest to
+    fail again."""
+    clock = [0.0]
+    erring = mk_storm_cluster_state(state_factory(), time_fn=lambda: clock[0])
+    last_errors = {("storm-0", 1): 1_000, ("storm-1", 3): 3_000, ("storm-2", 2): 2_000}
+    try:
+        for s in range(3):
+            writer.set_task(f"storm-{s}", 1, TaskInfo(component_id="c1"))
+        for (storm_id, task_id), when in last_errors.items():
+            for ago in (500, 0):
+                clock[0] = when - ago
+                erring.report_task_error(storm_id, task_id, f"at {clock[0]}")
+    finally:
+        erring.disconnect()
+    followed, _state, _changes = make_mirror()
+    followed.stop()
+
+    reads = _ReadPaths(state_factory())
+    mirror = ClusterMirror(reads, heartbeat_secs=60)
+    assert mirror.seed(followed)
+    try:
+        mirror.start(wait=None)
+        wait_for(lambda: mirror.resyncs == 1, TIMEOUT)
+        folders = [p for p in reads.listed[0] if p.startswith(paths.TASKERRORS_SUBTREE + "/")]
+        assert folders[:3] == [
+            paths.taskerror_path("storm-1", 3),
+            paths.taskerror_path("storm-2", 2),
+            paths.taskerror_path("storm-0", 1),
+        ]
+    finally:
+        mirror.stop()
+
+
 def test_only_a_synced_mirror_seeds_and_only_before_it_starts(state_factory, writer, make_mirror):
     unsynced, _state, _changes = make_mirror(start=False)
     fresh = ClusterMirror(state_factory())
