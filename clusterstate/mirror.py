@@ -186,6 +186,11 @@ def _rule(tokens: list[str]) -> str | None:
     return layout[len(tokens) - 1]
 
 
+#: the worker's marker for a state connected again with nothing missed (``state.resumed``:
+#: :class:`clusterstate.replica.ReplicaState`)
+_RESUMED = object()
+
+
 def _depth(path: str) -> int:
     return path.count("/")
 
@@ -352,6 +357,7 @@ class ClusterMirror(StormReader):
         # changes are numbered and told in one order, whichever thread applied them
         self._emit_lock = threading.RLock()
         self._stopping = False
+        self._resumable = False  # lost while synced, nothing missed since (_sort)
         self._watch_id = None
 
         self._connected = False
@@ -441,19 +447,22 @@ class ClusterMirror(StormReader):
         self._synced.set()
         return True
 
+    def stopping(self) -> None:
+        """Begin to stop without waiting: the worker and the heartbeat poller stop at their
+        next step, and no watch is held as news any more. :meth:`stop` waits for them."""
+        self._stopping = True
+        self._beats_stop.set()
+        self._queue.put(None)  # (wakes the worker)
+
     def stop(self) -> None:
         """Stop the worker and stop listening; the state stays open. Harmless if repeated.
 
         Reads keep answering from what the mirror last knew.
         """
-        if self._stopping:
-            return
-        self._stopping = True
-        self._beats_stop.set()
+        self.stopping()
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        self._queue.put(None)
         for t in (thread, self._beat_thread):
             if t is not None and t is not threading.current_thread():
                 t.join(30)
@@ -619,6 +628,8 @@ class ClusterMirror(StormReader):
         if state != CONNECTED:
             self._connected = False
             self._synced.clear()
+        elif getattr(self._state, "resumed", False):
+            state = _RESUMED  # (asked now: the state says so as it tells)
         self._queue.put(state)
 
     # -- the worker ----------------------------------------------------------------
@@ -640,6 +651,10 @@ class ClusterMirror(StormReader):
             events = self._sort(items)
             now = time.monotonic()
             if self._need_resync or now >= self._resync_due:
+                if events:
+                    self._resumable = False  # left to a resync: it must read them
+                if self._resuming():
+                    return  # connected again with nothing missed: its marker is on its way
                 if now >= self._retry_due and self._state.connected:
                     self._resync()  # reads everything: the events are covered
                 return
@@ -655,10 +670,21 @@ class ClusterMirror(StormReader):
             if isinstance(item, tuple):
                 event_type, path = item
                 events.setdefault(path, set()).add(event_type)
-            elif item == CONNECTED:
+            elif item is _RESUMED and self._resumable:
+                # connected again to a copy that carries on the one read, nothing of it
+                # missed (a follower's, of a new leader's copy): what is held is current
+                self._resumable = self._need_resync = False
+                self._synced_at = self._time_fn()
+                self._connected = True
+                self._synced.set()
+                self._report_connection()
+            elif item == CONNECTED or item is _RESUMED:
                 self._need_resync = True
                 self._retry_due = 0.0
+                self._resumable = False
             elif item is not None:
+                # whether what is held stays current if the state resumes
+                self._resumable = self._first_sync_done and not self._need_resync
                 # the listener said so already; say it again here, in case a
                 # resync that ended meanwhile had just set it back
                 self._connected = False
@@ -685,7 +711,7 @@ class ClusterMirror(StormReader):
     def _timeout(self, now: float) -> float:
         """How long the worker may wait for events before it has something to do."""
         if self._need_resync or now >= self._resync_due:
-            if not self._state.connected:
+            if not self._state.connected or self._resuming():
                 return 1.0  # the connection listener's marker wakes us sooner
             due = self._retry_due
         else:
@@ -703,8 +729,12 @@ class ClusterMirror(StormReader):
             except queue.Empty:
                 return items
 
+    def _resuming(self) -> bool:
+        return self._resumable and getattr(self._state, "resumed", False)
+
     def _schedule_retry(self) -> None:
         self._need_resync = True
+        self._resumable = False
         self._retry_delay = min(max(self._retry_delay * 2, 0.2), 5.0, self._resync_secs)
         self._retry_due = time.monotonic() + self._retry_delay
 

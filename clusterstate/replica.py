@@ -38,7 +38,11 @@ on ``{prefix}:events``) only once the leader's mirror is synced and every read
 so far is written: a follower that adopts it reads a whole cluster. A new
 leader, or the same leader after Redis lost its data, writes a new generation;
 a follower sees its own generation go (``"lost"``) and the new one come
-(``"connected"``), so its mirror re-reads everything, from Redis. When the
+(``"connected"``), so its mirror re-reads everything, from Redis. A new leader
+that begins with the copy it followed (``carry_on``) says so in its
+announcement: a follower that had every message of that copy carries on with
+what its mirror holds (:attr:`ReplicaState.resumed`), and the differences the
+new leader finds come as events, published after the announcement. When the
 leader's own mirror loses ZooKeeper it withdraws the announcement, so
 followers say they are disconnected too, and announces again once resynced.
 
@@ -160,6 +164,7 @@ class PublishingState:
         self._gen = ""
         self._whole = True  # the next flush writes the whole copy to a new generation
         self._carried = False  # the copy began as the last leader's (carry_on)
+        self._carries: str | None = None  # that leader's generation
         self._announced = False
         #: flushes done and generations started (read by tests and the bench)
         self.flushes = 0
@@ -303,6 +308,7 @@ class PublishingState:
             self._gen = new
             self._whole = False
             self._carried = True
+            self._carries = gen
             self.generations += 1
         logger.info("replica: generation %s carries on %s", new, gen)
         self._wake.set()
@@ -443,12 +449,19 @@ class PublishingState:
             if old and self._announced:
                 self._withdraw()
             self._gen = uuid.uuid4().hex
+            self._carries = None  # written whole: a copy of no other
             self.generations += 1
             self._write_whole(data, kids)
             self._whole = False
             self._announced = False
         else:
-            self._write(pending, events if self._announced else [])
+            # announced with this flush's writes, before its events: a follower that carries
+            # on reading what it had (ReplicaState.resumed) misses none of them
+            announce = ready and not self._announced
+            self._write(pending, events if self._announced or announce else [], announce)
+            if announce:
+                self._announced = True
+                logger.info("replica: generation %s announced", self._gen)
         self.flushes += 1
         self._refresh(ready)
 
@@ -462,8 +475,14 @@ class PublishingState:
             pipe.expire(key, GEN_TTL_SECS)
         pipe.execute()
 
-    def _write(self, pending: dict, events: list) -> None:
-        if not pending and not events:
+    def _announcement(self) -> str:
+        message = {"g": self._gen, "s": CONNECTED}
+        if self._carries is not None:
+            message["c"] = self._carries  # a copy of that generation at first
+        return json.dumps(message)
+
+    def _write(self, pending: dict, events: list, announce: bool = False) -> None:
+        if not pending and not events and not announce:
             return
         keys = _keys(self._prefix, self._gen)
         sets: tuple[dict, dict] = ({}, {})
@@ -480,6 +499,9 @@ class PublishingState:
             for chunk in _chunks(dels[which], FIELDS_PER_COMMAND):
                 pipe.hdel(keys[which], *chunk)
         # the writes go first on this one connection: a follower told reads them
+        if announce:
+            pipe.set(f"{self._prefix}:leader", self._gen, ex=LEADER_TTL_SECS)
+            pipe.publish(self._channel, self._announcement())
         for chunk in _chunks(events, EVENTS_PER_MESSAGE):
             pipe.publish(self._channel, json.dumps({"g": self._gen, "e": chunk}))
         pipe.execute()
@@ -492,7 +514,7 @@ class PublishingState:
         if ready:
             pipe.set(f"{self._prefix}:leader", self._gen, ex=LEADER_TTL_SECS)
             if not self._announced:
-                pipe.publish(self._channel, json.dumps({"g": self._gen, "s": CONNECTED}))
+                pipe.publish(self._channel, self._announcement())
         pipe.execute()
         if ready and not self._announced:
             logger.info("replica: generation %s announced", self._gen)
@@ -573,6 +595,10 @@ class ReplicaState:
         self._listeners: list[ConnectionListener] = []
         self._gen: str | None = None
         self._last_gen: str | None = None
+        # the generation every message of which this has had since it adopted it (None: a
+        # message may have been missed, or one could not be delivered)
+        self._intact: str | None = None
+        self._resumed = False
         self._connected = False
         self._closed = threading.Event()
         #: events delivered to the callbacks (read by tests)
@@ -656,6 +682,15 @@ class ReplicaState:
         return self._gen if self._connected else None
 
     @property
+    def resumed(self) -> bool:
+        """Whether the copy now read carries on the last one, of which nothing was missed: a
+        new leader's, begun as a copy of the last leader's in Redis (``carry_on``), which
+        this followed to the end (read by connection listeners as they are told
+        ``"connected"``: what was read of the last copy is still current, and its changes
+        come as events)."""
+        return self._resumed and self._connected
+
+    @property
     def last_generation(self) -> str | None:
         """The last leader's generation this read, even once that leader went (``None``
         before one was read)."""
@@ -681,8 +716,9 @@ class ReplicaState:
             except Exception:
                 logger.exception("replica connection listener %r failed", listener)
 
-    def _adopt(self, gen: str | None) -> None:
-        """Follow generation ``gen`` (``None``: no leader's copy)."""
+    def _adopt(self, gen: str | None, carries: str | None = None) -> None:
+        """Follow generation ``gen`` (``None``: no leader's copy), which began as a copy of
+        generation ``carries`` if given."""
         if gen == self._gen and self._connected == (gen is not None):
             return
         if self._connected:
@@ -690,8 +726,14 @@ class ReplicaState:
             self._tell(LOST)
         self._gen = gen
         if gen is not None:
-            self._last_gen = gen
-            logger.info("replica: reading the leader's generation %s", gen)
+            self._resumed = carries is not None and carries == self._intact != gen
+            self._intact = self._last_gen = gen
+            if self._resumed:
+                logger.info(
+                    "replica: reading the leader's generation %s, a copy of %s", gen, carries
+                )
+            else:
+                logger.info("replica: reading the leader's generation %s", gen)
             self._connected = True
             self._tell(CONNECTED)
 
@@ -719,6 +761,7 @@ class ReplicaState:
             except _redis_errors() as exc:
                 if not self._closed.is_set():
                     logger.warning("replica: Redis unreachable (%s)", exc)
+                self._intact = None  # messages may have gone meanwhile
                 self._adopt(None)
                 self._closed.wait(delay)
                 delay = min(delay * 2, 2.0)
@@ -732,6 +775,7 @@ class ReplicaState:
     def _listen(self, pubsub) -> None:
 
         looked = time.monotonic()
+        polled = None
         while not self._closed.is_set():
             message = pubsub.get_message(timeout=self._poll_secs)
             if message is not None and message.get("type") == "message":
@@ -739,7 +783,12 @@ class ReplicaState:
             now = time.monotonic()
             if now - looked >= self._poll_secs:
                 looked = now
-                self._adopt(self._current())
+                current = self._current()
+                # (a new generation is adopted from its announcement, which says what it
+                # carries on; from a look only if no announcement came since the last look)
+                if current is None or current == self._gen or current == polled:
+                    self._adopt(current)
+                polled = current
 
     def _on_message(self, data: bytes) -> None:
         try:
@@ -750,10 +799,12 @@ class ReplicaState:
             return
         state = message.get("s")
         if state == CONNECTED:
-            self._adopt(gen)
+            self._adopt(gen, message.get("c"))
         elif state == LOST:
             if gen == self._gen:
                 self._adopt(None)
+        elif gen == self._intact and not self._connected:
+            self._intact = None  # changes of it that nobody was told: it is not whole here
         elif gen == self._gen and self._connected:
             with self._lock:
                 callbacks = list(self._callbacks.values())

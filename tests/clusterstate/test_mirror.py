@@ -691,6 +691,20 @@ def test_a_stopped_mirror_holds_no_news(writer, make_mirror, monkeypatch):
     assert gate.pending == 0
 
 
+def test_a_mirror_stopping_holds_no_news_and_its_stop_still_waits_for_its_threads(
+    writer, make_mirror, monkeypatch
+):
+    gate = precedence.Gate(max_wait=0.05)
+    monkeypatch.setattr(precedence, "NEWS", gate)
+    mirror, _state, _changes = make_mirror()
+    worker, poller = mirror._thread, mirror._beat_thread
+    mirror.stopping()  # returns at once (a new leader's take-over)
+    mirror._on_watch("node-created", "/storms/s2")
+    assert gate.pending == 0
+    mirror.stop()
+    assert not worker.is_alive() and not poller.is_alive()
+
+
 def test_the_heartbeat_poll_steps_aside_for_news(writer, make_mirror, monkeypatch):
     gate = precedence.Gate(max_wait=0.01)
     monkeypatch.setattr(precedence, "NEWS", gate)

@@ -320,6 +320,31 @@ def test_the_source_builds_in_the_background_letting_news_pass(built, monkeypatc
     gate.end()
 
 
+def test_a_closing_sources_background_build_stops_at_the_next_storm(built, monkeypatch):
+    from stormui import source as source_module
+
+    source = get_source()
+    read = []
+    real = source_module.cluster.build_cluster_view
+
+    def build(reader, *, between, **kwargs):
+        def counted():
+            read.append(1)
+            if len(read) == 2:
+                source._closing.set()  # closed while the build is under way
+            between()
+
+        return real(reader, between=counted, **kwargs)
+
+    monkeypatch.setattr(source_module.cluster, "build_cluster_view", build)
+    try:
+        with pytest.raises(source_module._Closed):
+            source._build(background=True)
+        assert len(read) == 2 < len(built[1].storms)
+    finally:
+        source._closing.clear()
+
+
 def test_liveness_moves_with_now(built):
     known, _, now = built
     later = build_cluster_view(get_source().reader, **_kwargs(now + TASK_TIMEOUT))
