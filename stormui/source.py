@@ -94,9 +94,10 @@ class _Closed(Exception):
 class Source:
     """The cluster as pages see it: the mirror, the views built from it, the admin state.
 
-    :param seed: ``(mirror, generation)``: a follower's mirror of the same cluster and the
-        generation of the leader's copy it read, which this source's mirror and its copy for
-        the others begin with if it reads ZooKeeper for them (a new leader).
+    :param seed: ``(mirror, generation, view)``: a follower's mirror of the same cluster,
+        the generation of the leader's copy it read and the last view built from it that
+        holds all it was told (or ``None``), which this source's mirror, its copy for the
+        others and its views begin with if it reads ZooKeeper for them (a new leader).
     """
 
     def __init__(self, seed=None):
@@ -213,6 +214,12 @@ class Source:
             if publisher is not None:
                 seed, self._seed = self._seed, None
                 if seed is not None and mirror.seed(seed[0]):
+                    # its read tells what differs storm by storm, as a resync does; the last
+                    # view built from that copy stands until then (pages need no whole build)
+                    self._synced = True
+                    if seed[2] is not None:
+                        self._built = (seed[2], 0)
+                        self._first_view.set()
                     # and the followers' copy goes on from the one it followed (if still there)
                     carried = seed[1] is not None and publisher.carry_on(seed[1])
                     log.info(
@@ -403,9 +410,13 @@ class Source:
                     if len(self._storm_changed) > 10_000:  # storms come and go: stay bounded
                         self._storm_changed.clear()
                         self._all_changed = change.version
-                elif change.kind == "supervisor" or (change.kind == "resync" and self._synced):
+                elif change.kind in ("supervisor", "connection") or (
+                    change.kind == "resync" and self._synced
+                ):
                     # supervisors are built afresh every time; a resync reported what it found
-                    # different, storm by storm, before it ended (the first: the cold load)
+                    # different, storm by storm, before it ended (the first: the cold load);
+                    # no storm's figures depend on the connection (compared apart: _current),
+                    # and after one lost a resync tells what differs storm by storm
                     pass
                 else:
                     self._all_changed = change.version
@@ -533,7 +544,12 @@ def reset_source(*, seed_next: bool = False) -> None:
         if old is not None:
             if seed_next and old.replica == "follow" and old.mirror is not None:
                 # (a stopped mirror still answers with what it held)
-                _seed = (old.mirror, getattr(old.state, "last_generation", None))
+                built = old._current()  # (only a view holding every change it was told)
+                _seed = (
+                    old.mirror,
+                    getattr(old.state, "last_generation", None),
+                    built[0] if built is not None else None,
+                )
                 # a new leader: the follower's source stops in the background. Waiting for
                 # its threads (a whole view's build, a read of Redis in flight, a ZooKeeper
                 # session's goodbye) held the take-over up by 1 to 1.6 s at 20,000 tasks;

@@ -265,7 +265,7 @@ async def test_a_take_over_tried_again_keeps_the_cluster_it_read(monkeypatch, re
 def test_a_new_leader_does_not_wait_for_its_follower_source_to_close(monkeypatch):
     """Taking over, the follower's source is stopped at once and closed in the background
     (its threads' ends held a take-over up by a second and more at 20,000 tasks); the next
-    source begins with its mirror and the generation it read."""
+    source begins with its mirror, the generation it read and its last view."""
     import threading
     from types import SimpleNamespace
 
@@ -277,11 +277,12 @@ def test_a_new_leader_does_not_wait_for_its_follower_source_to_close(monkeypatch
         release.wait()
         closed.set()
 
-    mirror = object()
+    mirror, view = object(), object()
     follower = SimpleNamespace(
         replica="follow",
         mirror=mirror,
         state=SimpleNamespace(last_generation="gen-1"),
+        _current=lambda: (view, 7),
         closing=lambda: began.append(True),
         close=close,
     )
@@ -297,7 +298,7 @@ def test_a_new_leader_does_not_wait_for_its_follower_source_to_close(monkeypatch
         assert done.wait(10)  # it returned while the close is held
         assert began == [True] and not closed.is_set()
         assert source_module._source is None
-        assert source_module._seed == (mirror, "gen-1")
+        assert source_module._seed == (mirror, "gen-1", view)
     finally:
         release.set()
         monkeypatch.setattr(source_module, "_seed", None)
