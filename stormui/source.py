@@ -543,18 +543,18 @@ def reset_source(*, seed_next: bool = False) -> None:
         old, _source = _source, None
         if old is not None:
             if seed_next and old.replica == "follow" and old.mirror is not None:
-                # (a stopped mirror still answers with what it held)
+                # a new leader: the follower's source stops at once and closes in the
+                # background. Waiting for its threads (a whole view's build, a read of Redis in
+                # flight, a ZooKeeper session's goodbye) held the take-over up by 1 to 1.6 s at
+                # 20,000 tasks; what it stops is its own (the seed copies the mirror under its
+                # lock, and a stopped mirror still answers with what it held)
+                old.closing()
                 built = old._current()  # (only a view holding every change it was told)
                 _seed = (
                     old.mirror,
                     getattr(old.state, "last_generation", None),
                     built[0] if built is not None else None,
                 )
-                # a new leader: the follower's source stops in the background. Waiting for
-                # its threads (a whole view's build, a read of Redis in flight, a ZooKeeper
-                # session's goodbye) held the take-over up by 1 to 1.6 s at 20,000 tasks;
-                # what it stops is its own (the seed copies the mirror under its lock)
-                old.closing()
                 threading.Thread(target=old.close, name="stormui-source-close", daemon=True).start()
             else:
                 old.close()
