@@ -225,22 +225,35 @@ class _Held:
         return getattr(self.state, name)
 
 
+class _LeaderGone:
+    """Two followers of a leader that went: ``successor`` (whose copy a new leader begins
+    with) and ``other``; ``last`` is the gone leader's generation, ``resyncs`` the other's
+    mirror's whole reads so far, ``changes`` and ``connection`` what the other was told."""
+
+    def __init__(self, cluster, replicas, **populated):
+        writer, session = cluster
+        lead, follow = replicas
+        populate(writer, **populated)
+        _leader, publisher = lead(session())
+        self.successor, successor_replica, _changes, _connection = follow()
+        self.other, self.other_replica, self.changes, self.connection = follow()
+        wait_mirror_equals(self.successor, writer)
+        wait_mirror_equals(self.other, writer)
+        self.last, self.resyncs = successor_replica.last_generation, self.other.resyncs
+        publisher.stop()  # the leader goes
+        wait_for(lambda: not self.other.connected and not self.successor.connected)
+        assert successor_replica.last_generation == self.last
+
+
 def test_a_new_leader_carries_on_the_last_copy_for_its_followers_at_once(cluster, replicas):
     """The followers adopt the new leader's copy in the time of the take-over: it begins as
     the last leader's (copied in Redis), and what changed meanwhile comes as changes once the
     new leader has read ZooKeeper, each told once."""
     writer, session = cluster
     lead, follow = replicas
-    populate(writer, storms=2, tasks=3, errors=2)
-    _leader, publisher = lead(session())
-    successor, successor_replica, _changes, _connection = follow()
-    other, other_replica, changes, _connection = follow()
-    wait_mirror_equals(successor, writer)
-    wait_mirror_equals(other, writer)
-    last = successor_replica.last_generation
-    publisher.stop()  # the leader goes
-    wait_for(lambda: not other.connected and not successor.connected)
-    assert successor_replica.last_generation == last
+    gone = _LeaderGone(cluster, replicas, storms=2, tasks=3, errors=2)
+    successor, other, other_replica = gone.successor, gone.other, gone.other_replica
+    last, changes = gone.last, gone.changes
     writer.report_task_error("storm-0", 1, "while nobody led")
     changes.clear()
 
@@ -273,27 +286,25 @@ def test_a_follower_of_the_last_copy_carries_on_with_what_it_read(cluster, repli
     that one, so it is connected again at once with what it holds, and what changed meanwhile
     comes as changes, once."""
     writer, session = cluster
-    lead, follow = replicas
-    populate(writer, storms=2, tasks=3, errors=2)
-    _leader, publisher = lead(session())
-    successor, successor_replica, _changes, _connection = follow()
-    other, other_replica, changes, connection = follow()
-    wait_mirror_equals(successor, writer)
-    wait_mirror_equals(other, writer)
-    last, resyncs = successor_replica.last_generation, other.resyncs
-    publisher.stop()  # the leader goes
-    wait_for(lambda: not other.connected and not successor.connected)
+    lead, _follow = replicas
+    gone = _LeaderGone(cluster, replicas, storms=2, tasks=3, errors=2)
+    other, other_replica, changes, connection = (
+        gone.other,
+        gone.other_replica,
+        gone.changes,
+        gone.connection,
+    )
     writer.report_task_error("storm-0", 1, "while nobody led")
     writer.activate_storm("storm-late", StormBase("late", 1_300_000_000))
     writer.set_assignment("storm-late", assignment([1]))
     changes.clear()
 
-    new, publisher2 = lead(session(), seed=successor, carry=last)
+    new, publisher2 = lead(session(), seed=gone.successor, carry=gone.last)
     wait_for(lambda: other_replica.generation == publisher2.generation and other.connected)
     assert other_replica.resumed and connection.events[-2:] == [LOST, CONNECTED]
     wait_mirror_equals(new, writer)
     wait_mirror_equals(other, writer)
-    assert other.resyncs == resyncs  # nothing read whole again
+    assert other.resyncs == gone.resyncs  # nothing read whole again
     assert [e.error for c in changes.of("errors") for e in c.errors] == ["while nobody led"]
     assert other.storm_base("storm-late").storm_name == "late"
     # and it follows the new copy's changes
@@ -311,15 +322,8 @@ def test_changes_read_before_a_carried_copy_is_announced_reach_a_follower_carryi
     import redis
 
     writer, session = cluster
-    lead, follow = replicas
-    populate(writer, storms=1, tasks=2, errors=1)
-    _leader, publisher = lead(session())
-    successor, successor_replica, _changes, _connection = follow()
-    other, other_replica, changes, _connection = follow()
-    wait_mirror_equals(other, writer)
-    last = successor_replica.last_generation
-    publisher.stop()
-    wait_for(lambda: not other.connected and not successor.connected)
+    gone = _LeaderGone(cluster, replicas, storms=1, tasks=2, errors=1)
+    other, other_replica, changes = gone.other, gone.other_replica, gone.changes
     writer.report_task_error("storm-0", 1, "while nobody led")
     changes.clear()
 
@@ -327,10 +331,10 @@ def test_changes_read_before_a_carried_copy_is_announced_reach_a_follower_carryi
     publisher2 = PublishingState(session(), client)
     new = ClusterMirror(publisher2, heartbeat_secs=0.2)
     publisher2.follow(new)
-    assert new.seed(successor)
+    assert new.seed(gone.successor)
     try:
         with publisher2._writing:  # its writer waits: nothing is written or announced yet
-            assert publisher2._carry_on(last)
+            assert publisher2._carry_on(gone.last)
             new.start(wait=None)
             wait_for(lambda: new.resyncs == 1)  # the changes it read are recorded
             assert not publisher2.announced
@@ -346,23 +350,17 @@ def test_changes_read_before_a_carried_copy_is_announced_reach_a_follower_carryi
 
 def test_a_follower_that_missed_a_change_of_the_last_copy_reads_the_next_whole(cluster, replicas):
     writer, session = cluster
-    lead, follow = replicas
-    populate(writer, storms=1, tasks=2, errors=1)
-    _leader, publisher = lead(session())
-    successor, successor_replica, _changes, _connection = follow()
-    other, other_replica, _changes, _connection = follow()
-    wait_mirror_equals(other, writer)
-    last, resyncs = successor_replica.last_generation, other.resyncs
-    publisher.stop()
-    wait_for(lambda: not other.connected)
+    lead, _follow = replicas
+    gone = _LeaderGone(cluster, replicas, storms=1, tasks=2, errors=1)
+    other, other_replica, last = gone.other, gone.other_replica, gone.last
     # a change of the last copy told after the follower let it go (a deposed leader still
     # writing): nobody applied it
     other_replica._on_message(json.dumps({"g": last, "e": [["node-data-changed", "/x"]]}))
 
-    _new, publisher2 = lead(session(), seed=successor, carry=last)
+    _new, publisher2 = lead(session(), seed=gone.successor, carry=last)
     wait_for(lambda: other_replica.generation == publisher2.generation)
     assert not other_replica.resumed
-    wait_for(lambda: other.connected and other.resyncs > resyncs)
+    wait_for(lambda: other.connected and other.resyncs > gone.resyncs)
     wait_mirror_equals(other, writer)
 
 
