@@ -49,7 +49,7 @@ class Reader(threading.Thread):
 
     def __init__(self, url: str, origin: str):
         super().__init__(name="ws-reader", daemon=True)
-        self.ws = connect(url, origin=origin, open_timeout=STUCK_SECS)
+        self.ws = connect(url, origin=origin, open_timeout=STUCK_SECS, legacy=True)
         first = json.loads(self.ws.recv(timeout=STUCK_SECS))
         assert first["type"] == "snapshot"
         self.received: list[int] = []

@@ -4,7 +4,6 @@ ZooKeeper, the source's mirror and the relay running for real."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
@@ -670,39 +669,6 @@ async def test_another_process_errors_outlive_a_snapshot_asked_for(live_cluster)
     assert held["error"] in {e["error"] for e in snapshot["errors"]}
     assert (await comm.receive_json_from(timeout=WAIT))["error"] == "not in its copy yet"
     await comm.disconnect()
-
-
-def test_per_view_builds_once_per_view_however_many_threads_ask():
-    cache = live.PerView(bound=2)
-    started, release = threading.Event(), threading.Event()
-    builds = []
-
-    def build():
-        builds.append(1)
-        started.set()
-        release.wait(30)
-        return len(builds)
-
-    view = object()
-    results = []
-    threads = [
-        threading.Thread(target=lambda: results.append(cache.get("k", view, build)))
-        for _ in range(4)
-    ]
-    threads[0].start()
-    assert started.wait(30)
-    for t in threads[1:]:
-        t.start()
-    release.set()
-    for t in threads:
-        t.join(30)
-    # the others, asking while it was built or after, got that build
-    assert results == [1, 1, 1, 1] and len(builds) == 1
-    # a new view is built again; past the bound, old keys go
-    assert cache.get("k", object(), build) == 2
-    for key in ("a", "b", "c"):
-        cache.get(key, view, lambda key=key: key)
-    assert "k" not in cache._built
 
 
 async def test_the_relay_holds_an_error_as_news_until_its_sockets_have_it(
