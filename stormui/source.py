@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import NamedTuple
 
 from django.conf import settings
 
@@ -48,7 +49,7 @@ _STORM_CHANGES = ("storm", "assignment", "tasks", "errors", "heartbeats")
 
 _lock = threading.Lock()
 _source: Source | None = None
-_seed = None  # the mirror the next source begins with (reset_source)
+_seed: Seed | None = None  # what the next source begins with (reset_source)
 
 
 def replica_role() -> str | None:
@@ -87,6 +88,14 @@ FIRST_CONNECT_SECS = 5.0
 RECONNECT_SECS = 2.0
 
 
+class Seed(NamedTuple):
+    """What a new leader's source begins with (:func:`reset_source`, ``seed_next``)."""
+
+    mirror: object  # the follower's ClusterMirror (stopped: it answers with what it held)
+    generation: str | None  # the generation of the leader's copy it read
+    view: object  # the last view built from it holding all it was told, or None
+
+
 class _Closed(Exception):
     """The source was closed during a background build."""
 
@@ -94,10 +103,10 @@ class _Closed(Exception):
 class Source:
     """The cluster as pages see it: the mirror, the views built from it, the admin state.
 
-    :param seed: ``(mirror, generation, view)``: a follower's mirror of the same cluster,
-        the generation of the leader's copy it read and the last view built from it that
-        holds all it was told (or ``None``), which this source's mirror, its copy for the
-        others and its views begin with if it reads ZooKeeper for them (a new leader).
+    :param seed: a :class:`Seed`: a follower's mirror of the same cluster, the generation of
+        the leader's copy it read and its last view, which this source's mirror, its copy
+        for the others and its views begin with if it reads ZooKeeper for them (a new
+        leader).
     """
 
     def __init__(self, seed=None):
@@ -213,15 +222,15 @@ class Source:
             mirror.subscribe(self._on_change)
             if publisher is not None:
                 seed, self._seed = self._seed, None
-                if seed is not None and mirror.seed(seed[0]):
+                if seed is not None and mirror.seed(seed.mirror):
                     # its read tells what differs storm by storm, as a resync does; the last
                     # view built from that copy stands until then (pages need no whole build)
                     self._synced = True
-                    if seed[2] is not None:
-                        self._built = (seed[2], 0)
+                    if seed.view is not None:
+                        self._built = (seed.view, 0)
                         self._first_view.set()
                     # and the followers' copy goes on from the one it followed (if still there)
-                    carried = seed[1] is not None and publisher.carry_on(seed[1])
+                    carried = seed.generation is not None and publisher.carry_on(seed.generation)
                     log.info(
                         "the mirror begins with the copy this process followed%s",
                         ", carried on for the others" if carried else "",
@@ -550,7 +559,7 @@ def reset_source(*, seed_next: bool = False) -> None:
                 # lock, and a stopped mirror still answers with what it held)
                 old.closing()
                 built = old._current()  # (only a view holding every change it was told)
-                _seed = (
+                _seed = Seed(
                     old.mirror,
                     getattr(old.state, "last_generation", None),
                     built[0] if built is not None else None,

@@ -625,7 +625,7 @@ def test_a_new_leaders_source_begins_with_the_last_view_of_the_copy_it_followed(
     tasks): its source begins with the view its follower's source had built, and rebuilds
     only the storms its read of ZooKeeper finds changed."""
     from stormui import leader
-    from stormui.source import Source
+    from stormui.source import Seed, Source
 
     settings.STORMUI_ZK_SERVERS = [zk_server.connect_string]
     settings.STORMUI_ZK_ROOT = zk_conf["storm.zookeeper.root"]
@@ -652,7 +652,7 @@ def test_a_new_leaders_source_begins_with_the_last_view_of_the_copy_it_followed(
     followed.stop()
     writer.report_task_error("storm-1", 1, "while nobody led")
 
-    source = Source(seed=(followed, None, last))
+    source = Source(seed=Seed(followed, None, last))
     try:
         assert source.replica == "lead" and not source.syncing
         # at once: the view it began with
