@@ -150,6 +150,7 @@ class PublishingState:
         self._redis = redis_client
         self._prefix = prefix
         self._channel = f"{prefix}:events"
+        self._leader_key = f"{prefix}:leader"
         self._ready = ready
         self._lock = threading.Lock()
         self._writing = threading.Lock()  # a flush, or carry_on: one at a time
@@ -500,7 +501,7 @@ class PublishingState:
                 pipe.hdel(keys[which], *chunk)
         # the writes go first on this one connection: a follower told reads them
         if announce:
-            pipe.set(f"{self._prefix}:leader", self._gen, ex=LEADER_TTL_SECS)
+            pipe.set(self._leader_key, self._gen, ex=LEADER_TTL_SECS)
             pipe.publish(self._channel, self._announcement())
         for chunk in _chunks(events, EVENTS_PER_MESSAGE):
             pipe.publish(self._channel, json.dumps({"g": self._gen, "e": chunk}))
@@ -512,7 +513,7 @@ class PublishingState:
         for key in _keys(self._prefix, self._gen):
             pipe.expire(key, GEN_TTL_SECS)
         if ready:
-            pipe.set(f"{self._prefix}:leader", self._gen, ex=LEADER_TTL_SECS)
+            pipe.set(self._leader_key, self._gen, ex=LEADER_TTL_SECS)
             if not self._announced:
                 pipe.publish(self._channel, self._announcement())
         pipe.execute()
@@ -527,9 +528,8 @@ class PublishingState:
             return
         self._announced = False
         try:
-            leader_key = f"{self._prefix}:leader"
-            if self._redis.get(leader_key) == self._gen.encode():
-                self._redis.delete(leader_key)
+            if self._redis.get(self._leader_key) == self._gen.encode():
+                self._redis.delete(self._leader_key)
             self._redis.publish(self._channel, json.dumps({"g": self._gen, "s": LOST}))
         except _redis_errors() as exc:
             logger.info("replica: could not withdraw generation %s: %s", self._gen, exc)
@@ -586,6 +586,7 @@ class ReplicaState:
         self._url = redis_url
         self._prefix = prefix
         self._channel = f"{prefix}:events"
+        self._leader_key = f"{prefix}:leader"
         self._poll_secs = poll_secs
         self._redis = redis.Redis.from_url(
             redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
@@ -738,7 +739,7 @@ class ReplicaState:
             self._tell(CONNECTED)
 
     def _current(self) -> str | None:
-        raw = self._redis.get(f"{self._prefix}:leader")
+        raw = self._redis.get(self._leader_key)
         return raw.decode() if raw else None
 
     def _run(self) -> None:
