@@ -208,8 +208,9 @@ REDIS_URL = _redis_url
 if _redis_url:
     CHANNEL_LAYERS = {
         "default": {
-            # channels_redis's, living through a Redis restart (stormui.redislayer)
-            "BACKEND": "stormui.redislayer.ReconnectingRedisChannelLayer",
+            # channels_redis's, living through a Redis restart; a group's messages reach
+            # this process's sockets through one subscription (stormui.redislayer)
+            "BACKEND": "stormui.redislayer.FanOutRedisChannelLayer",
             # a redis:// URL, or Sentinels and the master's name (redis+sentinel://)
             "CONFIG": {"hosts": redis_hosts(_redis_url)},
         }

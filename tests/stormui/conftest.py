@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import shutil
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ import pytest
 import pytest_asyncio
 from channels.layers import channel_layers
 
+from bench import live_servers
 from clusterstate import (
     Assignment,
     StormBase,
@@ -397,3 +400,32 @@ async def live_cluster(known_cluster):
     live.stop_relay()
     await asyncio.sleep(0)
     channel_layers.backends.clear()
+
+
+class RedisServer:
+    """A throwaway redis-server that can be stopped and started again on its port."""
+
+    def __init__(self, folder):
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is not installed (apt-get install redis-server)")
+        self.folder = folder
+        self.proc, self.url = live_servers.start_redis(folder)
+        self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+
+    def stop(self):
+        live_servers.stop(self.proc)
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()

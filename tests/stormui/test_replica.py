@@ -9,8 +9,6 @@ read what ZooKeeper holds, as the leader does.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import threading
 
 import pytest
@@ -24,35 +22,6 @@ from clusterstate.storm import mk_storm_cluster_state
 from tests.clusterstate.mirror_helpers import ChangeLog, wait_mirror_equals
 from tests.clusterstate.test_mirror import assignment, heartbeat, populate
 from tests.helpers import WAIT, Recorder, delete_roots, wait_for
-
-
-class RedisServer:
-    """A throwaway redis-server that can be stopped and started again on its port."""
-
-    def __init__(self, folder):
-        if shutil.which("redis-server") is None:
-            pytest.fail("redis-server is not installed (apt-get install redis-server)")
-        self.folder = folder
-        self.proc, self.url = live_servers.start_redis(folder)
-        self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
-
-    def stop(self):
-        live_servers.stop(self.proc)
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    server = RedisServer(tmp_path)
-    yield server
-    server.stop()
 
 
 @pytest.fixture
