@@ -306,6 +306,7 @@ class _Subscriptions:
         self._pings: dict[str, asyncio.Future] = {}
         #: a join was confirmed: from then on a new connection may have missed messages
         self._confirmed_once = False
+        self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
 
     def _open(self) -> _PubSub:
@@ -320,24 +321,29 @@ class _Subscriptions:
 
     async def join(self, topic: str) -> None:
         """Subscribed to ``topic`` (if not yet), and Redis has confirmed it."""
-        pubsub = self._open()
         if topic not in self.topics:
             self.topics.add(topic)
             try:
-                await pubsub.subscribe(topic)
+                await self._send(lambda pubsub: pubsub.subscribe(topic))
             except BaseException:
                 self.topics.discard(topic)
                 raise
-        if self._reader is None or self._reader.done():  # once there is a connection to read
-            self._reader = asyncio.get_running_loop().create_task(
-                self._read(), name="stormui-layer-subscriptions"
-            )
         await self._confirmed()
 
     async def leave(self, topic: str) -> None:
-        if topic in self.topics and self._pubsub is not None:
+        if topic in self.topics:
             self.topics.discard(topic)
-            await self._pubsub.unsubscribe(topic)
+            await self._send(lambda pubsub: pubsub.unsubscribe(topic))
+
+    async def _send(self, command) -> None:
+        """Runs ``command(pubsub)``, one at a time: redis-py's pub/sub makes its connection
+        on the first command, and two made at once would each make one."""
+        async with self._lock:
+            await command(self._open())
+            if self._reader is None or self._reader.done():  # a connection to read, now
+                self._reader = asyncio.get_running_loop().create_task(
+                    self._read(), name="stormui-layer-subscriptions"
+                )
 
     def leave_soon(self, topic: str) -> None:
         async def leave():
@@ -354,7 +360,7 @@ class _Subscriptions:
         token = uuid.uuid4().hex
         answered = self._pings[token] = asyncio.get_running_loop().create_future()
         try:
-            await self._pubsub.ping(token)
+            await self._send(lambda pubsub: pubsub.ping(token))
             await asyncio.wait_for(answered, SUBSCRIBE_TIMEOUT_SECS)
         finally:
             self._pings.pop(token, None)
@@ -376,6 +382,11 @@ class _Subscriptions:
                 raise
             except CONNECTION_ERRORS as exc:
                 self.layer._failed(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECS)
+                continue
+            except Exception:  # never end silently: every socket of the process hears here
+                log.exception("reading the layer's subscriptions failed")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECS)
                 continue

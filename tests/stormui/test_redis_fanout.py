@@ -125,6 +125,22 @@ async def test_a_sockets_join_holds_every_message_sent_after_it(redis_server, pr
         assert here.got[channel] == [{"type": "page.changed", "n": n}]
 
 
+async def test_sockets_joining_all_at_once_share_one_subscription(redis_server, processes):
+    here, relay = processes(), processes()
+    # as many browsers arriving together: the first joins make the connection meanwhile
+    channels = await asyncio.gather(*(here.socket("errors", "status") for _ in range(50)))
+    assert await subscribers(redis_server.url, here.layer.topic("errors")) == 1
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        clients = await client.client_list()
+    finally:
+        await client.aclose()
+    assert sum(1 for c in clients if int(c.get("sub", 0))) == 1  # one connection subscribes
+    await relay.layer.group_send("errors", {"type": "probe"})
+    await here.until(lambda: all(here.got[c] for c in channels))
+    assert all(here.got[c] == [{"type": "probe"}] for c in channels)
+
+
 async def test_the_last_socket_to_leave_a_group_ends_its_subscription(redis_server, processes):
     here, relay = processes(), processes()
     first, second = await here.socket("errors"), await here.socket("errors")
