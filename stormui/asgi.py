@@ -6,13 +6,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stormui.settings")
 # Django must be set up before anything imports models
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import WebsocketDenier  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from stormui.scheduler import StartsScheduler  # noqa: E402
 from stormui.security import SameOriginValidator  # noqa: E402
+from stormui.sockets import SocketAuthMiddlewareStack  # noqa: E402
 from stormui.urls.sockets import websocket_urlpatterns  # noqa: E402
 
 application = StartsScheduler(
@@ -20,7 +20,7 @@ application = StartsScheduler(
         {
             "http": django_asgi_app,
             "websocket": SameOriginValidator(
-                AuthMiddlewareStack(
+                SocketAuthMiddlewareStack(
                     URLRouter(
                         [
                             *websocket_urlpatterns,
