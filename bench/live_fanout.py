@@ -26,6 +26,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -91,20 +92,32 @@ async def run(args, base_urls: list[str], writer, daphne_pids: list[int], relay_
     before = usage(daphne_pids)
     relay_before = live_servers.process_usage(relay_pid) if relay_pid else None
     me_before = live_servers.process_usage(os.getpid())
-    started = time.monotonic()
     total = int(args.rate * args.secs)
     interval = 1.0 / args.rate
     peak_rss = 0
-    for n in range(total):
-        due = started + n * interval
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        text = f"fanout {n} {uuid.uuid4().hex[:6]}"
-        sent_at[text] = time.perf_counter()
-        await asyncio.to_thread(writer.report_task_error, STORM, n % TASKS, text)
-        if n % args.rate == 0:
-            peak_rss = max(peak_rss, usage(daphne_pids)["rss_bytes"])
+    written = threading.Event()
+
+    def write_all() -> None:
+        # its own thread: on the clients' event loop, busy with thousands of sockets, the
+        # writes fell behind their schedule (15 to 19 a second of 20) and then came in bursts
+        nonlocal peak_rss
+        try:
+            for n in range(total):
+                delay = started + n * interval - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                text = f"fanout {n} {uuid.uuid4().hex[:6]}"
+                sent_at[text] = time.perf_counter()
+                writer.report_task_error(STORM, n % TASKS, text)
+                if n % args.rate == 0:
+                    peak_rss = max(peak_rss, usage(daphne_pids)["rss_bytes"])
+        finally:
+            written.set()  # a failed write ends the run (its trace is printed) with what came
+
+    started = time.monotonic()
+    thread = threading.Thread(target=write_all, name="bench-writer", daemon=True)
+    thread.start()
+    await asyncio.to_thread(written.wait)
     write_wall = time.monotonic() - started
     # let the last ones arrive
     deadline = time.monotonic() + 15

@@ -159,8 +159,10 @@ class ErrorBatch(Item):
 
     __slots__ = ("errors",)
 
-    def __init__(self, errors, source):
-        super().__init__(None, source, max(e[0] for e in errors) if errors else None, strict=True)
+    def __init__(self, errors, source, version=None):
+        if version is None and errors:
+            version = max(e[0] for e in errors)
+        super().__init__(None, source, version, strict=True)
         self.errors = errors
 
     def texts_after(self, mark, held=frozenset()) -> list[str]:
@@ -455,7 +457,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     def errors_reported(self, event):
         # one batch is one entry, so a burst never overflows a socket that keeps up; each
         # error is still its own message, and those the last snapshot holds are left out
-        self.outbox.put(ErrorBatch(event["errors"], event["source"]))
+        self.outbox.put(ErrorBatch(event["errors"], event["source"], event.get("version")))
 
 
 _RELAY_EVENTS = {

@@ -143,6 +143,17 @@ def error_key(error) -> str | None:
     return f"{error.storm_id}/{error.task_id}/{error.seq}"
 
 
+def errors_event(token: str, errors: list) -> dict:
+    """The relay's message for a batch of errors (``[version, text, key]`` each), with the
+    batch's newest version worked out once here, not by each socket it reaches."""
+    return {
+        "type": "errors.reported",
+        "source": token,
+        "errors": errors,
+        "version": max((e[0] for e in errors), default=None),
+    }
+
+
 #: the source whose copy :func:`watch_copy` watches (a follower's)
 _watched = None
 
@@ -660,14 +671,9 @@ class Relay:
             item = [version, encode({**shapes.error_message(view), "html": html}), error_key(view)]
             everything.append(item)
             by_storm.setdefault(storm_id, []).append(item)
-        await self._send(
-            ERRORS_GROUP, {"type": "errors.reported", "source": self.token, "errors": everything}
-        )
+        await self._send(ERRORS_GROUP, errors_event(self.token, everything))
         for storm_id, items in by_storm.items():
-            await self._send(
-                storm_group(storm_id),
-                {"type": "errors.reported", "source": self.token, "errors": items},
-            )
+            await self._send(storm_group(storm_id), errors_event(self.token, items))
         self.sent["errors"] += len(everything)
 
     def _storm_name(self, storm_id: str) -> str | None:
