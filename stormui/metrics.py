@@ -67,9 +67,12 @@ class LayerHealth:
             self.failures += 1
 
     def reconnected(self) -> None:
+        """The layer answers again: one reconnect per time it was lost, however many of its
+        connections (the lists', the subscriptions') tell."""
         with self._lock:
+            if not self.up:
+                self.reconnects += 1
             self.up = True
-            self.reconnects += 1
 
 
 #: the channel layer's reachability in this process

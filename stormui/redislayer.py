@@ -270,6 +270,10 @@ class FanOutRedisChannelLayer(ReconnectingRedisChannelLayer):
         }
         for channel in channels:
             self._hand(channel, dict(RECONNECTED))
+        if (
+            metrics.channel_layer.up
+        ):  # redis-py made it again before a read failed: lost all the same
+            metrics.channel_layer.failed()
         metrics.channel_layer.reconnected()
         log.warning("Redis answers the subscriptions again: %d sockets resync", len(channels))
 

@@ -148,3 +148,17 @@ async def test_sockets_and_messages_are_counted(live_cluster):
     await comm.disconnect()
     after = await asyncio.to_thread(samples)
     assert after[storm_sockets] == before[storm_sockets]
+
+
+def test_one_outage_counts_one_reconnect_whichever_connections_tell():
+    from stormui.metrics import LayerHealth
+
+    health = LayerHealth()
+    health.failed()  # the lists' receive
+    health.failed()  # the subscriptions' reader
+    health.reconnected()
+    health.reconnected()  # the other one finds Redis too
+    assert health.up and health.failures == 2 and health.reconnects == 1
+    health.failed()
+    health.reconnected()
+    assert health.reconnects == 2
