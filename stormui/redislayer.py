@@ -270,9 +270,7 @@ class FanOutRedisChannelLayer(ReconnectingRedisChannelLayer):
         }
         for channel in channels:
             self._hand(channel, dict(RECONNECTED))
-        if (
-            metrics.channel_layer.up
-        ):  # redis-py made it again before a read failed: lost all the same
+        if metrics.channel_layer.up:  # made again before a read failed: lost all the same
             metrics.channel_layer.failed()
         metrics.channel_layer.reconnected()
         log.warning("Redis answers the subscriptions again: %d sockets resync", len(channels))
