@@ -324,7 +324,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         # join before the snapshot is built, so that no change falls between the two
         groups = [live.STATUS_GROUP, *self.page_groups()]
         attach = getattr(self.channel_layer, "attach", None)
-        if attach is not None:  # the in-process layer hands messages over without a queue
+        if attach is not None:  # both of the project's layers hand group messages over at once
             attach(self.channel_name, self.take_event)
         try:
             for group in groups:
@@ -381,12 +381,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await super().dispatch(message)
 
     async def relay_event(self, event):
-        """Take one of the relay's events from the layer's receive loop (Redis)."""
+        """Take one of the relay's events from the layer's receive loop (from a layer that
+        does not hand them over)."""
         self.take_event(event)
 
     def take_event(self, event) -> None:
-        """Take one of the relay's events: queue it on the socket's outbox. The in-process
-        layer calls this itself for each message (:meth:`FanOutChannelLayer.attach`)."""
+        """Take one of the relay's events: queue it on the socket's outbox. Both layers
+        (in-process and Redis) call this themselves for each group message (``attach``)."""
         if self.outbox is not None:
             _RELAY_EVENTS[event["type"]](self, event)
 
