@@ -164,6 +164,7 @@ class FanOutRedisChannelLayer(ReconnectingRedisChannelLayer):
         self._local: dict[str, set[str]] = {}
         #: shard index -> this process's subscriptions on it
         self._subscribers: dict[int, _Subscriptions] = {}
+        self._topic_prefix = f"{self.prefix}:fanout:"  # (:meth:`topic`)
 
     def attach(self, channel: str, handler) -> None:
         """Hand ``channel``'s group messages to ``handler(message)`` (on the loop, at once;
@@ -177,7 +178,7 @@ class FanOutRedisChannelLayer(ReconnectingRedisChannelLayer):
 
     def topic(self, group: str) -> str:
         """The Redis pub/sub channel a group's messages are published on."""
-        return f"{self.prefix}:fanout:{group}"
+        return f"{self._topic_prefix}{group}"
 
     def _subscriptions(self, group: str) -> _Subscriptions:
         index = self.consistent_hash(group)
@@ -242,7 +243,7 @@ class FanOutRedisChannelLayer(ReconnectingRedisChannelLayer):
 
     def _deliver(self, topic: str, data: bytes) -> None:
         """A group's message from Redis: decoded once, handed to every member here."""
-        group = topic.removeprefix(f"{self.prefix}:fanout:")
+        group = topic.removeprefix(self._topic_prefix)
         members = self._local.get(group)
         if not members:
             return
@@ -380,15 +381,11 @@ class _Subscriptions:
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=None)
-            except asyncio.CancelledError:
-                raise
-            except CONNECTION_ERRORS as exc:
-                self.layer._failed(exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_SECS)
-                continue
-            except Exception:  # never end silently: every socket of the process hears here
-                log.exception("reading the layer's subscriptions failed")
+            except Exception as exc:  # never end: every socket of the process hears here
+                if isinstance(exc, CONNECTION_ERRORS):
+                    self.layer._failed(exc)
+                else:
+                    log.exception("reading the layer's subscriptions failed")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECS)
                 continue

@@ -56,13 +56,9 @@ async def subscribers(url: str, topic: str) -> int:
 async def until_subscribers(url: str, topic: str, count: int) -> None:
     """Waits until Redis counts ``count`` subscribers of ``topic`` (an unsubscribe is sent
     at once but run by Redis after the call returns)."""
-    client = aioredis.Redis.from_url(url)
-    try:
-        async with asyncio.timeout(WAIT):
-            while dict(await client.pubsub_numsub(topic))[topic.encode()] != count:
-                await client.ping()  # a round trip: Redis has run what came before
-    finally:
-        await client.aclose()
+    async with asyncio.timeout(WAIT):
+        while await subscribers(url, topic) != count:
+            pass
 
 
 @pytest_asyncio.fixture
