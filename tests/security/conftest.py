@@ -116,3 +116,18 @@ def assert_no_trace(response) -> None:
     body = response.content.decode("utf-8", errors="replace")
     for marker in TRACE_MARKERS:
         assert marker not in body, (response.status_code, marker, body[:2000])
+
+
+@pytest.fixture(autouse=True)
+def kazoo_keeps_its_own_random(monkeypatch):
+    """kazoo's threads (the tests' mirrors and sessions) draw their jitter from the ``random``
+    module while a fuzz test's Hypothesis draws an example; Hypothesis takes that for a
+    strategy using ``random`` and warns (a HypothesisDeprecationWarning, now and then).
+    Each gets a generator of its own here, for every test of this folder."""
+    import random
+
+    import kazoo.protocol.connection
+    import kazoo.retry
+
+    monkeypatch.setattr(kazoo.protocol.connection, "random", random.Random())
+    monkeypatch.setattr(kazoo.retry, "random", random.Random())

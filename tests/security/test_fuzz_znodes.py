@@ -56,20 +56,6 @@ WINDOWS = ("600", "10800", "86400", "all-time")
 API_WINDOWS = ("600", "10800", "86400", "all-time", ":all-time")
 
 
-@pytest.fixture(autouse=True)
-def kazoo_keeps_its_own_random(monkeypatch):
-    """kazoo's threads draw their jitter from the ``random`` module while Hypothesis draws an
-    example; Hypothesis takes that for a strategy using ``random`` and warns (a
-    HypothesisDeprecationWarning, now and then). Each gets a generator of its own here."""
-    import random
-
-    import kazoo.protocol.connection
-    import kazoo.retry
-
-    monkeypatch.setattr(kazoo.protocol.connection, "random", random.Random())
-    monkeypatch.setattr(kazoo.retry, "random", random.Random())
-
-
 # -- strategies ------------------------------------------------------------------------------
 
 
